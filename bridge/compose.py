@@ -1,0 +1,155 @@
+"""Turning what a user typed (``/sms`` text or the modal's fields) into a valid ``SendRequest`` or precise errors.
+
+Owns: the slash-command grammar, the validation rules shared by the command and the modal, and their wording.
+Must not import: aiohttp, Slack packages, storage, ``handlers``. Pure functions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from bridge.model import SendRequest
+from bridge.slack_text import replace_tel_links, unescape_slack
+from sw_api.text import MAX_BODY_CHARS, MAX_MEDIA, InvalidNumber, format_number, normalize_number, normalize_sender
+
+USAGE = (
+    "*Text someone from Slack*\n"
+    "• `/sms +1 555 123 4567 Running 10 min late` sends right away\n"
+    "• `/sms` opens a form (pick the sender number, add pictures, choose the channel for receipts)\n"
+    "• Numbers can be typed as `+15551234567`, `+1 555-123-4567` or `(555) 123-4567` ({region} numbers)\n"
+    "Delivery receipts appear in the thread of the message the bot posts."
+)
+
+# A token that may be part of a phone number as people type it.
+_NUMBER_TOKEN = re.compile(r"^[+(]?[0-9][0-9().\-]*$|^\+$")
+
+
+class ComposeError(ValueError):
+    """Input that cannot become a send; ``field`` is the modal block it belongs to."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class SlashInput:
+    """What ``/sms`` asked for: ``help``, the compose modal, or a quick send (number and text as typed)."""
+
+    kind: str  # "help" | "modal" | "send"
+    number: str = ""
+    text: str = ""
+
+
+def parse_slash_text(raw: str, default_region: str) -> SlashInput:
+    """Split ``/sms`` text into a number and a message: the longest leading run of number-like words that
+    reads as a phone number is the number; the rest is the message."""
+    text = replace_tel_links(unescape_slack(raw)).strip()
+    if not text:
+        return SlashInput("modal")
+    if text.lower() in ("help", "-h", "--help", "?"):
+        return SlashInput("help")
+    words = text.split(" ")
+    run = 0
+    while run < len(words) and (_NUMBER_TOKEN.match(words[run]) or words[run] == ""):
+        run += 1
+    if run == 0:
+        raise ComposeError("to", f"`{words[0]}` is not a phone number. Start with the number, e.g. "
+                           "`/sms +1 555 123 4567 Running late` — or type `/sms help`.")
+    for end in range(run, 0, -1):
+        candidate = " ".join(words[:end]).strip()
+        try:
+            normalize_number(candidate, default_region)
+        except InvalidNumber:
+            continue
+        return SlashInput("send", number=candidate, text=" ".join(words[end:]).strip())
+    # Report the error for the whole run, which is what the user meant as the number.
+    try:
+        normalize_number(" ".join(words[:run]), default_region)
+    except InvalidNumber as exc:
+        raise ComposeError("to", f"{exc}. Type it with its country code, e.g. `+1 555 123 4567`.") from exc
+    raise AssertionError("unreachable: a number that failed must fail again")  # pragma: no cover
+
+
+def validate_send(
+    *,
+    to: str,
+    body: str,
+    from_: str | None,
+    from_numbers: Sequence[str],
+    default_region: str,
+    user_id: str,
+    channel_id: str,
+    team_id: str = "",
+    media_text: str = "",
+    send_as_mms: bool = False,
+    origin: str = "command",
+) -> SendRequest:
+    """Validate every field; raises the first ``ComposeError`` for a command, see ``validate_all`` for modals."""
+    errors = validate_all(
+        to=to, body=body, from_=from_, from_numbers=from_numbers, default_region=default_region,
+        media_text=media_text,
+    )
+    if errors:
+        field, message = next(iter(errors.items()))
+        raise ComposeError(field, message)
+    return SendRequest(
+        user_id=user_id,
+        channel_id=channel_id,
+        team_id=team_id,
+        to=normalize_number(to, default_region),
+        from_=normalize_sender(from_, default_region) if from_ else from_numbers[0],
+        body=body.strip(),
+        media=parse_media(media_text),
+        send_as_mms=send_as_mms,
+        origin=origin,
+    )
+
+
+def parse_media(media_text: str) -> tuple[str, ...]:
+    return tuple(line.strip() for line in media_text.splitlines() if line.strip())
+
+
+def validate_all(
+    *,
+    to: str,
+    body: str,
+    from_: str | None,
+    from_numbers: Sequence[str],
+    default_region: str,
+    media_text: str = "",
+) -> dict[str, str]:
+    """Every problem, keyed by the modal block it belongs to (``to``, ``body``, ``from``, ``media``)."""
+    errors: dict[str, str] = {}
+    try:
+        normalize_number(to, default_region)
+    except InvalidNumber as exc:
+        errors["to"] = f"{exc}. Use the full number with country code, e.g. +1 555 123 4567."
+    media = parse_media(media_text)
+    text = body.strip()
+    if not text and not media:
+        errors["body"] = "The message is empty. Type the text to send."
+    elif len(text) > MAX_BODY_CHARS:
+        errors["body"] = (
+            f"The message is {len(text)} characters; SMS allows at most {MAX_BODY_CHARS}. "
+            f"Shorten it by {len(text) - MAX_BODY_CHARS}."
+        )
+    if from_:
+        try:
+            sender = normalize_sender(from_, default_region)
+        except InvalidNumber:
+            sender = from_
+        if sender not in from_numbers:
+            allowed = ", ".join(format_number(n) for n in from_numbers)
+            errors["from"] = f"{from_} is not one of this workspace's sender numbers ({allowed})."
+    if len(media) > MAX_MEDIA:
+        errors["media"] = f"{len(media)} media URLs given; at most {MAX_MEDIA} are allowed."
+    else:
+        bad = [url for url in media if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc]
+        if bad:
+            errors["media"] = f"Not an http(s) URL: {bad[0]}. Put one public http(s) URL per line."
+    return errors

@@ -1,0 +1,184 @@
+"""The bridge's configuration: one frozen object built from the environment, read in exactly this place.
+
+Owns: every environment variable's name, default, validation and example value; masking secrets in ``repr``.
+Must not import: aiohttp, Slack packages, ``handlers``. ``bot.py`` calls ``Config.from_env`` once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sw_api.sansio import base_url_for_space
+from sw_api.text import InvalidNumber, normalize_sender
+
+SIMULATOR = "simulator"
+
+
+class ConfigError(ValueError):
+    """One variable is missing or malformed. ``str()`` is the one line start-up prints."""
+
+    def __init__(self, name: str, problem: str, example: str) -> None:
+        super().__init__(f"{name} {problem} (example: {name}={example})")
+        self.name = name
+
+
+def _secret_repr(value: str) -> str:
+    return "''" if not value else f"'{value[:4]}…'"
+
+
+@dataclass(frozen=True)
+class Config:
+    slack_bot_token: str = field(repr=False)
+    slack_signing_secret: str = field(repr=False)
+    signalwire_space_url: str
+    signalwire_project_id: str
+    signalwire_api_token: str = field(repr=False)
+    from_numbers: tuple[str, ...]
+    public_url: str
+    slack_app_token: str = field(default="", repr=False)
+    slack_api_url: str = "https://slack.com/api/"
+    signalwire_signing_key: str = field(default="", repr=False)
+    host: str = "0.0.0.0"
+    port: int = 3000
+    database_url: str = "sqlite:///data/sms-bridge.db"
+    default_region: str = "US"
+    inbound_channel: str = ""
+    number_channels: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"Config(space={self.signalwire_space_url!r}, project_id={self.signalwire_project_id!r}, "
+            f"from_numbers={self.from_numbers!r}, public_url={self.public_url!r}, host={self.host!r}, "
+            f"port={self.port}, database_url={self.database_url!r}, socket_mode={self.socket_mode}, "
+            f"slack_bot_token={_secret_repr(self.slack_bot_token)}, "
+            f"signalwire_api_token={_secret_repr(self.signalwire_api_token)}, "
+            f"signing_key={'set' if self.signalwire_signing_key else 'unset'})"
+        )
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.slack_app_token)
+
+    @property
+    def simulated(self) -> bool:
+        """True when SignalWire is the built-in simulator: no real SMS leaves this process."""
+        return self.signalwire_space_url == SIMULATOR
+
+    @property
+    def default_from(self) -> str:
+        return self.from_numbers[0]
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///"))
+        return None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Config:
+        """Build and validate; raises ``ConfigError`` naming the first bad variable."""
+
+        def get(name: str, default: str = "") -> str:
+            return environ.get(name, default).strip()
+
+        def required(name: str, example: str) -> str:
+            value = get(name)
+            if not value:
+                raise ConfigError(name, "is not set", example)
+            return value
+
+        bot_token = required("SLACK_BOT_TOKEN", "xoxb-1234-5678-abcdef")
+        if not bot_token.startswith("xoxb-"):
+            raise ConfigError("SLACK_BOT_TOKEN", "must be a bot token starting with xoxb-", "xoxb-1234-5678-abcdef")
+        app_token = get("SLACK_APP_TOKEN")
+        if app_token and not app_token.startswith("xapp-"):
+            raise ConfigError("SLACK_APP_TOKEN", "must be an app-level token starting with xapp-", "xapp-1-A0-1-ab")
+        signing_secret = get("SLACK_SIGNING_SECRET")
+        if not signing_secret and not app_token:
+            raise ConfigError("SLACK_SIGNING_SECRET", "is not set (needed unless SLACK_APP_TOKEN enables Socket Mode)",
+                              "8f742231b10e8888abcd99yyyzzz85a5")
+
+        space = required("SIGNALWIRE_SPACE_URL", "example.signalwire.com")
+        if space != SIMULATOR:
+            try:
+                base_url_for_space(space)
+            except ValueError as exc:
+                raise ConfigError("SIGNALWIRE_SPACE_URL", f"is not a space name or URL ({exc})",
+                                  "example.signalwire.com") from exc
+        simulated = space == SIMULATOR
+        project_id = get("SIGNALWIRE_PROJECT_ID") if simulated else required(
+            "SIGNALWIRE_PROJECT_ID", "1f0e9c52-5d6f-4a3e-9a77-2b6c0d9e8f10")
+        api_token = get("SIGNALWIRE_API_TOKEN") if simulated else required("SIGNALWIRE_API_TOKEN", "PTabc123…")
+
+        region = get("DEFAULT_REGION", "US").upper()
+        if not re.fullmatch(r"[A-Z]{2}", region):
+            raise ConfigError("DEFAULT_REGION", "must be a two-letter ISO country code", "US")
+
+        raw_numbers = [n for n in get("SIGNALWIRE_FROM_NUMBERS").split(",") if n.strip()]
+        if not raw_numbers:
+            if not simulated:
+                raise ConfigError("SIGNALWIRE_FROM_NUMBERS", "is not set", "+15557770000,+15557770001")
+            raw_numbers = ["+15557770000"]
+        from_numbers: list[str] = []
+        for raw in raw_numbers:
+            try:
+                number = normalize_sender(raw, region)
+            except InvalidNumber as exc:
+                raise ConfigError("SIGNALWIRE_FROM_NUMBERS", f"has a bad entry: {exc}", "+15557770000") from exc
+            if number not in from_numbers:
+                from_numbers.append(number)
+
+        public_url = get("PUBLIC_URL").rstrip("/")
+        if public_url:
+            parts = urlsplit(public_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+                raise ConfigError("PUBLIC_URL", "must be an http(s) base URL without a query",
+                                  "https://sms.example.com")
+        elif not simulated:
+            raise ConfigError("PUBLIC_URL", "is not set (SignalWire must reach /signalwire/status)",
+                              "https://sms.example.com")
+
+        port_text = get("PORT", "3000")
+        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            raise ConfigError("PORT", "must be a TCP port number", "3000")
+
+        database_url = get("DATABASE_URL", "sqlite:///data/sms-bridge.db")
+        if not database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ConfigError("DATABASE_URL", "must be a sqlite:/// or postgresql:// URL", "sqlite:///data/sms-bridge.db")
+
+        inbound_channel = get("INBOUND_CHANNEL")
+        if inbound_channel and not re.fullmatch(r"[CGD][A-Z0-9]{2,}", inbound_channel):
+            raise ConfigError("INBOUND_CHANNEL", "must be a Slack channel id", "C0123456789")
+        number_channels: dict[str, str] = {}
+        for entry in filter(None, (e.strip() for e in get("NUMBER_CHANNELS").split(","))):
+            number, sep, channel = entry.partition(":")
+            try:
+                key = normalize_sender(number, region)
+            except InvalidNumber as exc:
+                raise ConfigError("NUMBER_CHANNELS", f"has a bad number: {exc}", "+15557770000:C123") from exc
+            if not sep or not re.fullmatch(r"[CGD][A-Z0-9]{2,}", channel.strip()):
+                raise ConfigError("NUMBER_CHANNELS", f"entry {entry!r} is not NUMBER:CHANNEL_ID", "+15557770000:C123")
+            number_channels[key] = channel.strip()
+
+        return cls(
+            slack_bot_token=bot_token,
+            slack_signing_secret=signing_secret,
+            slack_app_token=app_token,
+            slack_api_url=get("SLACK_API_URL", "https://slack.com/api/").rstrip("/") + "/",
+            signalwire_space_url=space,
+            signalwire_project_id=project_id,
+            signalwire_api_token=api_token,
+            signalwire_signing_key=get("SIGNALWIRE_SIGNING_KEY"),
+            from_numbers=tuple(from_numbers),
+            public_url=public_url,
+            host=get("HOST", "0.0.0.0"),
+            port=int(port_text),
+            database_url=database_url,
+            default_region=region,
+            inbound_channel=inbound_channel,
+            number_channels=number_channels,
+        )

@@ -1,0 +1,98 @@
+"""The bridge's domain values: an outbound SMS and its lifecycle, a status record, a send request.
+
+Owns: the send lifecycle (``SendState``) and which status transitions are progress.
+Must not import: aiohttp, Slack packages, storage drivers, ``handlers``. Pure data.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sw_api.models import MessageStatus
+
+
+class SendState(enum.StrEnum):
+    """Where our attempt to hand the message to SignalWire stands (not the carrier's delivery status)."""
+
+    PENDING = "pending"          # intent stored, SignalWire not called yet
+    SUBMITTING = "submitting"    # the POST is in flight
+    ACCEPTED = "accepted"        # SignalWire answered 201: ``sw_id`` is known
+    REJECTED = "rejected"        # certainly not sent (4xx, connection refused): ``error_*`` says why
+    UNKNOWN = "unknown"          # timeout / lost connection / 5xx: it may or may not exist at SignalWire
+
+
+def new_ref() -> str:
+    """Our own reference for an outbound message: unguessable, safe in a URL."""
+    return secrets.token_hex(12)
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """A validated request to text someone, from the slash command, the modal or a Retry button."""
+
+    user_id: str
+    channel_id: str
+    to: str
+    from_: str
+    body: str
+    media: tuple[str, ...] = ()
+    send_as_mms: bool = False
+    team_id: str = ""
+    origin: str = "command"
+    retry_of: str | None = None
+    thread_ts: str | None = None  # post receipts into this existing thread instead of a new parent
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSms:
+    """One outbound message as the store keeps it."""
+
+    ref: str
+    created_at: datetime
+    updated_at: datetime
+    user_id: str
+    channel_id: str
+    to: str
+    from_: str
+    body: str
+    media: tuple[str, ...] = ()
+    send_as_mms: bool = False
+    team_id: str = ""
+    origin: str = "command"
+    state: SendState = SendState.PENDING
+    sw_id: str | None = None
+    status: MessageStatus | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    segments: int | None = None
+    parent_ts: str | None = None
+    retry_of: str | None = None
+
+    @property
+    def is_mms(self) -> bool:
+        return bool(self.media) or self.send_as_mms
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRecord:
+    """One delivery status we received for an outbound message."""
+
+    ref: str
+    status: MessageStatus
+    event_at: datetime | None
+    received_at: datetime
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """What recording a callback did: ``new`` (not a duplicate) and ``advanced`` (moved the message forward)."""
+
+    new: bool
+    advanced: bool
+    sms: OutboundSms
+    history: tuple[StatusRecord, ...] = field(default_factory=tuple)

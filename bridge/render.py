@@ -1,0 +1,174 @@
+"""What the bridge shows in Slack: the parent message of an SMS, its thread receipts, and failure explanations.
+
+Owns: wording, emoji, Block Kit JSON (as plain dicts) and the plain-language meaning of carrier error codes.
+Must not import: aiohttp, Slack packages, storage, ``handlers``. Pure functions of ``OutboundSms`` values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.model import OutboundSms, SendState
+from bridge.slack_text import escape_mrkdwn, quote
+from sw_api.models import MessageStatus
+from sw_api.text import format_number, segment_info
+
+RETRY_ACTION = "sms_retry"
+
+SIMULATED_NOTE = "🧪 Simulator: no real SMS was sent."
+
+# Plain-language meaning of the delivery error codes people actually meet (shared/signalwire/FACTS.md).
+CARRIER_ERRORS: dict[str, str] = {
+    "30003": "The phone is unreachable: switched off, out of coverage or not accepting texts. Try again later.",
+    "30004": "The recipient's carrier or the recipient blocked this message.",
+    "30005": "The number is unknown to the carrier: it may not exist or is no longer in service. Check it.",
+    "30006": "The number is a landline or cannot receive SMS. Call instead, or use a mobile number.",
+    "30007": "The carrier filtered the message as spam. Rephrase it (avoid link shorteners, all caps) "
+    "and check the sender number's 10DLC campaign registration.",
+    "30008": "The carrier reported an unknown error. Retrying once is reasonable.",
+    "21610": "The recipient opted out by replying STOP. They must text START to this number before you can "
+    "reach them again.",
+    "21611": "SignalWire's queue for this sender is full. Wait a minute and retry.",
+    "30022": "The sender number exceeded its 10DLC throughput limit. Slow down and retry shortly.",
+    "30027": "The sender number reached its daily 10DLC limit. Retry tomorrow or use another number.",
+    "unreachable_destination_handset": "The phone is unreachable. Try again later.",
+    "carrier_violation": "The carrier refused the message under its content rules.",
+    "message_filtered": "The carrier filtered the message as spam. Rephrase it.",
+    "rate_limit_exceeded": "Too many messages too fast. Wait a moment and retry.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Badge:
+    emoji: str
+    label: str
+
+
+def badge(sms: OutboundSms) -> Badge:
+    """The one-glance status of an outbound message."""
+    if sms.state is SendState.REJECTED:
+        return Badge("⛔", "Not sent")
+    if sms.state is SendState.UNKNOWN and sms.status is None:
+        return Badge("❓", "Outcome unknown")
+    if sms.state in (SendState.PENDING, SendState.SUBMITTING) and sms.status is None:
+        return Badge("⏳", "Sending…")
+    status = sms.status or MessageStatus.QUEUED
+    if status is MessageStatus.SENT and sms.is_mms:
+        return Badge("📤", "Sent to carrier (MMS has no delivery receipt)")
+    return STATUS_BADGES[status]
+
+
+STATUS_BADGES: dict[MessageStatus, Badge] = {
+    MessageStatus.QUEUED: Badge("🕓", "Queued at SignalWire"),
+    MessageStatus.INITIATED: Badge("🕓", "Handed to the carrier"),
+    MessageStatus.SENT: Badge("📤", "Sent to carrier"),
+    MessageStatus.DELIVERED: Badge("✅", "Delivered"),
+    MessageStatus.READ: Badge("👀", "Read"),
+    MessageStatus.UNDELIVERED: Badge("❌", "Undelivered"),
+    MessageStatus.FAILED: Badge("❌", "Failed"),
+    MessageStatus.RECEIVED: Badge("📥", "Received"),
+}
+
+
+def explain(error_code: str | None) -> str | None:
+    return CARRIER_ERRORS.get(error_code or "")
+
+
+def can_retry(sms: OutboundSms) -> bool:
+    return sms.state in (SendState.REJECTED, SendState.UNKNOWN) or (
+        sms.status is not None and sms.status.is_failure
+    )
+
+
+def _retry_button(sms: OutboundSms) -> dict[str, Any]:
+    return {
+        "type": "actions",
+        "block_id": f"retry:{sms.ref}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": RETRY_ACTION,
+                "text": {"type": "plain_text", "text": "Retry", "emoji": True},
+                "value": sms.ref,
+                "style": "primary",
+            }
+        ],
+    }
+
+
+def parent_text(sms: OutboundSms) -> str:
+    """Notification/fallback text of the parent (also what screen readers get)."""
+    b = badge(sms)
+    return f"{b.emoji} {b.label} · SMS to {format_number(sms.to)}"
+
+
+def parent_blocks(sms: OutboundSms, *, simulated: bool = False) -> list[dict[str, Any]]:
+    b = badge(sms)
+    kind = "MMS" if sms.is_mms else "SMS"
+    head = (
+        f"{b.emoji} *{kind} to {format_number(sms.to)}* from {format_number(sms.from_)}"
+        f" · sent by <@{sms.user_id}>"
+    )
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": head}}]
+    if sms.body:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": quote(sms.body)}})
+    if sms.media:
+        links = "\n".join(f"📎 {escape_mrkdwn(url)}" for url in sms.media)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": links}})
+    info = segment_info(sms.body)
+    detail = f"*{b.label}*"
+    if sms.body:
+        detail += f" · {info.characters} chars, {info.encoding}, {sms.segments or info.segments} segment(s)"
+    if sms.error_code or (sms.state is SendState.REJECTED and sms.error_message):
+        detail += f" · error {escape_mrkdwn(sms.error_code or '')}".rstrip()
+    context: list[dict[str, Any]] = [{"type": "mrkdwn", "text": detail}]
+    if simulated:
+        context.append({"type": "mrkdwn", "text": SIMULATED_NOTE})
+    blocks.append({"type": "context", "elements": context})
+    if can_retry(sms):
+        blocks.append(_retry_button(sms))
+    return blocks
+
+
+def receipt_text(sms: OutboundSms, status: MessageStatus) -> str:
+    """The short thread reply for a status change."""
+    if status is MessageStatus.SENT and sms.is_mms:
+        return "📤 Sent to carrier. MMS has no delivery receipt, so this is the final status."
+    b = STATUS_BADGES[status]
+    if status is MessageStatus.QUEUED and sms.segments:
+        return f"{b.emoji} {b.label} ({sms.segments} segment{'s' if sms.segments != 1 else ''})"
+    return f"{b.emoji} {b.label}"
+
+
+def failure_blocks(sms: OutboundSms, headline: str, *, simulated: bool = False) -> list[dict[str, Any]]:
+    """A thread reply that says what failed, SignalWire's own words, what it means, and offers Retry."""
+    lines = [headline]
+    if sms.error_code:
+        lines.append(f"Error code *{escape_mrkdwn(sms.error_code)}*")
+    if sms.error_message:
+        lines.append(f"SignalWire says: “{escape_mrkdwn(sms.error_message)}”")
+    meaning = explain(sms.error_code)
+    if meaning:
+        lines.append(meaning)
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}]
+    if simulated:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": SIMULATED_NOTE}]})
+    blocks.append(_retry_button(sms))
+    return blocks
+
+
+def delivery_failure_headline(sms: OutboundSms) -> str:
+    b = badge(sms)
+    return f"{b.emoji} *{b.label}*: the carrier did not deliver this message."
+
+
+def rejected_headline() -> str:
+    return "⛔ *Not sent*: SignalWire refused the message."
+
+
+def unknown_headline() -> str:
+    return (
+        "❓ *Outcome unknown*: SignalWire did not answer clearly, so the message may or may not have been sent. "
+        "Check with the recipient before pressing Retry."
+    )

@@ -1,0 +1,305 @@
+"""SQLite implementation of ``bridge.store.Store`` through aiosqlite, with a versioned schema.
+
+Owns: the SQL, the migrations (``MIGRATIONS``; append, never edit a released one) and row ↔ value mapping.
+Must not import: aiohttp, Slack packages, ``handlers``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bridge.model import OutboundSms, SendRequest, SendState, StatusChange, StatusRecord
+from bridge.store import StoreUnavailable
+from sw_api.models import MessageStatus
+
+MIGRATIONS: Sequence[str] = (
+    # 1: outbound messages, their status history, and process-wide secrets.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE outbound (
+        ref TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        team_id TEXT NOT NULL DEFAULT '',
+        channel_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        to_number TEXT NOT NULL,
+        from_number TEXT NOT NULL,
+        body TEXT NOT NULL,
+        media TEXT NOT NULL DEFAULT '[]',
+        send_as_mms INTEGER NOT NULL DEFAULT 0,
+        origin TEXT NOT NULL,
+        state TEXT NOT NULL,
+        sw_id TEXT UNIQUE,
+        status TEXT,
+        error_code TEXT,
+        error_message TEXT,
+        segments INTEGER,
+        parent_ts TEXT,
+        retry_of TEXT,
+        retried_by TEXT
+    );
+    CREATE INDEX outbound_thread ON outbound (channel_id, parent_ts);
+    CREATE TABLE status_event (
+        ref TEXT NOT NULL REFERENCES outbound (ref),
+        status TEXT NOT NULL,
+        error_code TEXT,
+        error_message TEXT,
+        event_at TEXT,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (ref, status)
+    );
+    """,
+)
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _row_to_sms(row: aiosqlite.Row) -> OutboundSms:
+    created = _dt(row["created_at"])
+    updated = _dt(row["updated_at"])
+    assert created is not None and updated is not None
+    return OutboundSms(
+        ref=row["ref"],
+        created_at=created,
+        updated_at=updated,
+        team_id=row["team_id"],
+        channel_id=row["channel_id"],
+        user_id=row["user_id"],
+        to=row["to_number"],
+        from_=row["from_number"],
+        body=row["body"],
+        media=tuple(json.loads(row["media"])),
+        send_as_mms=bool(row["send_as_mms"]),
+        origin=row["origin"],
+        state=SendState(row["state"]),
+        sw_id=row["sw_id"],
+        status=None if row["status"] is None else MessageStatus(row["status"]),
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        segments=row["segments"],
+        parent_ts=row["parent_ts"],
+        retry_of=row["retry_of"],
+    )
+
+
+def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
+    received = _dt(row["received_at"])
+    assert received is not None
+    return StatusRecord(
+        ref=row["ref"],
+        status=MessageStatus(row["status"]),
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        event_at=_dt(row["event_at"]),
+        received_at=received,
+    )
+
+
+class SqliteStore:
+    """One aiosqlite connection (SQLite serialises writers anyway); WAL so readers never block the writer."""
+
+    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+        self._db = db
+        self._path = path
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteStore:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+            db.row_factory = aiosqlite.Row
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {path}: {exc}") from exc
+        store = cls(db, path)
+        await store._migrate()
+        return store
+
+    async def _migrate(self) -> None:
+        await self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
+            row = await cur.fetchone()
+        current = (row[0] if row else None) or 0
+        for version, script in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            # executescript commits implicitly, so the version bump rides in the same script.
+            await self._db.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nINSERT INTO schema_version (version) VALUES ({version});\nCOMMIT;"
+            )
+
+    async def schema_version(self) -> int:
+        async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def _one(self, sql: str, params: Sequence[Any]) -> aiosqlite.Row | None:
+        try:
+            async with self._db.execute(sql, params) as cur:
+                return await cur.fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
+
+    async def _all(self, sql: str, params: Sequence[Any]) -> list[aiosqlite.Row]:
+        try:
+            async with self._db.execute(sql, params) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
+
+    async def _write(self, sql: str, params: Sequence[Any]) -> int:
+        try:
+            cur = await self._db.execute(sql, params)
+            return cur.rowcount
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+
+    async def ping(self) -> None:
+        await self._one("SELECT 1", ())
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def secret(self, name: str) -> bytes:
+        key = f"secret:{name}"
+        await self._write("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, secrets.token_hex(32)))
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        assert row is not None
+        return bytes.fromhex(row["value"])
+
+    async def create_outbound(self, ref: str, request: SendRequest, now: datetime) -> OutboundSms:
+        await self._write(
+            """INSERT INTO outbound (ref, created_at, updated_at, team_id, channel_id, user_id, to_number,
+                   from_number, body, media, send_as_mms, origin, state, parent_ts, retry_of)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                ref, _ts(now), _ts(now), request.team_id, request.channel_id, request.user_id, request.to,
+                request.from_, request.body, json.dumps(list(request.media)), int(request.send_as_mms),
+                request.origin, SendState.PENDING.value, request.thread_ts, request.retry_of,
+            ),
+        )
+        return await self._require(ref)
+
+    async def _require(self, ref: str) -> OutboundSms:
+        sms = await self.get_outbound(ref)
+        if sms is None:
+            raise KeyError(f"no outbound message {ref}")
+        return sms
+
+    async def get_outbound(self, ref: str) -> OutboundSms | None:
+        row = await self._one("SELECT * FROM outbound WHERE ref = ?", (ref,))
+        return None if row is None else _row_to_sms(row)
+
+    async def find_by_sw_id(self, sw_id: str) -> OutboundSms | None:
+        row = await self._one("SELECT * FROM outbound WHERE sw_id = ?", (sw_id,))
+        return None if row is None else _row_to_sms(row)
+
+    async def set_parent(self, ref: str, parent_ts: str, now: datetime) -> OutboundSms:
+        await self._write("UPDATE outbound SET parent_ts = ?, updated_at = ? WHERE ref = ?", (parent_ts, _ts(now), ref))
+        return await self._require(ref)
+
+    async def mark_submitting(self, ref: str, now: datetime) -> OutboundSms:
+        await self._write(
+            "UPDATE outbound SET state = ?, updated_at = ? WHERE ref = ?",
+            (SendState.SUBMITTING.value, _ts(now), ref),
+        )
+        return await self._require(ref)
+
+    async def mark_accepted(self, ref: str, sw_id: str, segments: int, now: datetime) -> OutboundSms:
+        await self._write(
+            "UPDATE outbound SET state = ?, sw_id = ?, segments = ?, updated_at = ? WHERE ref = ?",
+            (SendState.ACCEPTED.value, sw_id, segments, _ts(now), ref),
+        )
+        return await self._require(ref)
+
+    async def claim_retry(self, ref: str, user_id: str, now: datetime) -> bool:
+        count = await self._write(
+            "UPDATE outbound SET retried_by = ?, updated_at = ? WHERE ref = ? AND retried_by IS NULL",
+            (user_id, _ts(now), ref),
+        )
+        return count == 1
+
+    async def mark_rejected(self, ref: str, error_code: str | None, error_message: str, now: datetime) -> OutboundSms:
+        await self._write(
+            "UPDATE outbound SET state = ?, error_code = ?, error_message = ?, updated_at = ? WHERE ref = ?",
+            (SendState.REJECTED.value, error_code, error_message, _ts(now), ref),
+        )
+        return await self._require(ref)
+
+    async def mark_unknown(self, ref: str, error_message: str, now: datetime) -> OutboundSms:
+        await self._write(
+            "UPDATE outbound SET state = ?, error_message = ?, updated_at = ? WHERE ref = ?",
+            (SendState.UNKNOWN.value, error_message, _ts(now), ref),
+        )
+        return await self._require(ref)
+
+    async def record_status(
+        self,
+        ref: str,
+        status: MessageStatus,
+        error_code: str | None,
+        error_message: str | None,
+        event_at: datetime | None,
+        now: datetime,
+    ) -> StatusChange:
+        try:
+            # BEGIN IMMEDIATE takes the write lock up front: read-compare-update is atomic across processes.
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = await self._db.execute(
+                    """INSERT OR IGNORE INTO status_event (ref, status, error_code, error_message, event_at,
+                           received_at) VALUES (?, ?, ?, ?, ?, ?)""",
+                    (ref, status.value, error_code, error_message, None if event_at is None else _ts(event_at),
+                     _ts(now)),
+                )
+                new = cur.rowcount == 1
+                async with self._db.execute("SELECT status FROM outbound WHERE ref = ?", (ref,)) as c:
+                    row = await c.fetchone()
+                if row is None:
+                    raise KeyError(f"no outbound message {ref}")
+                current = None if row["status"] is None else MessageStatus(row["status"])
+                advanced = new and (current is None or status.rank > current.rank)
+                if advanced:
+                    await self._db.execute(
+                        """UPDATE outbound SET status = ?, error_code = ?, error_message = ?, updated_at = ?
+                           WHERE ref = ?""",
+                        (status.value, error_code, error_message, _ts(now), ref),
+                    )
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+        sms = await self._require(ref)
+        return StatusChange(new=new, advanced=advanced, sms=sms, history=tuple(await self.history(ref)))
+
+    async def history(self, ref: str) -> list[StatusRecord]:
+        rows = await self._all("SELECT * FROM status_event WHERE ref = ? ORDER BY received_at, rowid", (ref,))
+        return [_row_to_record(r) for r in rows]
+
+    async def thread_messages(self, channel_id: str, parent_ts: str) -> list[OutboundSms]:
+        rows = await self._all(
+            "SELECT * FROM outbound WHERE channel_id = ? AND parent_ts = ? ORDER BY created_at, rowid",
+            (channel_id, parent_ts),
+        )
+        return [_row_to_sms(r) for r in rows]

@@ -1,0 +1,32 @@
+"""Buttons on bridge messages: Retry on a failed or uncertain send.
+
+Owns: action id ``sms_retry``. Must not import: storage or SignalWire modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bridge.render import RETRY_ACTION
+from bridge.service import Bridge
+from handlers.notify import ephemeral_notifier
+
+
+class RetryButton:
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    async def handle(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
+                     client: AsyncWebClient) -> None:
+        await ack()
+        user_id = str((body.get("user") or {}).get("id", ""))
+        channel_id = str((body.get("channel") or {}).get("id", ""))
+        notify = ephemeral_notifier(client, channel_id, user_id) if channel_id else None
+        self.bridge.spawn(self.bridge.retry(str(action.get("value", "")), user_id, notify), name="retry")
+
+
+def register(app: AsyncApp, button: RetryButton) -> None:
+    app.action(RETRY_ACTION)(button.handle)

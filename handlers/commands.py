@@ -1,0 +1,64 @@
+"""The ``/sms`` slash command: quick send, help, or the compose modal.
+
+Owns: answering Slack within milliseconds (validation is pure; sending happens after the ack).
+Must not import: storage or SignalWire modules (sending goes through ``bridge.service.Bridge``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bridge.compose import USAGE, ComposeError, parse_slash_text, validate_send
+from bridge.config import Config
+from bridge.service import Bridge
+from handlers.modals import ComposeModal
+from handlers.notify import respond_notifier
+
+log = logging.getLogger("handlers.commands")
+
+
+class SmsCommand:
+    def __init__(self, bridge: Bridge, config: Config, modal: ComposeModal) -> None:
+        self.bridge = bridge
+        self.config = config
+        self.modal = modal
+
+    async def handle(
+        self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        user_id = str(command.get("user_id", ""))
+        channel_id = str(command.get("channel_id", ""))
+        try:
+            parsed = parse_slash_text(str(command.get("text", "")), self.config.default_region)
+            if parsed.kind == "send":
+                request = validate_send(
+                    to=parsed.number, body=parsed.text, from_=None, from_numbers=self.config.from_numbers,
+                    default_region=self.config.default_region, user_id=user_id, channel_id=channel_id,
+                    team_id=str(command.get("team_id", "")), origin="command",
+                )
+        except ComposeError as exc:
+            await ack(text=f"⚠️ {exc.message}\nNothing was sent. Type `/sms help` for examples.")
+            return
+        if parsed.kind == "help":
+            await ack(text=USAGE.format(region=self.config.default_region))
+            return
+        if parsed.kind == "modal":
+            await ack()
+            try:
+                await self.modal.open(client, str(command.get("trigger_id", "")), channel_id)
+            except SlackApiError as exc:
+                await respond(text=f"⚠️ Could not open the form ({exc.response.get('error')}). Try `/sms` again.",
+                              response_type="ephemeral")
+            return
+        await ack()
+        self.bridge.spawn(self.bridge.submit(request, respond_notifier(respond)), name="submit-command")
+
+
+def register(app: AsyncApp, command: SmsCommand) -> None:
+    app.command("/sms")(command.handle)

@@ -1,0 +1,179 @@
+"""The compose modal: its view, the live character/segment counter, and the submission.
+
+Owns: ``callback_id`` ``sms_compose``, block ids ``to``, ``body``, ``from``, ``media``, ``mms``, ``channel``,
+``counter``; inline errors with ``response_action: errors``.
+Must not import: storage or SignalWire modules (sending goes through ``bridge.service.Bridge``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bridge.compose import ComposeError, validate_all, validate_send
+from bridge.config import Config
+from bridge.service import Bridge
+from handlers.notify import ephemeral_notifier
+from sw_api.text import MAX_BODY_CHARS, format_number, segment_info
+
+log = logging.getLogger("handlers.modals")
+
+CALLBACK_ID = "sms_compose"
+
+
+def counter_text(body: str) -> str:
+    info = segment_info(body)
+    if not body:
+        return f"0 / {MAX_BODY_CHARS} characters"
+    over = " ⚠️ too long" if info.characters > MAX_BODY_CHARS else ""
+    return (
+        f"{info.characters} / {MAX_BODY_CHARS} characters · {info.encoding} · "
+        f"{info.segments} segment{'s' if info.segments != 1 else ''}{over}"
+    )
+
+
+def _input(block_id: str, label: str, element: dict[str, Any], *, optional: bool = False,
+           hint: str | None = None, dispatch: bool = False) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "type": "input",
+        "block_id": block_id,
+        "label": {"type": "plain_text", "text": label},
+        "element": {**element, "action_id": block_id},
+        "optional": optional,
+    }
+    if hint:
+        block["hint"] = {"type": "plain_text", "text": hint}
+    if dispatch:
+        block["dispatch_action"] = True
+    return block
+
+
+def compose_view(
+    *, channel_id: str, from_numbers: tuple[str, ...], body: str = "", simulated: bool = False
+) -> dict[str, Any]:
+    """The modal. ``body`` only feeds the counter: Slack keeps what the user typed across ``views.update``."""
+    blocks: list[dict[str, Any]] = [
+        _input("to", "To", {"type": "plain_text_input", "placeholder": {
+            "type": "plain_text", "text": "+1 555 123 4567"}}, hint="Mobile number with country code"),
+        _input("body", "Message", {
+            "type": "plain_text_input", "multiline": True, "max_length": 3000,
+            "dispatch_action_config": {"trigger_actions_on": ["on_character_entered"]},
+        }, optional=True, dispatch=True),
+        {"type": "context", "block_id": "counter",
+         "elements": [{"type": "mrkdwn", "text": counter_text(body)}]},
+    ]
+    if len(from_numbers) > 1:
+        options = [
+            {"text": {"type": "plain_text", "text": format_number(n)}, "value": n} for n in from_numbers
+        ]
+        blocks.append(_input("from", "From", {
+            "type": "static_select", "options": options, "initial_option": options[0]}))
+    blocks += [
+        _input("media", "Pictures or files (MMS)", {"type": "plain_text_input", "multiline": True,
+               "placeholder": {"type": "plain_text", "text": "https://example.com/photo.jpg"}},
+               optional=True, hint="Public http(s) URLs, one per line, at most 8"),
+        _input("mms", "Options", {"type": "checkboxes", "options": [{
+            "text": {"type": "plain_text", "text": "Send as MMS even without pictures"}, "value": "mms"}]},
+            optional=True),
+        _input("channel", "Post the thread in", {
+            "type": "conversations_select", "default_to_current_conversation": True,
+            "initial_conversation": channel_id,
+            "filter": {"include": ["public", "private"], "exclude_bot_users": True}}),
+    ]
+    if simulated:
+        blocks.append({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": "🧪 Simulator mode: no real SMS will be sent."}]})
+    return {
+        "type": "modal",
+        "callback_id": CALLBACK_ID,
+        "private_metadata": json.dumps({"channel_id": channel_id}),
+        "title": {"type": "plain_text", "text": "Send an SMS"},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    }
+
+
+def _value(values: dict[str, Any], block: str) -> dict[str, Any]:
+    entry = values.get(block, {}).get(block, {})
+    return entry if isinstance(entry, dict) else {}
+
+
+def _text(values: dict[str, Any], block: str) -> str:
+    return str(_value(values, block).get("value") or "")
+
+
+class ComposeModal:
+    def __init__(self, bridge: Bridge, config: Config) -> None:
+        self.bridge = bridge
+        self.config = config
+
+    def view(self, channel_id: str, body: str = "") -> dict[str, Any]:
+        return compose_view(channel_id=channel_id, from_numbers=self.config.from_numbers, body=body,
+                            simulated=self.config.simulated)
+
+    async def open(self, client: AsyncWebClient, trigger_id: str, channel_id: str) -> None:
+        await client.views_open(trigger_id=trigger_id, view=self.view(channel_id))
+
+    async def on_body_change(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        view = body.get("view") or {}
+        values = (view.get("state") or {}).get("values") or {}
+        metadata = _metadata(view)
+        try:
+            await client.views_update(
+                view_id=view.get("id"), hash=view.get("hash"),
+                view=self.view(metadata.get("channel_id", ""), _text(values, "body")),
+            )
+        except SlackApiError as exc:
+            # hash_conflict: the user typed again and a newer update is on its way; nothing to do.
+            log.debug("counter update skipped: %s", exc.response.get("error"))
+
+    async def on_submit(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        view = body.get("view") or {}
+        values = (view.get("state") or {}).get("values") or {}
+        user_id = str((body.get("user") or {}).get("id", ""))
+        team_id = str((body.get("team") or {}).get("id", ""))
+        selected_from = (_value(values, "from").get("selected_option") or {}).get("value")
+        channel_id = _value(values, "channel").get("selected_conversation") or _metadata(view).get("channel_id")
+        fields = dict(
+            to=_text(values, "to"), body=_text(values, "body"), from_=selected_from,
+            from_numbers=self.config.from_numbers, default_region=self.config.default_region,
+            media_text=_text(values, "media"),
+        )
+        errors = validate_all(**fields)  # type: ignore[arg-type]
+        if not channel_id:
+            errors["channel"] = "Pick the channel where the message and its receipts should appear."
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        try:
+            request = validate_send(
+                **fields,  # type: ignore[arg-type]
+                user_id=user_id, channel_id=str(channel_id), team_id=team_id,
+                send_as_mms=bool(_value(values, "mms").get("selected_options")), origin="modal",
+            )
+        except ComposeError as exc:  # pragma: no cover - validate_all already said everything
+            await ack(response_action="errors", errors={exc.field: exc.message})
+            return
+        await ack()
+        notify = ephemeral_notifier(client, str(channel_id), user_id)
+        self.bridge.spawn(self.bridge.submit(request, notify), name="submit-modal")
+
+
+def _metadata(view: dict[str, Any]) -> dict[str, str]:
+    try:
+        data = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def register(app: AsyncApp, modal: ComposeModal) -> None:
+    app.view(CALLBACK_ID)(modal.on_submit)
+    app.action({"block_id": "body", "action_id": "body"})(modal.on_body_change)

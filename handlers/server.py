@@ -1,0 +1,138 @@
+"""The application factory: one aiohttp app serving Slack (Bolt mounted in it), SignalWire webhooks and health.
+
+Owns: ``create_app(config)``, the lifetime of every long-lived resource (store, HTTP sessions, Socket Mode,
+the in-process simulator in ``simulator`` mode) through ``cleanup_ctx``, and the typed app keys.
+Nothing imports ``bot.py``; ``bot.py`` and the tests call ``create_app``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bridge.config import Config
+from bridge.service import Bridge, CallbackTokens
+from bridge.store import open_store
+from handlers import register_all
+from handlers.slack_out import SlackOut, make_web_client
+from handlers.web import SignalWireRoutes, healthz
+from sw_api.client import SignalWireClient
+
+log = logging.getLogger("handlers.server")
+
+CONFIG = web.AppKey("config", Config)
+BRIDGE = web.AppKey("bridge", Bridge)
+BOLT = web.AppKey("bolt", AsyncApp)
+
+# Slack payloads and SignalWire webhooks are a few KB; anything near this is abuse.
+MAX_BODY_BYTES = 256 * 1024
+
+
+def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient) -> AsyncApp:
+    app = AsyncApp(
+        client=client,
+        signing_secret=config.slack_signing_secret or None,
+        request_verification_enabled=not config.socket_mode,
+        process_before_response=False,
+        raise_error_for_unhandled_request=False,
+        logger=logging.getLogger("slack_bolt"),
+    )
+
+    @app.error
+    async def on_error(error: Exception) -> None:
+        log.error("unhandled error in a Slack listener", exc_info=error)
+
+    register_all(app, bridge, config)
+    return app
+
+
+async def _start_simulator(config: Config) -> tuple[Config, web.AppRunner]:
+    """``SIGNALWIRE_SPACE_URL=simulator``: run the simulator in this process and point the client at it."""
+    from sw_api.simulator import Simulator, SimulatorConfig
+    from sw_api.simulator import create_app as create_simulator_app
+
+    sim_config = SimulatorConfig()
+    runner = web.AppRunner(create_simulator_app(Simulator(sim_config)), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    public_url = config.public_url or f"http://127.0.0.1:{config.port}"
+    log.warning("SIGNALWIRE_SPACE_URL=simulator: no real SMS will be sent (simulator on port %d)", port)
+    return replace(
+        config,
+        signalwire_space_url=f"http://127.0.0.1:{port}",
+        signalwire_project_id=sim_config.project_id,
+        signalwire_api_token=sim_config.api_token,
+        signalwire_signing_key=config.signalwire_signing_key or sim_config.signing_key,
+        public_url=public_url,
+    ), runner
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[CONFIG] = config
+    routes = SignalWireRoutes(BRIDGE, public_url=config.public_url, signing_key=config.signalwire_signing_key)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        effective = config
+        sim_runner: web.AppRunner | None = None
+        if config.simulated:
+            effective, sim_runner = await _start_simulator(config)
+            routes.public_url = effective.public_url
+            routes.signing_key = effective.signalwire_signing_key
+        store = await open_store(effective.database_url)
+        session = aiohttp.ClientSession()
+        signalwire = SignalWireClient(
+            session, space=effective.signalwire_space_url, project_id=effective.signalwire_project_id,
+            api_token=effective.signalwire_api_token,
+        )
+        slack_client = make_web_client(effective.slack_bot_token, effective.slack_api_url)
+        bridge = Bridge(
+            store=store, signalwire=signalwire, slack=SlackOut(slack_client),
+            tokens=CallbackTokens(await store.secret("callback"), effective.public_url),
+            simulated=effective.simulated or config.simulated,
+        )
+        bolt = build_bolt(effective, bridge, slack_client)
+        app[BRIDGE] = bridge
+        app[BOLT] = bolt
+        socket_handler: AsyncSocketModeHandler | None = None
+        if effective.socket_mode:
+            socket_handler = AsyncSocketModeHandler(bolt, effective.slack_app_token)
+            await socket_handler.connect_async()  # type: ignore[no-untyped-call]
+            log.info("connected to Slack over Socket Mode")
+        log.info("ready: %r", effective)
+        try:
+            yield
+        finally:
+            if socket_handler is not None:
+                await socket_handler.close_async()  # type: ignore[no-untyped-call]
+            await bridge.drain()
+            await session.close()
+            await store.close()
+            if sim_runner is not None:
+                await sim_runner.cleanup()
+
+    app.cleanup_ctx.append(resources)
+
+    async def slack_events(request: web.Request) -> web.StreamResponse:
+        bolt_response = await request.app[BOLT].async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    async def health(request: web.Request) -> web.Response:
+        return await healthz(request, request.app.get(BRIDGE))
+
+    if not config.socket_mode:
+        app.router.add_post("/slack/events", slack_events)
+    app.router.add_post("/signalwire/status", routes.status)
+    app.router.add_post("/signalwire/inbound", routes.inbound)
+    app.router.add_get("/healthz", health)
+    return app

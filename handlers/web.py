@@ -1,0 +1,95 @@
+"""SignalWire's webhooks and the health check, as aiohttp routes.
+
+Owns: ``POST /signalwire/status`` (status callbacks), ``POST /signalwire/inbound`` (inbound messages),
+``GET /healthz``; refusing forged, unknown and malformed webhooks without side effects.
+Must not import: Slack packages (Slack is reached through the bridge).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+
+from bridge.service import Bridge, CallbackRefused
+from bridge.store import StoreUnavailable
+from sw_api.errors import MalformedWebhook, SignatureMismatch
+from sw_api.text import mask_number
+from sw_api.webhooks import (
+    CXML_EMPTY,
+    SIGNATURE_HEADER,
+    SWML_RECEIVE,
+    TWILIO_SIGNATURE_HEADER,
+    parse_inbound,
+    parse_status_callback,
+    require_signature,
+)
+
+log = logging.getLogger("handlers.web")
+
+
+class SignalWireRoutes:
+    def __init__(self, bridge_key: web.AppKey[Bridge], *, public_url: str, signing_key: str) -> None:
+        self._bridge_key = bridge_key
+        self.public_url = public_url.rstrip("/")
+        self.signing_key = signing_key
+
+    def _check_signature(self, request: web.Request, raw: bytes) -> None:
+        """With a signing key configured, every webhook must carry a valid signature."""
+        if not self.signing_key:
+            return
+        signature = request.headers.get(SIGNATURE_HEADER) or request.headers.get(TWILIO_SIGNATURE_HEADER)
+        # SignalWire signed the public URL it called, not whatever a proxy forwarded to us.
+        url = self.public_url + request.path_qs
+        try:
+            require_signature(self.signing_key, url, raw, request.content_type, signature)
+        except SignatureMismatch as exc:
+            log.warning("webhook refused path=%s: %s", request.path, exc)
+            raise web.HTTPUnauthorized(text=json.dumps({"error": str(exc)}),
+                                       content_type="application/json") from exc
+
+    async def status(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        ref = request.query.get("ref", "")
+        token = request.query.get("t", "")
+        if not ref or not token:
+            return web.json_response({"error": "missing ref or token"}, status=401)
+        self._check_signature(request, raw)
+        try:
+            event = parse_status_callback(raw)
+        except MalformedWebhook as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        try:
+            await request.app[self._bridge_key].apply_status(ref, token, event)
+        except CallbackRefused as exc:
+            log.warning("status callback refused ref=%s: %s", ref, exc.reason)
+            return web.json_response({"error": exc.reason}, status=exc.status)
+        except StoreUnavailable:
+            log.exception("status callback not stored ref=%s", ref)
+            # 503 makes SignalWire try again; the receipt is not lost to a locked database.
+            return web.json_response({"error": "storage unavailable, retry"}, status=503)
+        return web.Response(status=204)
+
+    async def inbound(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        self._check_signature(request, raw)
+        try:
+            message = parse_inbound(raw, request.content_type)
+        except MalformedWebhook as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        log.info("inbound message id=%s from=%s to=%s", message.message_id, mask_number(message.from_),
+                 mask_number(message.to))
+        if message.source_format == "form":
+            return web.Response(text=CXML_EMPTY, content_type="text/xml")
+        return web.json_response(SWML_RECEIVE)
+
+
+async def healthz(request: web.Request, bridge: Bridge | None) -> web.Response:
+    if bridge is None:
+        return web.json_response({"ok": False, "error": "starting"}, status=503)
+    try:
+        await bridge.store.ping()
+    except StoreUnavailable as exc:
+        return web.json_response({"ok": False, "error": str(exc)}, status=503)
+    return web.json_response({"ok": True})
