@@ -35,7 +35,7 @@ from sw_api.text import mask_number
 logger = logging.getLogger("sw_api.client")
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=3, sock_read=10)
-USER_AGENT = "sms-bridge/0.1 (+https://github.com/; aiohttp)"
+USER_AGENT = f"sms-bridge/0.1 aiohttp/{aiohttp.__version__}"
 
 
 @dataclass(frozen=True)
