@@ -119,8 +119,7 @@ class SlackMessage:
             out["edited"] = {"user": self.user, "ts": self.ts}
         if self.reactions:
             out["reactions"] = [
-                {"name": name, "users": list(users), "count": len(users)}
-                for name, users in self.reactions.items()
+                {"name": name, "users": list(users), "count": len(users)} for name, users in self.reactions.items()
             ]
         if self.metadata:
             out["metadata"] = self.metadata
@@ -139,7 +138,7 @@ class _Channel:
 class _Reply:
     status: int
     body: dict[str, Any]
-    headers: Mapping[str, str] = MappingProxyType({})
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class SlackError(Exception):
@@ -243,9 +242,7 @@ def _check_view(view: Any) -> dict[str, Any]:
             and "submit" not in view
             and any(isinstance(b, dict) and b.get("type") == "input" for b in blocks)
         ):
-            errors.append(
-                "[ERROR] submit is required when an input block is used [json-pointer:/view/submit]"
-            )
+            errors.append("[ERROR] submit is required when an input block is used [json-pointer:/view/submit]")
     errors += _check_blocks(view.get("blocks", []), _MAX_VIEW_BLOCKS, "/view/blocks")
     if len(str(view.get("private_metadata", ""))) > 3000:
         errors.append("[ERROR] must be less than 3001 characters [json-pointer:/view/private_metadata]")
@@ -404,9 +401,7 @@ class FakeSlack:
 
     # ----- scripting the humans ---------------------------------------------------------------------
 
-    def post_user_message(
-        self, channel: str, user: str, text: str, *, thread_ts: str | None = None
-    ) -> dict[str, Any]:
+    def post_user_message(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> dict[str, Any]:
         """A person posts in Slack; returns the Events API ``message`` event for ``SlackDriver.event``."""
         chan = self._channel(channel)
         parent = self._parent(chan.id, thread_ts) if thread_ts else None
@@ -438,9 +433,7 @@ class FakeSlack:
 
     # ----- dispatch (used by the aiohttp handlers) --------------------------------------------------
 
-    def handle(
-        self, method: str, payload: dict[str, Any], token: str | None, http_verb: str = "POST"
-    ) -> _Reply:
+    def handle(self, method: str, payload: dict[str, Any], token: str | None, http_verb: str = "POST") -> _Reply:
         """Answer one Web API call and record it."""
         reply = self._answer(method, payload, token)
         self.calls.append(ApiCall(method, payload, time.monotonic(), reply.status, http_verb))
@@ -610,9 +603,7 @@ class FakeSlack:
             "is_enterprise_install": False,
         }
 
-    def _message_content(
-        self, payload: dict[str, Any], *, required: bool
-    ) -> tuple[str, list[Any], list[Any]]:
+    def _message_content(self, payload: dict[str, Any], *, required: bool) -> tuple[str, list[Any], list[Any]]:
         text, blocks, attachments = payload.get("text"), payload.get("blocks"), payload.get("attachments")
         if required and not text and not blocks and not attachments:
             raise SlackError("no_text")
@@ -700,9 +691,7 @@ class FakeSlack:
             link += f"?thread_ts={msg.thread_ts}&cid={msg.channel}"
         return {"channel": msg.channel, "permalink": link}
 
-    def _new_view(
-        self, view: dict[str, Any], *, view_id: str | None = None, root: str | None = None
-    ) -> dict[str, Any]:
+    def _new_view(self, view: dict[str, Any], *, view_id: str | None = None, root: str | None = None) -> dict[str, Any]:
         view_id = view_id or f"V{next(self._ids):010d}"
         stored = {
             "id": view_id,
@@ -748,14 +737,14 @@ class FakeSlack:
         current = (
             self.views.get(str(view_id))
             if view_id
-            else next(
-                (v for v in self.views.values() if external_id and v.get("external_id") == external_id), None
-            )
+            else next((v for v in self.views.values() if external_id and v.get("external_id") == external_id), None)
         )
         if current is None:
             raise SlackError("not_found")
         if payload.get("hash") and payload["hash"] != current["hash"]:
             raise SlackError("hash_conflict")
+        if "external_id" not in view:  # an update that omits it keeps the view addressable by it
+            view = {**view, "external_id": current["external_id"]}
         return {"view": self._new_view(view, view_id=current["id"], root=current["root_view_id"])}
 
     def _views_publish(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -864,9 +853,7 @@ class FakeSlack:
         lines = [f"#{chan.id}"]
         ephemerals = self._ephemerals_in(chan.id)
         in_thread: dict[str, list[dict[str, Any]]] = {}
-        top: list[tuple[tuple[int, int], SlackMessage | dict[str, Any]]] = [
-            (_ts_key(m.ts), m) for m in chan.messages
-        ]
+        top: list[tuple[tuple[int, int], SlackMessage | dict[str, Any]]] = [(_ts_key(m.ts), m) for m in chan.messages]
         for eph in ephemerals:
             parent_ts = eph.get("thread_ts")
             if parent_ts and (chan.id, parent_ts) in self._index:
@@ -906,8 +893,7 @@ class FakeSlack:
             body += " (also sent to the channel)"
         if msg.reactions:
             body += "  " + " ".join(
-                f":{name}: {', '.join(self.users.get(u, u) for u in users)}"
-                for name, users in msg.reactions.items()
+                f":{name}: {', '.join(self.users.get(u, u) for u in users)}" for name, users in msg.reactions.items()
             )
         return _indent_continuation(f"{prefix}[{when}] {author}: ", body)
 
