@@ -131,6 +131,10 @@ class Bridge:
                 break
             await asyncio.wait(set(self._tasks), timeout=remaining)
 
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
     def _lock(self, ref: str) -> asyncio.Lock:
         return self._locks.setdefault(ref, asyncio.Lock())
 
