@@ -123,7 +123,7 @@ class Bridge:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
-    async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 - a bound, not a cancel scope
+    async def drain(self, timeout: float = 10.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while self._tasks:
             remaining = deadline - asyncio.get_running_loop().time()

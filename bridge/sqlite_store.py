@@ -6,6 +6,7 @@ Must not import: aiohttp, Slack packages, ``handlers``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import sqlite3
@@ -116,6 +117,9 @@ class SqliteStore:
     def __init__(self, db: aiosqlite.Connection, path: str) -> None:
         self._db = db
         self._path = path
+        # One connection is shared by every coroutine: a write issued while another coroutine holds an open
+        # transaction would silently join it (and fail on BEGIN). Writers take turns.
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
@@ -168,8 +172,9 @@ class SqliteStore:
 
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
         try:
-            cur = await self._db.execute(sql, params)
-            return cur.rowcount
+            async with self._write_lock:
+                cur = await self._db.execute(sql, params)
+                return cur.rowcount
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
 
@@ -261,6 +266,20 @@ class SqliteStore:
         event_at: datetime | None,
         now: datetime,
     ) -> StatusChange:
+        async with self._write_lock:
+            new, advanced = await self._record_status_locked(ref, status, error_code, error_message, event_at, now)
+        sms = await self._require(ref)
+        return StatusChange(new=new, advanced=advanced, sms=sms, history=tuple(await self.history(ref)))
+
+    async def _record_status_locked(
+        self,
+        ref: str,
+        status: MessageStatus,
+        error_code: str | None,
+        error_message: str | None,
+        event_at: datetime | None,
+        now: datetime,
+    ) -> tuple[bool, bool]:
         try:
             # BEGIN IMMEDIATE takes the write lock up front: read-compare-update is atomic across processes.
             await self._db.execute("BEGIN IMMEDIATE")
@@ -290,8 +309,7 @@ class SqliteStore:
                 raise
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
-        sms = await self._require(ref)
-        return StatusChange(new=new, advanced=advanced, sms=sms, history=tuple(await self.history(ref)))
+        return new, advanced
 
     async def history(self, ref: str) -> list[StatusRecord]:
         rows = await self._all("SELECT * FROM status_event WHERE ref = ? ORDER BY received_at, rowid", (ref,))

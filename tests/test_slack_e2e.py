@@ -112,7 +112,7 @@ async def test_modal_opens_counts_and_sends(h: Harness) -> None:
                                 action_type="plain_text_input")
     await h.settle()
     assert h.slack.call_count("views.update") == 1
-    counter = [b for b in h.slack.views[view["id"]]["blocks"] if b.get("block_id") == "counter"][0]
+    counter = next(b for b in h.slack.views[view["id"]]["blocks"] if b.get("block_id") == "counter")
     assert "7 / 1600 characters · GSM-7 · 1 segment" in blocks_text([counter])
 
     values = {
@@ -290,7 +290,7 @@ async def test_forged_callbacks_change_nothing(h: Harness) -> None:
     before = (parent.text, len(replies(h, parent)))
     base = url.split("?")[0]
     good_token_other_ref = f"{base}?ref=nope&t={h.bridge.tokens.token('nope')}"
-    cases = [
+    cases: list[tuple[str, dict[str, Any], int]] = [
         (url, {"sign": False}, 401),                                    # no signature
         (url, {"key": "wrong-key"}, 401),                               # wrong signing key
         (url.replace("t=", "t=0"), {}, 403),                            # tampered token
