@@ -100,7 +100,9 @@ def _retry_button(sms: OutboundSms) -> dict[str, Any]:
 def parent_text(sms: OutboundSms) -> str:
     """Notification/fallback text of the parent (also what screen readers get)."""
     b = badge(sms)
-    return f"{b.emoji} {b.label} · SMS to {format_number(sms.to)}"
+    preview = sms.body if len(sms.body) <= 80 else sms.body[:79] + "…"
+    said = f": “{escape_mrkdwn(preview)}”" if preview else ""
+    return f"{b.emoji} {b.label} · {'MMS' if sms.is_mms else 'SMS'} to {format_number(sms.to)}{said}"
 
 
 def parent_blocks(sms: OutboundSms, *, simulated: bool = False) -> list[dict[str, Any]]:
@@ -141,8 +143,12 @@ def receipt_text(sms: OutboundSms, status: MessageStatus) -> str:
     return f"{b.emoji} {b.label}"
 
 
-def failure_blocks(sms: OutboundSms, headline: str, *, simulated: bool = False) -> list[dict[str, Any]]:
-    """A thread reply that says what failed, SignalWire's own words, what it means, and offers Retry."""
+def failure_text(sms: OutboundSms, headline: str) -> str:
+    """The failure reply as mrkdwn text: headline, code, SignalWire's own words, what it means."""
+    return "\n".join(_failure_lines(sms, headline))
+
+
+def _failure_lines(sms: OutboundSms, headline: str) -> list[str]:
     lines = [headline]
     if sms.error_code:
         lines.append(f"Error code *{escape_mrkdwn(sms.error_code)}*")
@@ -151,7 +157,13 @@ def failure_blocks(sms: OutboundSms, headline: str, *, simulated: bool = False) 
     meaning = explain(sms.error_code)
     if meaning:
         lines.append(meaning)
-    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}]
+    return lines
+
+
+def failure_blocks(sms: OutboundSms, headline: str, *, simulated: bool = False) -> list[dict[str, Any]]:
+    """A thread reply that says what failed, SignalWire's own words, what it means, and offers Retry."""
+    text = failure_text(sms, headline)
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
     if simulated:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": SIMULATED_NOTE}]})
     blocks.append(_retry_button(sms))

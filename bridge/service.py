@@ -183,15 +183,13 @@ class Bridge:
             sms = await self.store.mark_rejected(sms.ref, code, text, utcnow())
             log.warning("send rejected ref=%s: %s", sms.ref, exc)
             await self._refresh_parent(sms)
-            await self._reply(sms, render.rejected_headline(), render.failure_blocks(
-                sms, render.rejected_headline(), simulated=self.simulated))
+            await self._reply_failure(sms, render.rejected_headline())
             return sms
         except OutcomeUnknown as exc:
             sms = await self.store.mark_unknown(sms.ref, str(exc), utcnow())
             log.warning("send outcome unknown ref=%s: %s", sms.ref, exc)
             await self._refresh_parent(sms)
-            await self._reply(sms, render.unknown_headline(), render.failure_blocks(
-                sms, render.unknown_headline(), simulated=self.simulated))
+            await self._reply_failure(sms, render.unknown_headline())
             return sms
         sms = await self.store.mark_accepted(sms.ref, message.id, message.number_of_segments, utcnow())
         log.info("send accepted ref=%s sw_id=%s segments=%d", sms.ref, message.id, message.number_of_segments)
@@ -268,10 +266,13 @@ class Bridge:
     async def _announce(self, sms: OutboundSms, status: Any) -> None:
         await self._refresh_parent(sms)
         if status.is_failure:
-            headline = render.delivery_failure_headline(sms)
-            await self._reply(sms, headline, render.failure_blocks(sms, headline, simulated=self.simulated))
+            await self._reply_failure(sms, render.delivery_failure_headline(sms))
         else:
             await self._reply(sms, render.receipt_text(sms, status))
+
+    async def _reply_failure(self, sms: OutboundSms, headline: str) -> None:
+        await self._reply(sms, render.failure_text(sms, headline),
+                          render.failure_blocks(sms, headline, simulated=self.simulated))
 
     async def _refresh_parent(self, sms: OutboundSms) -> None:
         if sms.parent_ts is None:
