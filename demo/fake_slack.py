@@ -474,18 +474,25 @@ class FakeSlack:
             return _Reply(200, {"ok": False, "error": err.code, **err.extra})
 
     def handle_response_url(self, key: str, context: Mapping[str, str], body: Any) -> _Reply:
-        """A POST to a response URL, as Bolt's ``respond()`` sends it."""
-        queued = self._faults.get(RESPONSE_URL)
+        """A POST to a response URL, as Bolt's ``respond()`` sends it.
+
+        ``via=ack`` in the query marks the driver showing a slash command's ack body, which Slack displays
+        like a response but which the app never POSTed: it is shown, not counted in ``responses``.
+        """
+        is_ack = context.get("via") == "ack"
+        queued = None if is_ack else self._faults.get(RESPONSE_URL)
         if queued:
             return queued.popleft()
-        uses = self._response_url_uses.get(key, 0) + 1
-        self._response_url_uses[key] = uses
-        if uses > _RESPONSE_URL_USES:
-            return _Reply(404, {"ok": False, "error": "used_url"})
+        if not is_ack:
+            uses = self._response_url_uses.get(key, 0) + 1
+            self._response_url_uses[key] = uses
+            if uses > _RESPONSE_URL_USES:
+                return _Reply(404, {"ok": False, "error": "used_url"})
         if not isinstance(body, dict):
             return _Reply(400, {"ok": False, "error": "invalid_payload"})
         channel, user, source_ts = context.get("channel"), context.get("user"), context.get("message_ts")
-        self.responses.append({**body, "key": key, "channel": channel, "user": user})
+        if not is_ack:
+            self.responses.append({**body, "key": key, "channel": channel, "user": user})
         source = self._index.get((channel, source_ts)) if channel and source_ts else None
         blocks = body.get("blocks") or []
         if _truthy(body.get("delete_original")) and source is not None:
@@ -509,7 +516,7 @@ class FakeSlack:
                     "blocks": blocks,
                     "ts": self._next_ts(),
                     "thread_ts": None,
-                    "source": RESPONSE_URL,
+                    "source": "ack" if is_ack else RESPONSE_URL,
                 }
             )
         return _Reply(200, {"ok": True})

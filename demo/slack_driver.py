@@ -47,6 +47,8 @@ class SlackDriver:
     ``response_url_base`` (normally ``FakeSlack.response_url_base``) makes the response URLs in slash
     commands and message actions land on the fake; each carries the channel, user and source message so the
     fake can show ephemeral replies and replace originals. Without it they point at hooks.slack.com.
+    With it (and ``show_acks``), a slash command's non-empty ack body is also shown in the fake as the
+    ephemeral reply Slack would display (``source == "ack"``); it is not added to ``FakeSlack.responses``.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class SlackDriver:
         verification_token: str = "fake-verification-token",
         channel_names: Mapping[str, str] = DEFAULT_CHANNELS,
         user_names: Mapping[str, str] = DEFAULT_USERS,
+        show_acks: bool = True,
     ) -> None:
         self._session = session
         stripped = bot_url.rstrip("/")
@@ -79,6 +82,7 @@ class SlackDriver:
         self._counter = itertools.count(1)
         self.last_response_url: str | None = None
         self.last_trigger_id: str | None = None
+        self.show_acks = show_acks
 
     # ----- request kinds ----------------------------------------------------------------------------
 
@@ -108,7 +112,10 @@ class SlackDriver:
             "response_url": self._response_url(channel_id, user_id, None),
             "trigger_id": trigger_id or self._trigger_id(),
         }
-        return await self.raw(urlencode(fields).encode(), FORM)
+        response = await self.raw(urlencode(fields).encode(), FORM)
+        if self.show_acks and self.response_url_base and response.status == 200 and response.body.strip():
+            await self._show_ack(fields["response_url"], response)
+        return response
 
     async def view_submission(
         self,
@@ -290,6 +297,17 @@ class SlackDriver:
         return signature
 
     # ----- helpers ----------------------------------------------------------------------------------
+
+    async def _show_ack(self, response_url: str, response: DriverResponse) -> None:
+        # Slack shows a slash command's ack body to the user like a response; mirror it to the fake so
+        # transcripts include it. `via=ack` keeps it out of FakeSlack.responses (the app never POSTed it).
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"text": response.body}
+        if isinstance(body, dict):
+            async with self._session.post(f"{response_url}&via=ack", json=body) as resp:
+                await resp.read()
 
     async def _interactive(self, payload: Mapping[str, Any]) -> DriverResponse:
         # Interactivity arrives form-encoded with the JSON in a single `payload` field.

@@ -341,10 +341,15 @@ async def test_response_url_ephemeral_in_channel_and_replace(fake: Fake) -> None
     await post_json(url, {"delete_original": True})
     assert slack.messages("C0GENERAL") == []
 
+    # Slack honours a response URL five times.
+    statuses = [(await post_json(slack.response_url("e"), {"text": "again"}))[0] for _ in range(6)]
+    assert statuses == [200] * 5 + [404]
+    assert len(slack.responses) == 4 + 5
+
     slack.add_response(RESPONSE_URL, status=404, body={"ok": False, "error": "expired_url"})
     status, body = await post_json(slack.response_url("d"), {"text": "late"})
     assert (status, body["error"]) == (404, "expired_url")
-    assert len(slack.responses) == 4
+    assert len(slack.responses) == 4 + 5, "a faulted POST is not recorded as delivered"
 
 
 @NO_TEXT_OK
@@ -419,7 +424,9 @@ def form_payload(body: bytes) -> dict[str, Any]:
 
 
 async def test_driver_signs_every_kind_of_request(receiver: Receiver, session: aiohttp.ClientSession) -> None:
-    driver = SlackDriver(session, str(receiver.server.make_url("/")), SECRET, response_url_base="http://fake/respond")
+    driver = SlackDriver(
+        session, str(receiver.server.make_url("/")), SECRET, response_url_base="http://fake/respond", show_acks=False
+    )
     responses = [
         await driver.slash_command("+1 555 123 4567 hello & bye"),
         await driver.view_submission({"id": "V1", "callback_id": "compose"}, {"to": {"n": {"value": "x"}}}),
@@ -468,6 +475,13 @@ async def test_driver_signs_every_kind_of_request(receiver: Receiver, session: a
     }
     assert "message_ts=1.000100" in action["response_url"]
 
+    in_view = await driver.block_action("number", "x", view={"id": "V9", "blocks": MODAL["blocks"]})
+    assert in_view.status == 200
+    view_action = form_payload(receiver.got[4][1])
+    assert view_action["container"] == {"type": "view", "view_id": "V9"}
+    assert view_action["actions"][0]["block_id"] == "to"
+    assert "response_url" not in view_action and "channel" not in view_action
+
     headers, body = receiver.got[3]
     envelope = json.loads(body)
     assert (envelope["type"], envelope["event_id"], envelope["event"]["text"]) == ("event_callback", "Ev1", "hi")
@@ -498,6 +512,9 @@ async def test_bolt_accepts_driver_requests_and_talks_to_the_fake(
     submitted: list[dict[str, Any]] = []
 
     async def on_sms(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
+        if body["text"] == "ping":
+            await ack(text="pong")
+            return
         await ack()
         if body["text"] == "help":
             await respond(text=f"usage for {body['user_name']}")
@@ -525,6 +542,11 @@ async def test_bolt_accepts_driver_requests_and_talks_to_the_fake(
     assert (await driver.slash_command("help")).status == 200
     assert fake.slack.ephemerals[-1]["text"] == "usage for alice"
     assert fake.slack.ephemerals[-1]["user"] == "U0ALICE"
+
+    # An ack body is what Slack shows the user; the driver mirrors it so transcripts include it.
+    assert (await driver.slash_command("ping")).body == "pong"
+    assert (fake.slack.ephemerals[-1]["text"], fake.slack.ephemerals[-1]["source"]) == ("pong", "ack")
+    assert len(fake.slack.responses) == 1, "an ack is not a response_url POST"
 
     assert (await driver.slash_command("")).status == 200
     view = next(iter(fake.slack.views.values()))
