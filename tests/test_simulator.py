@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
-import jsonschema  # type: ignore[import-untyped]  # no stubs in the venv; see the report
+import jsonschema
 import pytest
 import yaml
 from aiohttp import web
