@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # no stubs in dev deps; see report (types-jsonschema)
+import jsonschema
 import pytest
 import yaml
 

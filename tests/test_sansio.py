@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # no stubs in dev deps (types-jsonschema)
+import jsonschema
 import pytest
 import yaml
 from hypothesis import given
