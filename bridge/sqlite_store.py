@@ -120,43 +120,72 @@ class SqliteStore:
         # One connection is shared by every coroutine: a write issued while another coroutine holds an open
         # transaction would silently join it (and fail on BEGIN). Writers take turns.
         self._write_lock = asyncio.Lock()
+        self._closed = False
 
     @classmethod
-    async def open(cls, path: str) -> SqliteStore:
+    async def open(cls, path: str, *, busy_timeout_ms: int = 5000) -> SqliteStore:
+        """``busy_timeout_ms``: how long a write waits for another connection's lock before ``StoreUnavailable``."""
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
-            db.row_factory = aiosqlite.Row
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA busy_timeout=5000")
-            await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {path}: {exc}") from exc
-        store = cls(db, path)
-        await store._migrate()
+        try:
+            db.row_factory = aiosqlite.Row
+            # busy_timeout first: switching to WAL itself needs a lock another process may hold.
+            await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            store = cls(db, path)
+            await store._migrate()
+        except BaseException as exc:
+            # Nobody will get this connection: close it, or its thread keeps the process alive.
+            await db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(f"cannot open SQLite database {path}: {exc}") from exc
+            raise
         return store
 
-    async def _migrate(self) -> None:
-        await self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
-            row = await cur.fetchone()
-        current = (row[0] if row else None) or 0
-        for version, script in enumerate(MIGRATIONS, start=1):
-            if version <= current:
-                continue
-            # executescript commits implicitly, so the version bump rides in the same script.
-            await self._db.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nINSERT INTO schema_version (version) VALUES ({version});\nCOMMIT;"
-            )
-
-    async def schema_version(self) -> int:
+    async def _version(self) -> int:
         async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    async def _migrate(self) -> None:
+        await self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        for version, script in enumerate(MIGRATIONS, start=1):
+            if version <= await self._version():
+                continue
+            # executescript commits implicitly, so the version bump rides in the same script.
+            try:
+                await self._db.executescript(
+                    f"BEGIN IMMEDIATE;\n{script}\nINSERT INTO schema_version (version) VALUES ({version});\nCOMMIT;"
+                )
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    await self._db.execute("ROLLBACK")
+                # A second replica starting at the same moment may have applied it between our version read
+                # and our BEGIN IMMEDIATE (the check cannot run inside executescript).
+                if await self._version() >= version:
+                    continue
+                raise
+
+    async def schema_version(self) -> int:
+        self._check_open()
+        try:
+            return await self._version()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
+
+    def _check_open(self) -> None:
+        # aiosqlite raises a bare ValueError on a closed connection; callers only know StoreUnavailable.
+        if self._closed:
+            raise StoreUnavailable(f"SQLite store {self._path} is closed")
+
     async def _one(self, sql: str, params: Sequence[Any]) -> aiosqlite.Row | None:
+        self._check_open()
         try:
             async with self._db.execute(sql, params) as cur:
                 return await cur.fetchone()
@@ -164,6 +193,7 @@ class SqliteStore:
             raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
 
     async def _all(self, sql: str, params: Sequence[Any]) -> list[aiosqlite.Row]:
+        self._check_open()
         try:
             async with self._db.execute(sql, params) as cur:
                 return list(await cur.fetchall())
@@ -171,6 +201,7 @@ class SqliteStore:
             raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
 
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
+        self._check_open()
         try:
             async with self._write_lock:
                 cur = await self._db.execute(sql, params)
@@ -182,6 +213,9 @@ class SqliteStore:
         await self._one("SELECT 1", ())
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         await self._db.close()
 
     async def secret(self, name: str) -> bytes:
@@ -266,6 +300,7 @@ class SqliteStore:
         event_at: datetime | None,
         now: datetime,
     ) -> StatusChange:
+        self._check_open()
         async with self._write_lock:
             new, advanced = await self._record_status_locked(ref, status, error_code, error_message, event_at, now)
         sms = await self._require(ref)
@@ -284,6 +319,12 @@ class SqliteStore:
             # BEGIN IMMEDIATE takes the write lock up front: read-compare-update is atomic across processes.
             await self._db.execute("BEGIN IMMEDIATE")
             try:
+                # Look the message up first: for an unknown ref the INSERT would fail its foreign key and surface
+                # as StoreUnavailable instead of the KeyError every other operation raises.
+                async with self._db.execute("SELECT status FROM outbound WHERE ref = ?", (ref,)) as c:
+                    row = await c.fetchone()
+                if row is None:
+                    raise KeyError(f"no outbound message {ref}")
                 cur = await self._db.execute(
                     """INSERT OR IGNORE INTO status_event (ref, status, error_code, error_message, event_at,
                            received_at) VALUES (?, ?, ?, ?, ?, ?)""",
@@ -291,10 +332,6 @@ class SqliteStore:
                      _ts(now)),
                 )
                 new = cur.rowcount == 1
-                async with self._db.execute("SELECT status FROM outbound WHERE ref = ?", (ref,)) as c:
-                    row = await c.fetchone()
-                if row is None:
-                    raise KeyError(f"no outbound message {ref}")
                 current = None if row["status"] is None else MessageStatus(row["status"])
                 advanced = new and (current is None or status.rank > current.rank)
                 if advanced:
@@ -305,7 +342,8 @@ class SqliteStore:
                     )
                 await self._db.execute("COMMIT")
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    await self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
