@@ -44,6 +44,7 @@ class SendRequest:
     origin: str = "command"
     retry_of: str | None = None
     thread_ts: str | None = None  # post receipts into this existing thread instead of a new parent
+    source_ts: str | None = None  # a thread reply: the Slack message whose reactions show the outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +97,24 @@ class StatusChange:
     advanced: bool
     sms: OutboundSms
     history: tuple[StatusRecord, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """The Slack thread where texts between one of our numbers and one person go."""
+
+    our_number: str
+    their_number: str
+    channel_id: str
+    thread_ts: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    """A person asked not to be texted from one of our numbers (``keyword`` is the word they sent, or ``21610``)."""
+
+    our_number: str
+    their_number: str
+    opted_out_at: datetime
+    keyword: str

@@ -18,10 +18,11 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from bridge import render
+from bridge.conversations import opted_out_refusal
 from bridge.model import OutboundSms, SendRequest, new_ref
 from bridge.store import Store
 from sw_api.errors import NotSent, OutcomeUnknown, SignalWireError, ValidationFailed
-from sw_api.models import Message, StatusEvent
+from sw_api.models import Message, MessageStatus, StatusEvent
 from sw_api.text import mask_number
 
 log = logging.getLogger("bridge.service")
@@ -44,6 +45,9 @@ class SlackPort(Protocol):
         """Post a message (or a thread reply) and return its ``ts``; raises ``SlackPortError``."""
 
     async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None: ...
+
+    async def react(self, channel: str, ts: str, name: str, *, add: bool = True) -> None:
+        """Add (or remove) the bot's reaction ``name`` (bare, e.g. ``white_check_mark``); raises ``SlackPortError``."""
 
 
 class SignalWireSender(Protocol):
@@ -138,12 +142,36 @@ class Bridge:
     def _lock(self, ref: str) -> asyncio.Lock:
         return self._locks.setdefault(ref, asyncio.Lock())
 
+    def lock(self, key: str) -> asyncio.Lock:
+        """A process-wide lock by name (e.g. one conversation), shared with ``bridge.two_way``."""
+        return self._lock(key)
+
+    async def opt_out_refusal(self, from_: str, to: str) -> str | None:
+        """Why texting ``to`` from ``from_`` is not allowed (they opted out), or None. Every send path asks this."""
+        opt_out = await self.store.get_opt_out(from_, to)
+        if opt_out is None:
+            return None
+        return opted_out_refusal(to, from_, opt_out.opted_out_at, opt_out.keyword)
+
     # -- sending ---------------------------------------------------------------------------------------------
 
     async def submit(self, request: SendRequest, notify: Notify | None = None) -> OutboundSms | None:
-        """Store the intent, post the parent, send, report. Returns the stored message (None if never stored)."""
+        """Store the intent, post the parent, send, report. Returns the stored message (None if never stored).
+
+        A person who opted out of texts from ``request.from_`` is never texted: ``notify`` says so and nothing is
+        stored or sent.
+        """
+        refusal = await self.opt_out_refusal(request.from_, request.to)
+        if refusal is not None:
+            log.info("send refused: %s opted out of %s (origin=%s)", mask_number(request.to),
+                     mask_number(request.from_), request.origin)
+            if notify is not None:
+                await notify(refusal)
+            return None
         ref = new_ref()
         sms = await self.store.create_outbound(ref, request, utcnow())
+        if request.source_ts is not None:
+            await self.store.set_reply_source(ref, request.source_ts)
         log.info(
             "send requested ref=%s user=%s channel=%s to=%s from=%s origin=%s",
             ref, request.user_id, request.channel_id, mask_number(request.to), mask_number(request.from_),
@@ -163,8 +191,11 @@ class Bridge:
                         await notify(f"⛔ Nothing was sent: I {reason}.")
                     return await self.store.get_outbound(ref)
                 sms = await self.store.set_parent(ref, ts, utcnow())
-            else:
+            elif sms.origin != "reply":
                 await self._reply(sms, f"🔁 Retry by <@{request.user_id}>: sending again…")
+            assert sms.parent_ts is not None
+            # Their answer comes back into this thread (bridge.two_way routes inbound texts by conversation).
+            await self.store.set_conversation(sms.from_, sms.to, sms.channel_id, sms.parent_ts, utcnow())
             return await self._send(sms)
 
     async def _send(self, sms: OutboundSms) -> OutboundSms:
@@ -182,17 +213,22 @@ class Bridge:
             code, text = _error_parts(exc)
             sms = await self.store.mark_rejected(sms.ref, code, text, utcnow())
             log.warning("send rejected ref=%s: %s", sms.ref, exc)
+            await self._note_opt_out(sms)
+            await self._react_outcome(sms, failed=True)
             await self._refresh_parent(sms)
             await self._reply_failure(sms, render.rejected_headline())
             return sms
         except OutcomeUnknown as exc:
             sms = await self.store.mark_unknown(sms.ref, str(exc), utcnow())
             log.warning("send outcome unknown ref=%s: %s", sms.ref, exc)
+            await self._react_outcome(sms, failed=True)
             await self._refresh_parent(sms)
             await self._reply_failure(sms, render.unknown_headline())
             return sms
         sms = await self.store.mark_accepted(sms.ref, message.id, message.number_of_segments, utcnow())
         log.info("send accepted ref=%s sw_id=%s segments=%d", sms.ref, message.id, message.number_of_segments)
+        await self._react(sms, "x", add=False)
+        await self._react(sms, "outbox_tray")
         change = await self.store.record_status(
             sms.ref, message.status, message.error_code, message.error_message, message.created_at, utcnow()
         )
@@ -226,9 +262,11 @@ class Bridge:
             body=original.body,
             media=original.media,
             send_as_mms=original.send_as_mms,
-            origin="retry",
+            # A retried thread reply stays a thread reply: its reactions, not a new parent, tell the outcome.
+            origin="reply" if original.origin == "reply" else "retry",
             retry_of=original.ref,
             thread_ts=original.parent_ts,
+            source_ts=await self.store.reply_source(original.ref),
         )
         return await self.submit(request, notify)
 
@@ -264,18 +302,46 @@ class Bridge:
             await self._announce(latest, event.status)
 
     async def _announce(self, sms: OutboundSms, status: Any) -> None:
+        if status.is_failure:
+            await self._note_opt_out(sms)
+        if sms.origin == "reply":
+            # A thread reply shows its outcome as reactions on itself; only a failure adds a note to the thread.
+            if status is MessageStatus.DELIVERED or status.is_failure:
+                await self._react_outcome(sms, failed=status.is_failure)
+                if status.is_failure:
+                    await self._reply_failure(sms, render.delivery_failure_headline(sms))
+            return
         await self._refresh_parent(sms)
         if status.is_failure:
             await self._reply_failure(sms, render.delivery_failure_headline(sms))
         else:
             await self._reply(sms, render.receipt_text(sms, status))
 
+    async def _note_opt_out(self, sms: OutboundSms) -> None:
+        # SignalWire's 21610 means the carrier knows they said STOP: never try that number again.
+        if sms.error_code == "21610":
+            await self.store.set_opt_out(sms.from_, sms.to, "21610", utcnow())
+
+    async def _react(self, sms: OutboundSms, name: str, *, add: bool = True) -> None:
+        source_ts = await self.store.reply_source(sms.ref) if sms.origin == "reply" else None
+        if source_ts is None:
+            return
+        try:
+            await self.slack.react(sms.channel_id, source_ts, name, add=add)
+        except SlackPortError as exc:
+            log.info("reaction %s on ref=%s not changed: %s", name, sms.ref, exc)
+
+    async def _react_outcome(self, sms: OutboundSms, *, failed: bool) -> None:
+        await self._react(sms, "outbox_tray", add=False)
+        await self._react(sms, "x" if failed else "white_check_mark")
+
     async def _reply_failure(self, sms: OutboundSms, headline: str) -> None:
         await self._reply(sms, render.failure_text(sms, headline),
                           render.failure_blocks(sms, headline, simulated=self.simulated))
 
     async def _refresh_parent(self, sms: OutboundSms) -> None:
-        if sms.parent_ts is None:
+        # A thread reply's parent is the conversation's (another message or an inbound text): never repaint it.
+        if sms.parent_ts is None or sms.origin == "reply":
             return
         try:
             await self.slack.update(

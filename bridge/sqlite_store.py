@@ -18,6 +18,8 @@ from typing import Any
 import aiosqlite
 
 from bridge.model import OutboundSms, SendRequest, SendState, StatusChange, StatusRecord
+from bridge.sqlite_two_way import MIGRATION as TWO_WAY_MIGRATION
+from bridge.sqlite_two_way import TwoWaySql
 from bridge.store import StoreUnavailable
 from sw_api.models import MessageStatus
 
@@ -59,6 +61,8 @@ MIGRATIONS: Sequence[str] = (
         PRIMARY KEY (ref, status)
     );
     """,
+    # 2: two-way conversations (bridge.sqlite_two_way).
+    TWO_WAY_MIGRATION,
 )
 
 
@@ -111,7 +115,7 @@ def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
     )
 
 
-class SqliteStore:
+class SqliteStore(TwoWaySql):
     """One aiosqlite connection (SQLite serialises writers anyway); WAL so readers never block the writer."""
 
     def __init__(self, db: aiosqlite.Connection, path: str) -> None:

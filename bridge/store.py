@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from bridge.model import OutboundSms, SendRequest, StatusChange, StatusRecord
+from bridge.model import Conversation, OptOut, OutboundSms, SendRequest, StatusChange, StatusRecord
 from sw_api.models import MessageStatus
 
 
@@ -69,6 +69,40 @@ class Store(Protocol):
 
     async def thread_messages(self, channel_id: str, parent_ts: str) -> list[OutboundSms]:
         """Every outbound message whose receipts go to that thread, oldest first."""
+
+    # -- two-way conversations (migration 2) --------------------------------------------------------------------
+
+    async def get_conversation(self, our_number: str, their_number: str) -> Conversation | None: ...
+
+    async def set_conversation(
+        self, our_number: str, their_number: str, channel_id: str, thread_ts: str, now: datetime
+    ) -> None:
+        """Point the conversation at this thread (the last outbound or inbound message wins)."""
+
+    async def conversation_by_thread(self, channel_id: str, thread_ts: str) -> Conversation | None:
+        """The conversation bridged to that thread (the most recently used one if several were)."""
+
+    async def claim_inbound(self, message_id: str, now: datetime) -> bool:
+        """True for the first delivery of an inbound message id only: duplicates post once."""
+
+    async def release_inbound(self, message_id: str) -> None:
+        """Forget a claim whose Slack post failed, so SignalWire's redelivery is handled."""
+
+    async def get_opt_out(self, our_number: str, their_number: str) -> OptOut | None: ...
+
+    async def set_opt_out(self, our_number: str, their_number: str, keyword: str, now: datetime) -> None:
+        """Record an opt-out (keeping the first time and word if already opted out)."""
+
+    async def clear_opt_out(self, our_number: str, their_number: str) -> bool:
+        """Opt back in; True if they were opted out."""
+
+    async def claim_slack_event(self, key: str, now: datetime) -> bool:
+        """True the first time a Slack message (``channel:ts``) is seen: Slack's retries never act twice."""
+
+    async def set_reply_source(self, ref: str, source_ts: str) -> None:
+        """Remember the Slack thread reply an outbound message was sent from (its reactions show the outcome)."""
+
+    async def reply_source(self, ref: str) -> str | None: ...
 
 
 async def open_store(database_url: str) -> Store:

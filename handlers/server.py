@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bridge.config import Config
 from bridge.service import Bridge, CallbackTokens
 from bridge.store import open_store
-from handlers import register_all
+from handlers import register_all, two_way
 from handlers.slack_out import SlackOut, make_web_client
 from handlers.web import SignalWireRoutes, healthz
 from sw_api.client import SignalWireClient
@@ -80,7 +80,8 @@ async def _start_simulator(config: Config) -> tuple[Config, web.AppRunner]:
 def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[CONFIG] = config
-    routes = SignalWireRoutes(BRIDGE, public_url=config.public_url, signing_key=config.signalwire_signing_key)
+    routes = SignalWireRoutes(BRIDGE, public_url=config.public_url, signing_key=config.signalwire_signing_key,
+                              two_way=lambda bridge: two_way(bridge, config))
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         effective = config

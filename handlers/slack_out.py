@@ -65,3 +65,14 @@ class SlackOut:
             raise SlackPortError(str(exc.response.get("error", "slack_error"))) from exc
         except (SlackRequestError, OSError, TimeoutError) as exc:
             raise SlackPortError(f"Slack unreachable: {type(exc).__name__}") from exc
+
+    async def react(self, channel: str, ts: str, name: str, *, add: bool = True) -> None:
+        try:
+            if add:
+                await self.client.reactions_add(channel=channel, timestamp=ts, name=name)
+            else:
+                await self.client.reactions_remove(channel=channel, timestamp=ts, name=name)
+        except SlackApiError as exc:
+            raise SlackPortError(str(exc.response.get("error", "slack_error"))) from exc
+        except (SlackRequestError, OSError, TimeoutError) as exc:
+            raise SlackPortError(f"Slack unreachable: {type(exc).__name__}") from exc

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
 from bridge.service import Bridge, CallbackRefused
 from bridge.store import StoreUnavailable
+from bridge.two_way import InboundNotPosted, TwoWay
 from sw_api.errors import MalformedWebhook, SignatureMismatch
 from sw_api.text import mask_number
 from sw_api.webhooks import (
@@ -30,8 +32,10 @@ log = logging.getLogger("handlers.web")
 
 
 class SignalWireRoutes:
-    def __init__(self, bridge_key: web.AppKey[Bridge], *, public_url: str, signing_key: str) -> None:
+    def __init__(self, bridge_key: web.AppKey[Bridge], *, public_url: str, signing_key: str,
+                 two_way: Callable[[Bridge], TwoWay] | None = None) -> None:
         self._bridge_key = bridge_key
+        self._two_way = two_way
         self.public_url = public_url.rstrip("/")
         self.signing_key = signing_key
 
@@ -80,6 +84,13 @@ class SignalWireRoutes:
             return web.json_response({"error": str(exc)}, status=400)
         log.info("inbound message id=%s from=%s to=%s", message.message_id, mask_number(message.from_),
                  mask_number(message.to))
+        if self._two_way is not None:
+            try:
+                await self._two_way(request.app[self._bridge_key]).receive(message)
+            except (InboundNotPosted, StoreUnavailable) as exc:
+                log.warning("inbound id=%s not posted: %s", message.message_id, exc)
+                # 503 makes SignalWire deliver it again; the claim was released so the redelivery is handled.
+                return web.json_response({"error": "not posted, retry"}, status=503)
         if message.source_format == "form":
             return web.Response(text=CXML_EMPTY, content_type="text/xml")
         return web.json_response(SWML_RECEIVE)
