@@ -45,31 +45,44 @@ class SlashInput:
     text: str = ""
 
 
+def _reads_as_number(candidate: str, default_region: str) -> bool:
+    try:
+        normalize_number(candidate, default_region)
+    except InvalidNumber:
+        return False
+    return True
+
+
 def parse_slash_text(raw: str, default_region: str) -> SlashInput:
-    """Split ``/sms`` text into a number and a message: the longest leading run of number-like words that
-    reads as a phone number is the number; the rest is the message."""
-    text = replace_tel_links(unescape_slack(raw)).strip()
+    """Split ``/sms`` text into a number and a message.
+
+    A first word that is a whole phone number by itself (``+15551234567``, ``5551234567``) is the number. Otherwise
+    the longest leading run of number-like words that reads as a phone number is (``+1 555 123 4567``,
+    ``(555) 123-4567``). The message is the rest, with its own spacing and line breaks kept.
+    """
+    # Links first: Slack's ``<tel:…|…>`` markup is real ``<``/``>``; what the user typed arrives as ``&lt;``.
+    text = unescape_slack(replace_tel_links(raw)).strip()
     if not text:
         return SlashInput("modal")
     if text.lower() in ("help", "-h", "--help", "?"):
         return SlashInput("help")
-    words = text.split(" ")
+    words = list(re.finditer(r"\S+", text))
     run = 0
-    while run < len(words) and (_NUMBER_TOKEN.match(words[run]) or words[run] == ""):
+    while run < len(words) and _NUMBER_TOKEN.match(words[run].group()):
         run += 1
     if run == 0:
-        raise ComposeError("to", f"`{words[0]}` is not a phone number. Start with the number, e.g. "
+        raise ComposeError("to", f"`{words[0].group()}` is not a phone number. Start with the number, e.g. "
                            "`/sms +1 555 123 4567 Running late` — or type `/sms help`.")
-    for end in range(run, 0, -1):
-        candidate = " ".join(words[:end]).strip()
-        try:
-            normalize_number(candidate, default_region)
-        except InvalidNumber:
-            continue
-        return SlashInput("send", number=candidate, text=" ".join(words[end:]).strip())
+    # Numbering plans with variable-length numbers (DE, AT, …) make "+4930123456 5 min late" read as a longer
+    # valid number; someone who typed the number as one word ended it at the space.
+    ends = [1] if _reads_as_number(words[0].group(), default_region) else range(run, 0, -1)
+    for end in ends:
+        candidate = text[: words[end - 1].end()]
+        if _reads_as_number(candidate, default_region):
+            return SlashInput("send", number=candidate, text=text[words[end - 1].end():].strip())
     # Report the error for the whole run, which is what the user meant as the number.
     try:
-        normalize_number(" ".join(words[:run]), default_region)
+        normalize_number(text[: words[run - 1].end()], default_region)
     except InvalidNumber as exc:
         raise ComposeError("to", f"{exc}. Type it with its country code, e.g. `+1 555 123 4567`.") from exc
     raise AssertionError("unreachable: a number that failed must fail again")  # pragma: no cover

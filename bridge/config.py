@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import phonenumbers
+
 from sw_api.sansio import base_url_for_space
 from sw_api.text import InvalidNumber, normalize_sender
 
@@ -115,7 +117,8 @@ class Config:
         api_token = get("SIGNALWIRE_API_TOKEN") if simulated else required("SIGNALWIRE_API_TOKEN", "PTabc123…")
 
         region = get("DEFAULT_REGION", "US").upper()
-        if not re.fullmatch(r"[A-Z]{2}", region):
+        # Two letters is not enough: an unknown region ("ZZ") would surface later as every national number failing.
+        if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ConfigError("DEFAULT_REGION", "must be a two-letter ISO country code", "US")
 
         raw_numbers = [n for n in get("SIGNALWIRE_FROM_NUMBERS").split(",") if n.strip()]
@@ -135,8 +138,9 @@ class Config:
         public_url = get("PUBLIC_URL").rstrip("/")
         if public_url:
             parts = urlsplit(public_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-                raise ConfigError("PUBLIC_URL", "must be an http(s) base URL without a query",
+            # Callback paths are appended to it: a query or #fragment would swallow them.
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+                raise ConfigError("PUBLIC_URL", "must be an http(s) base URL without a query or fragment",
                                   "https://sms.example.com")
         elif not simulated:
             raise ConfigError("PUBLIC_URL", "is not set (SignalWire must reach /signalwire/status)",
