@@ -66,6 +66,10 @@ MIGRATIONS: Sequence[str] = (
 )
 
 
+# aiosqlite raises ValueError("no active connection") once closed; callers must see one error type.
+_DB_ERRORS = (sqlite3.Error, ValueError)
+
+
 def _ts(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
@@ -180,7 +184,7 @@ class SqliteStore(TwoWaySql):
         self._check_open()
         try:
             return await self._version()
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
 
     def _check_open(self) -> None:
@@ -193,7 +197,7 @@ class SqliteStore(TwoWaySql):
         try:
             async with self._db.execute(sql, params) as cur:
                 return await cur.fetchone()
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
 
     async def _all(self, sql: str, params: Sequence[Any]) -> list[aiosqlite.Row]:
@@ -201,7 +205,7 @@ class SqliteStore(TwoWaySql):
         try:
             async with self._db.execute(sql, params) as cur:
                 return list(await cur.fetchall())
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
 
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
@@ -210,7 +214,7 @@ class SqliteStore(TwoWaySql):
             async with self._write_lock:
                 cur = await self._db.execute(sql, params)
                 return cur.rowcount
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
 
     async def ping(self) -> None:
@@ -349,7 +353,7 @@ class SqliteStore(TwoWaySql):
                 if self._db.in_transaction:
                     await self._db.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
         return new, advanced
 
