@@ -76,9 +76,11 @@ def explain(error_code: str | None) -> str | None:
 
 
 def can_retry(sms: OutboundSms) -> bool:
-    return sms.state in (SendState.REJECTED, SendState.UNKNOWN) or (
-        sms.status is not None and sms.status.is_failure
-    )
+    """Failed, refused, or unknown — but an "unknown" send whose callbacks later arrived is known after all:
+    offering Retry on one that was delivered would text the person twice."""
+    if sms.status is not None:
+        return sms.status.is_failure
+    return sms.state in (SendState.REJECTED, SendState.UNKNOWN)
 
 
 def _retry_button(sms: OutboundSms) -> dict[str, Any]:
@@ -122,8 +124,8 @@ def parent_blocks(sms: OutboundSms, *, simulated: bool = False) -> list[dict[str
     detail = f"*{b.label}*"
     if sms.body:
         detail += f" · {info.characters} chars, {info.encoding}, {sms.segments or info.segments} segment(s)"
-    if sms.error_code or (sms.state is SendState.REJECTED and sms.error_message):
-        detail += f" · error {escape_mrkdwn(sms.error_code or '')}".rstrip()
+    if sms.error_code:
+        detail += f" · error {escape_mrkdwn(sms.error_code)}"
     context: list[dict[str, Any]] = [{"type": "mrkdwn", "text": detail}]
     if simulated:
         context.append({"type": "mrkdwn", "text": SIMULATED_NOTE})
