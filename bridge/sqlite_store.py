@@ -10,6 +10,7 @@ import asyncio
 import json
 import secrets
 import sqlite3
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +69,23 @@ MIGRATIONS: Sequence[str] = (
 
 # aiosqlite raises ValueError("no active connection") once closed; callers must see one error type.
 _DB_ERRORS = (sqlite3.Error, ValueError)
+
+
+async def _retry_locked(db: aiosqlite.Connection, sql: str, budget_seconds: float) -> None:
+    """Run ``sql``, retrying while another connection holds the lock.
+
+    Switching the journal mode answers SQLITE_BUSY at once instead of waiting on ``busy_timeout``, so a second
+    replica opening the file while the first migrates must wait here.
+    """
+    deadline = time.monotonic() + budget_seconds
+    while True:
+        try:
+            await db.execute(sql)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.05)
 
 
 def _ts(value: datetime) -> str:
@@ -143,7 +161,7 @@ class SqliteStore(TwoWaySql):
             db.row_factory = aiosqlite.Row
             # busy_timeout first: switching to WAL itself needs a lock another process may hold.
             await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            await db.execute("PRAGMA journal_mode=WAL")
+            await _retry_locked(db, "PRAGMA journal_mode=WAL", busy_timeout_ms / 1000)
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA synchronous=NORMAL")
             store = cls(db, path)
