@@ -11,9 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from demo.harness import Harness, running_bridge
+from demo.harness import FROM_NUMBER, Harness, running_bridge
 
 CHANNEL = "C0GENERAL"
+INBOUND = "C0INBOUND"
 
 
 def _step(text: str) -> None:
@@ -36,11 +37,25 @@ async def _modal_send(h: Harness, to: str, body: str, user_id: str) -> None:
 async def run_demo() -> int:
     print("sms-bridge offline demo: real bot + SignalWire simulator + local stand-in for Slack (no real SMS).\n")
     with tempfile.TemporaryDirectory(prefix="sms-bridge-demo-") as tmp:
-        async with running_bridge(Path(tmp), step_delay=0.05) as h:
+        async with running_bridge(Path(tmp), step_delay=0.05, env={"INBOUND_CHANNEL": INBOUND}) as h:
             _step("alice types: /sms +1 555 123 4567 Running 10 min late")
             response = await h.driver.slash_command("+1 555 123 4567 Running 10 min late")
             print(f"  Slack got its ack in {response.elapsed_ms:.0f} ms")
             await h.settle()
+
+            _step("the phone replies “Great, see you soon 👍”: it lands in the same thread")
+            await h.simulator.inject_inbound("+15551234567", FROM_NUMBER, "Great, see you soon 👍",
+                                             url=f"{h.bot_url}/signalwire/inbound")
+            await h.settle()
+
+            _step("bob answers in that thread: “Thanks :wave: <@U0ALICE> will meet you” → texted back")
+            parent = h.slack.messages(CHANNEL)[0]
+            event = h.slack.post_user_message(CHANNEL, "U0BOB", "Thanks :wave: <@U0ALICE> will meet you",
+                                              thread_ts=parent.ts)
+            await h.driver.event(event)
+            await h.settle()
+            texted = [m.body for m in h.simulator.messages.values() if m.body and m.body.startswith("Thanks")]
+            print(f"  the phone received: {texted[-1] if texted else '(nothing!)'}")
 
             _step("bob types /sms, fills in the form: to (555) 987-6543, “Your order is ready for pickup”")
             await _modal_send(h, "(555) 987-6543", "Your order is ready for pickup", "U0BOB")
@@ -50,10 +65,17 @@ async def run_demo() -> int:
             await h.driver.slash_command("+1 555 010 0003 Are you there?")
             await h.settle()
 
-            print("\nWhat the Slack channel shows:\n")
+            _step("a stranger texts our number “Hi, is the shop open today?”: a new thread in #inbound")
+            await h.simulator.inject_inbound("+15552220199", FROM_NUMBER, "Hi, is the shop open today?",
+                                             url=f"{h.bot_url}/signalwire/inbound")
+            await h.settle()
+
+            print("\nWhat Slack shows:\n")
             print(h.slack.transcript(CHANNEL))
-            statuses = sorted(m.status for m in h.simulator.messages.values())
-            expected = sorted(["delivered", "delivered", "undelivered"])
+            print(h.slack.transcript(INBOUND))
+            outbound = [m for m in h.simulator.messages.values() if m.status != "received"]
+            statuses = sorted(m.status for m in outbound)
+            expected = sorted(["delivered", "delivered", "delivered", "undelivered"])
             if statuses != expected:
                 print(f"\ndemo FAILED: simulator statuses {statuses}, expected {expected}", file=sys.stderr)
                 return 1
