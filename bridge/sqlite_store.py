@@ -11,7 +11,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,11 @@ from bridge.sqlite_two_way import TwoWaySql
 from bridge.store import StoreUnavailable
 from sw_api.models import MessageStatus
 
-MIGRATIONS: Sequence[str] = (
+# version → script. Versions are applied in order, each exactly once (``schema_version`` lists the applied ones),
+# so a version added by one branch never hides another's. Append; never edit a released script.
+MIGRATIONS: Mapping[int, str] = {
     # 1: outbound messages, their status history, and process-wide secrets.
-    """
+    1: """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE outbound (
         ref TEXT PRIMARY KEY,
@@ -63,8 +65,8 @@ MIGRATIONS: Sequence[str] = (
     );
     """,
     # 2: two-way conversations (bridge.sqlite_two_way).
-    TWO_WAY_MIGRATION,
-)
+    2: TWO_WAY_MIGRATION,
+}
 
 
 # aiosqlite raises ValueError("no active connection") once closed; callers must see one error type.
@@ -179,10 +181,14 @@ class SqliteStore(TwoWaySql):
             row = await cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    async def _applied(self) -> set[int]:
+        async with self._db.execute("SELECT version FROM schema_version") as cur:
+            return {int(row[0]) for row in await cur.fetchall()}
+
     async def _migrate(self) -> None:
         await self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        for version, script in enumerate(MIGRATIONS, start=1):
-            if version <= await self._version():
+        for version, script in sorted(MIGRATIONS.items()):
+            if version in await self._applied():
                 continue
             # executescript commits implicitly, so the version bump rides in the same script.
             try:
@@ -194,7 +200,7 @@ class SqliteStore(TwoWaySql):
                     await self._db.execute("ROLLBACK")
                 # A second replica starting at the same moment may have applied it between our version read
                 # and our BEGIN IMMEDIATE (the check cannot run inside executescript).
-                if await self._version() >= version:
+                if version in await self._applied():
                     continue
                 raise
 

@@ -374,24 +374,24 @@ async def test_sqlite_migrations_are_idempotent(tmp_path: Path) -> None:
     path = str(tmp_path / "m.db")
     first = await SqliteStore.open(path)
     await first.create_outbound("r", REQUEST, T0)
-    assert await first.schema_version() == len(MIGRATIONS)
+    assert await first.schema_version() == max(MIGRATIONS)
     await first.close()
     second = await SqliteStore.open(path)
     try:
-        assert await second.schema_version() == len(MIGRATIONS)
+        assert await second.schema_version() == max(MIGRATIONS)
         assert (await second.get_outbound("r")) is not None
     finally:
         await second.close()
     with sqlite3.connect(path) as raw:
         rows = raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    assert rows == [(v,) for v in range(1, len(MIGRATIONS) + 1)]
+    assert rows == [(v,) for v in sorted(MIGRATIONS)]
 
 
 async def test_sqlite_two_replicas_migrating_at_once(tmp_path: Path) -> None:
     path = str(tmp_path / "race.db")
     a, b = await asyncio.gather(SqliteStore.open(path), SqliteStore.open(path))
     try:
-        assert await a.schema_version() == await b.schema_version() == len(MIGRATIONS)
+        assert await a.schema_version() == await b.schema_version() == max(MIGRATIONS)
         assert await a.secret("callback") == await b.secret("callback")
     finally:
         await a.close()
