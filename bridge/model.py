@@ -71,6 +71,10 @@ class OutboundSms:
     segments: int | None = None
     parent_ts: str | None = None
     retry_of: str | None = None
+    submitted_at: datetime | None = None     # when the last POST to SignalWire started (reconciliation window)
+    attempts: int = 0                        # POSTs made to SignalWire for this message
+    next_attempt_at: datetime | None = None  # when the sweeper should look at it again (429 back-off, reconcile)
+    checked_at: datetime | None = None       # when a missing final receipt was looked up in the logs
 
     @property
     def is_mms(self) -> bool:

@@ -66,6 +66,15 @@ MIGRATIONS: Mapping[int, str] = {
     """,
     # 2: two-way conversations (bridge.sqlite_two_way).
     2: TWO_WAY_MIGRATION,
+    # 5: durable sending: when the last POST started, how many were made, when to look again; outcome counters.
+    5: """
+    ALTER TABLE outbound ADD COLUMN submitted_at TEXT;
+    ALTER TABLE outbound ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbound ADD COLUMN next_attempt_at TEXT;
+    ALTER TABLE outbound ADD COLUMN checked_at TEXT;
+    CREATE INDEX outbound_state ON outbound (state, next_attempt_at);
+    CREATE TABLE counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """,
 }
 
 
@@ -123,6 +132,10 @@ def _row_to_sms(row: aiosqlite.Row) -> OutboundSms:
         segments=row["segments"],
         parent_ts=row["parent_ts"],
         retry_of=row["retry_of"],
+        submitted_at=_dt(row["submitted_at"]),
+        attempts=row["attempts"],
+        next_attempt_at=_dt(row["next_attempt_at"]),
+        checked_at=_dt(row["checked_at"]),
     )
 
 
@@ -289,11 +302,59 @@ class SqliteStore(TwoWaySql):
         return await self._require(ref)
 
     async def mark_submitting(self, ref: str, now: datetime) -> OutboundSms:
+        """The POST is about to start: from here until an answer, a crash leaves the outcome unknown."""
         await self._write(
-            "UPDATE outbound SET state = ?, updated_at = ? WHERE ref = ?",
-            (SendState.SUBMITTING.value, _ts(now), ref),
+            """UPDATE outbound SET state = ?, submitted_at = ?, attempts = attempts + 1, next_attempt_at = NULL,
+                   updated_at = ? WHERE ref = ?""",
+            (SendState.SUBMITTING.value, _ts(now), _ts(now), ref),
         )
         return await self._require(ref)
+
+    async def mark_pending(self, ref: str, next_attempt_at: datetime | None, now: datetime) -> OutboundSms:
+        """Back to waiting (e.g. SignalWire said 429): nothing was created, try again at ``next_attempt_at``."""
+        await self._write(
+            "UPDATE outbound SET state = ?, next_attempt_at = ?, updated_at = ? WHERE ref = ?",
+            (SendState.PENDING.value, None if next_attempt_at is None else _ts(next_attempt_at), _ts(now), ref),
+        )
+        return await self._require(ref)
+
+    async def schedule(self, ref: str, at: datetime | None, now: datetime) -> None:
+        await self._write(
+            "UPDATE outbound SET next_attempt_at = ?, updated_at = ? WHERE ref = ?",
+            (None if at is None else _ts(at), _ts(now), ref),
+        )
+
+    async def due(self, states: Sequence[SendState], now: datetime, limit: int = 100) -> list[OutboundSms]:
+        """Messages in one of ``states`` whose ``next_attempt_at`` is unset or has passed, oldest first."""
+        marks = ",".join("?" for _ in states)
+        rows = await self._all(
+            f"""SELECT * FROM outbound WHERE state IN ({marks})
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY created_at LIMIT ?""",
+            (*[s.value for s in states], _ts(now), limit),
+        )
+        return [_row_to_sms(r) for r in rows]
+
+    async def unfinished(self, accepted_before: datetime, limit: int = 100) -> list[OutboundSms]:
+        """Accepted messages without a final status, submitted before the cutoff, not yet looked up."""
+        rows = await self._all(
+            """SELECT * FROM outbound WHERE state = ? AND checked_at IS NULL AND submitted_at <= ?
+                   AND (status IS NULL OR status NOT IN ('delivered', 'undelivered', 'failed', 'read'))
+                   ORDER BY created_at LIMIT ?""",
+            (SendState.ACCEPTED.value, _ts(accepted_before), limit),
+        )
+        return [_row_to_sms(r) for r in rows]
+
+    async def mark_checked(self, ref: str, now: datetime) -> None:
+        await self._write("UPDATE outbound SET checked_at = ?, updated_at = ? WHERE ref = ?", (_ts(now), _ts(now), ref))
+
+    async def count(self, name: str, by: int = 1) -> None:
+        await self._write(
+            "INSERT INTO counter (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + ?",
+            (name, by, by),
+        )
+
+    async def counters(self) -> dict[str, int]:
+        return {row["name"]: row["value"] for row in await self._all("SELECT name, value FROM counter", ())}
 
     async def mark_accepted(self, ref: str, sw_id: str, segments: int, now: datetime) -> OutboundSms:
         await self._write(

@@ -7,10 +7,11 @@ Must not import: aiohttp, Slack packages, ``handlers``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from bridge.model import Conversation, OptOut, OutboundSms, SendRequest, StatusChange, StatusRecord
+from bridge.model import Conversation, OptOut, OutboundSms, SendRequest, SendState, StatusChange, StatusRecord
 from sw_api.models import MessageStatus
 
 
@@ -37,6 +38,25 @@ class Store(Protocol):
     async def set_parent(self, ref: str, parent_ts: str, now: datetime) -> OutboundSms: ...
 
     async def mark_submitting(self, ref: str, now: datetime) -> OutboundSms: ...
+
+    async def mark_pending(self, ref: str, next_attempt_at: datetime | None, now: datetime) -> OutboundSms:
+        """Back to waiting (e.g. SignalWire said 429): nothing was created; try again at ``next_attempt_at``."""
+
+    async def schedule(self, ref: str, at: datetime | None, now: datetime) -> None:
+        """Set when the sweeper should next look at this message."""
+
+    async def due(self, states: Sequence[SendState], now: datetime, limit: int = 100) -> list[OutboundSms]:
+        """Messages in one of ``states`` whose ``next_attempt_at`` is unset or has passed, oldest first."""
+
+    async def unfinished(self, accepted_before: datetime, limit: int = 100) -> list[OutboundSms]:
+        """Accepted messages still without a final status, submitted before the cutoff, never looked up."""
+
+    async def mark_checked(self, ref: str, now: datetime) -> None: ...
+
+    async def count(self, name: str, by: int = 1) -> None:
+        """Add to a named outcome counter (accepted, rejected, unknown, reconciled_found, ...)."""
+
+    async def counters(self) -> dict[str, int]: ...
 
     async def mark_accepted(self, ref: str, sw_id: str, segments: int, now: datetime) -> OutboundSms:
         """SignalWire answered 201. The delivery status itself is set through ``record_status``."""
