@@ -1,0 +1,311 @@
+"""The fault suite's world: a real ``python bot.py`` process between an in-process simulator and fake Slack.
+
+Owns: ``BotProcess`` (start / SIGKILL / SIGTERM / restart of the bot as a subprocess on a loopback port, waiting
+for ``/healthz``, its log file), ``World`` (simulator + fake Slack served in the test's own event loop so a test
+can flip their fault switches directly, a signed ``SlackDriver`` aimed at the subprocess) and ``open_world``.
+Also the invariants every fault test asserts (``assert_exactly_one_sms``, ``assert_receipts_once``, ``Snapshot``).
+Must not import: ``bot.py``, ``handlers`` or ``bridge.service`` — the bot is only ever reached over HTTP
+(``bridge.render`` only for the receipt wording).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+from aiohttp import web
+
+from bridge.render import STATUS_BADGES
+from demo.fake_slack import FakeSlack, SlackMessage
+from demo.fake_slack import create_app as create_fake_slack_app
+from demo.harness import SIGNING_SECRET, _bound_socket, _serve, bot_environment
+from demo.slack_driver import SlackDriver
+from sw_api.models import MessageStatus
+from sw_api.simulator import SimMessage, Simulator, SimulatorConfig
+from sw_api.simulator import create_app as create_simulator_app
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 20.0
+
+
+class BotDied(AssertionError):
+    """The bot process exited (or never answered /healthz) when it should be serving."""
+
+
+def _free_port() -> int:
+    # bot.py binds host:port itself, so it cannot be handed a socket: probe a free port and release it. The
+    # same port is kept across restarts because the simulator's callback URLs (PUBLIC_URL) name it.
+    probe = _bound_socket()
+    port: int = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+@dataclass
+class BotProcess:
+    """``python bot.py`` in the repository root with ``env``; output goes to ``log_path`` (appended across runs)."""
+
+    env: dict[str, str]
+    log_path: Path
+    port: int
+    proc: asyncio.subprocess.Process | None = None
+    starts: int = 0
+    _log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Spawn the bot and wait until ``GET /healthz`` answers 200; ``BotDied`` (with the log tail) otherwise."""
+        assert not self.running, "the bot is already running"
+        self.starts += 1
+        self._log = self.log_path.open("ab")
+        self._log.write(f"\n===== start #{self.starts} =====\n".encode())
+        self._log.flush()
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(REPO / "bot.py"), "serve",
+            cwd=REPO, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+        )
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while True:
+                if self.proc.returncode is not None:
+                    raise BotDied(f"bot exited with {self.proc.returncode} during start-up\n{self.log_tail()}")
+                with suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(f"{self.url}/healthz", timeout=aiohttp.ClientTimeout(total=1)) as resp:
+                        if resp.status == 200:
+                            return
+                if time.monotonic() > deadline:
+                    await self.kill()
+                    raise BotDied(f"bot did not answer /healthz within {timeout:g} s\n{self.log_tail()}")
+                await asyncio.sleep(0.05)
+
+    async def kill(self) -> None:
+        """SIGKILL: no clean-up runs, exactly like a crash or the OOM killer."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        self._close_log()
+
+    async def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait for the exit code (SIGKILL and ``BotDied`` if it does not exit within ``timeout``)."""
+        assert self.proc is not None, "the bot was never started"
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.proc.wait()
+            except TimeoutError:
+                await self.kill()
+                raise BotDied(f"bot ignored SIGTERM for {timeout:g} s\n{self.log_tail()}") from None
+        self._close_log()
+        assert self.proc.returncode is not None
+        return self.proc.returncode
+
+    async def restart(self) -> None:
+        """SIGKILL (if still running) and start again on the same port and database."""
+        await self.kill()
+        await self.start()
+
+    def log_text(self) -> str:
+        if self._log is not None:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@dataclass
+class World:
+    """Everything one fault test touches. ``simulator`` and ``slack`` live in this event loop."""
+
+    simulator: Simulator
+    sim_url: str
+    slack: FakeSlack
+    slack_url: str
+    bot: BotProcess
+    session: aiohttp.ClientSession
+    driver: SlackDriver
+    database: Path
+    _runners: list[web.AppRunner] = field(default_factory=list)
+
+    @property
+    def bot_url(self) -> str:
+        return self.bot.url
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+        """Poll ``predicate`` until true; ``AssertionError`` naming ``what`` (and the bot log tail) otherwise."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not reached within {timeout:g} s\n--- bot log ---\n{self.bot.log_tail()}")
+            await asyncio.sleep(0.02)
+
+    async def quiet(self, seconds: float = 0.5, timeout: float = 15.0) -> None:
+        """Wait until the simulator has nothing pending and Slack saw no call for ``seconds``.
+
+        The bot is another process, so "done" is observed from outside: no callback in flight and no Web API
+        traffic for a while.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            await self.simulator.settle(timeout=max(0.1, deadline - loop.time()))
+            last = self.slack.calls[-1].at if self.slack.calls else 0.0
+            idle = time.monotonic() - last
+            if idle >= seconds:
+                return
+            if loop.time() > deadline:
+                raise AssertionError(f"still busy after {timeout:g} s\n--- bot log ---\n{self.bot.log_tail()}")
+            await asyncio.sleep(min(0.1, max(0.02, seconds - idle)))
+
+
+@asynccontextmanager
+async def open_world(
+    tmp_path: Path,
+    *,
+    step_delay: float = 0.05,
+    env: Mapping[str, str] | None = None,
+    start: bool = True,
+) -> AsyncIterator[World]:
+    """Simulator + fake Slack on port 0 here, the bot as a subprocess; the bot is SIGKILLed on exit whatever happens."""
+    simulator = Simulator(SimulatorConfig(step_delay=step_delay))
+    sim_runner, sim_url = await _serve(create_simulator_app(simulator))
+    slack = FakeSlack(bot_token="xoxb-fake")
+    slack_runner, slack_url = await _serve(create_fake_slack_app(slack))
+    slack.base_url = slack_url
+    port = _free_port()
+    database = tmp_path / "bridge.db"
+    bot_env = {
+        # Only what the interpreter needs from the parent: the bot must not pick up a developer's real keys.
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")},
+        **bot_environment(slack_url=slack_url, sim_url=sim_url, sim=simulator.config,
+                          public_url=f"http://127.0.0.1:{port}", database=database),
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "LOG_LEVEL": "DEBUG",
+        "PYTHONUNBUFFERED": "1",
+        # Small grace periods so reconciliation happens within a test (the bot's defaults are 15 s / 60 s).
+        "SIGNALWIRE_TIMEOUT_SECONDS": "2",
+        "RECONCILE_GRACE_SECONDS": "1",
+        **(env or {}),
+    }
+    bot = BotProcess(env=bot_env, log_path=tmp_path / "bot.log", port=port)
+    try:
+        async with aiohttp.ClientSession() as session:
+            driver = SlackDriver(session, bot.url, SIGNING_SECRET, response_url_base=slack.response_url_base)
+            world = World(simulator=simulator, sim_url=sim_url, slack=slack, slack_url=slack_url, bot=bot,
+                          session=session, driver=driver, database=database, _runners=[sim_runner, slack_runner])
+            if start:
+                await bot.start()
+            yield world
+    finally:
+        await bot.kill()
+        for runner in (sim_runner, slack_runner):
+            await runner.cleanup()
+
+
+# ----- invariants ---------------------------------------------------------------------------------------------
+# Written against what people see (the simulator's record of texts, the fake Slack's channels), never the bot's
+# own tables: the suite must hold whichever way the bot implements durability.
+
+CHANNEL = "C0GENERAL"
+RECEIPT_LABELS: Mapping[MessageStatus, str] = {status: b.label for status, b in STATUS_BADGES.items()}
+
+
+def sms_to(world: World, to: str, body: str) -> list[SimMessage]:
+    """Every text the simulator created to ``to`` with exactly ``body``."""
+    return [m for m in world.simulator.messages.values() if m.direction == "outbound" and m.to == to
+            and m.body == body]
+
+
+def assert_exactly_one_sms(world: World, to: str, body: str) -> SimMessage:
+    found = sms_to(world, to, body)
+    assert len(found) == 1, f"expected exactly one SMS to {to} “{body}”, the simulator created {len(found)}"
+    return found[0]
+
+
+def parent_for(world: World, body: str, channel: str = CHANNEL) -> SlackMessage:
+    """The one parent message about ``body`` (the parent quotes the body in its text)."""
+    found = [m for m in world.slack.messages(channel) if body in m.text]
+    assert len(found) == 1, f"expected one parent for “{body}”, found {[m.text for m in found]}"
+    return found[0]
+
+
+def thread_texts(world: World, parent: SlackMessage, channel: str = CHANNEL) -> list[str]:
+    return [m.text for m in world.slack.thread(channel, parent.ts)]
+
+
+def receipts_in(texts: list[str]) -> list[MessageStatus]:
+    """The statuses that thread replies announce, in thread order (failure notes included)."""
+    found: list[MessageStatus] = []
+    for text in texts:
+        for status, label in RECEIPT_LABELS.items():
+            if label in text:
+                found.append(status)
+                break
+    return found
+
+
+def callback_statuses(world: World, sms: SimMessage) -> list[MessageStatus]:
+    """Statuses whose callback the bot accepted (2xx), once each, in the order first accepted."""
+    seen: list[MessageStatus] = []
+    for attempt in world.simulator.callback_log:
+        if attempt.message_id == sms.id and attempt.ok:
+            status = MessageStatus(attempt.event()["status"])
+            if status not in seen:
+                seen.append(status)
+    return seen
+
+
+def assert_receipts_once(world: World, sms: SimMessage, parent: SlackMessage, *, in_order: bool = True) -> None:
+    """Every receipt SignalWire sent is in the thread exactly once; the parent shows the final status.
+
+    ``in_order=False`` (reordered callbacks): a receipt arriving after a later status may rightly be dropped, so
+    only the final status must be there once, and nothing twice.
+    """
+    texts = thread_texts(world, parent)
+    shown = receipts_in(texts)
+    assert len(shown) == len(set(shown)), f"a receipt reached the thread twice: {texts}"
+    final = sms.status
+    assert RECEIPT_LABELS[final] in parent.text, f"parent says {parent.text!r}, SignalWire says {final.value}"
+    assert final in shown, f"final status {final.value} missing from the thread: {texts}"
+    if in_order:
+        sent = callback_statuses(world, sms)
+        assert set(sent) <= set(shown), f"receipts {sent} sent, thread shows {texts}"
+        assert shown == sorted(shown, key=lambda s: s.rank), f"thread out of order: {texts}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What people can see: texts sent, channel messages and their threads, ephemerals."""
+
+    texts: tuple[tuple[str, str, str], ...]
+    slack: tuple[tuple[str, tuple[str, ...]], ...]
+    ephemerals: int
+
+    @classmethod
+    def take(cls, world: World, channel: str = CHANNEL) -> Snapshot:
+        texts = tuple(sorted((m.id, m.to, m.status.value) for m in world.simulator.messages.values()))
+        slack = tuple((p.text, tuple(thread_texts(world, p, channel))) for p in world.slack.messages(channel))
+        return cls(texts, slack, len(world.slack.ephemerals))
