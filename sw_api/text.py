@@ -81,8 +81,9 @@ class InvalidNumber(ValueError):
     """A phone number that cannot be turned into E.164; the message says why, in words for a user."""
 
 
-_E164 = re.compile(r"^\+[0-9]{5,17}$")
-_SHORT_CODE = re.compile(r"^[0-9]{5,6}$")
+# fullmatch, not ``$``: ``$`` also matches before a trailing newline.
+_E164 = re.compile(r"\+[0-9]{5,17}")
+_SHORT_CODE = re.compile(r"[0-9]{5,6}")
 _PASSTHROUGH = frozenset({"988", "+988"})
 
 _REASONS = {
@@ -96,11 +97,11 @@ _REASONS = {
 
 def is_e164(value: str) -> bool:
     """The API's own syntax rule for ``to``/``from``: ``+`` then 5–17 digits."""
-    return bool(_E164.match(value))
+    return bool(_E164.fullmatch(value))
 
 
 def is_short_code(value: str) -> bool:
-    return bool(_SHORT_CODE.match(value))
+    return bool(_SHORT_CODE.fullmatch(value))
 
 
 def is_passthrough(value: str) -> bool:

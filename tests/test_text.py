@@ -217,3 +217,10 @@ def test_mask_never_shows_the_middle_digits(number: str) -> None:
     masked = mask_number(number)
     assert masked == number[:5] + "•••" + number[-4:]
     assert sum(ch.isdigit() for ch in masked) == 8
+
+
+def test_trailing_newline_is_not_e164_or_a_short_code() -> None:
+    from sw_api.text import is_e164, is_short_code
+
+    assert not is_e164("+15551234567\n")
+    assert not is_short_code("12345\n")
