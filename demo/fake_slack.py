@@ -15,6 +15,7 @@ The fake is deliberately a little stricter than Slack where leniency would hide 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -29,6 +30,7 @@ from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlencode
 
+import aiohttp
 from aiohttp import web
 
 logger = logging.getLogger(__name__)
@@ -297,6 +299,11 @@ class FakeSlack:
         self._ids = itertools.count(1)
         self._response_url_uses: dict[str, int] = {}
         self._home_views: dict[str, str] = {}
+        # Socket Mode: apps.connections.open (app-level token) hands out /socket; envelopes go down, acks come up.
+        self.app_token = "xapp-fake"
+        self.socket_acks: dict[str, Any] = {}
+        self._sockets: list[web.WebSocketResponse] = []
+        self._ack_waiters: dict[str, asyncio.Future[Any]] = {}
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
@@ -450,6 +457,12 @@ class FakeSlack:
         queued = self._faults.get(method)
         if queued:
             return queued.popleft()
+        if method == "apps.connections.open":
+            if token != self.app_token:
+                return _Reply(200, {"ok": False, "error": "invalid_auth"})
+            if self.base_url is None:
+                raise RuntimeError("set FakeSlack.base_url before using Socket Mode")
+            return _Reply(200, {"ok": True, "url": self.base_url.replace("http", "ws", 1).rstrip("/") + "/socket"})
         if not token:
             return _Reply(200, {"ok": False, "error": "not_authed"})
         if token != self.bot_token:
@@ -975,6 +988,44 @@ def _button_labels(blocks: list[Any]) -> str:
 FAKE_SLACK: Final = web.AppKey("fake_slack", FakeSlack)
 
 
+async def socket_send(fake: FakeSlack, kind: str, payload: dict[str, Any], timeout: float = 5.0) -> Any:
+    """Push one Socket Mode envelope (e.g. ``slash_commands``) to the connected app and return its ack payload."""
+    deadline = time.monotonic() + timeout
+    while not fake._sockets:
+        if time.monotonic() > deadline:
+            raise TimeoutError("no Socket Mode client connected")
+        await asyncio.sleep(0.02)
+    envelope_id = f"env-{next(fake._ids)}"
+    waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    fake._ack_waiters[envelope_id] = waiter
+    await fake._sockets[-1].send_json({
+        "envelope_id": envelope_id, "type": kind, "payload": payload, "accepts_response_payload": True,
+        "retry_attempt": 0, "retry_reason": "",
+    })
+    return await asyncio.wait_for(waiter, timeout)
+
+
+async def _socket(request: web.Request) -> web.WebSocketResponse:
+    fake = request.app[FAKE_SLACK]
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    fake._sockets.append(ws)
+    await ws.send_json({"type": "hello", "num_connections": 1, "debug_info": {"host": "fake"}})
+    try:
+        async for frame in ws:
+            if frame.type is not aiohttp.WSMsgType.TEXT:
+                continue
+            ack = json.loads(frame.data)
+            envelope_id = str(ack.get("envelope_id"))
+            fake.socket_acks[envelope_id] = ack.get("payload")
+            waiter = fake._ack_waiters.pop(envelope_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(ack.get("payload"))
+    finally:
+        fake._sockets.remove(ws)
+    return ws
+
+
 def _decode_json_fields(payload: dict[str, Any]) -> dict[str, Any]:
     # Form-encoded calls carry blocks/attachments/view as JSON strings; Slack parses them, so do we.
     for key in _JSON_FIELDS:
@@ -1039,4 +1090,5 @@ def create_app(fake: FakeSlack) -> web.Application:
     app.router.add_route("POST", "/api/{method}", _api)
     app.router.add_route("GET", "/api/{method}", _api)
     app.router.add_post("/respond/{key}", _respond)
+    app.router.add_get("/socket", _socket)
     return app
