@@ -19,6 +19,8 @@ from typing import Any
 import aiosqlite
 
 from bridge.model import OutboundSms, SendRequest, SendState, StatusChange, StatusRecord
+from bridge.sqlite_outbox import MIGRATION as OUTBOX_MIGRATION
+from bridge.sqlite_outbox import OutboxSql
 from bridge.sqlite_two_way import MIGRATION as TWO_WAY_MIGRATION
 from bridge.sqlite_two_way import TwoWaySql
 from bridge.store import StoreUnavailable
@@ -66,6 +68,8 @@ MIGRATIONS: Mapping[int, str] = {
     """,
     # 2: two-way conversations (bridge.sqlite_two_way).
     2: TWO_WAY_MIGRATION,
+    # 3: the durable Slack outbox (bridge.sqlite_outbox).
+    3: OUTBOX_MIGRATION,
     # 5: durable sending: when the last POST started, how many were made, when to look again; outcome counters.
     5: """
     ALTER TABLE outbound ADD COLUMN submitted_at TEXT;
@@ -152,7 +156,7 @@ def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
     )
 
 
-class SqliteStore(TwoWaySql):
+class SqliteStore(TwoWaySql, OutboxSql):
     """One aiosqlite connection (SQLite serialises writers anyway); WAL so readers never block the writer."""
 
     def __init__(self, db: aiosqlite.Connection, path: str) -> None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.model import Conversation, OptOut, OutboundSms, SendRequest, SendState, StatusChange, StatusRecord
 from sw_api.models import MessageStatus
+
+if TYPE_CHECKING:
+    from bridge.outbox import OutboxItem  # bridge.outbox imports this module (StoreUnavailable) at run time
 
 
 class StoreUnavailable(RuntimeError):
@@ -124,6 +127,49 @@ class Store(Protocol):
 
     async def reply_source(self, ref: str) -> str | None: ...
 
+
+    # -- durable Slack outbox (migration 3, bridge.sqlite_outbox; used only by bridge.outbox) --------------------
+
+    async def outbox_add(
+        self, thread_key: str, kind: str, ref: str | None, channel: str | None, payload: dict[str, Any],
+        now: datetime,
+    ) -> int:
+        """Append an item, due at once, committed before returning; returns its id (ids grow in enqueue order)."""
+
+    async def outbox_add_coalesced(
+        self, thread_key: str, kind: str, ref: str, channel: str | None, payload: dict[str, Any],
+        covered_by: Sequence[str], now: datetime,
+    ) -> int | None:
+        """Like ``outbox_add`` unless an undone, unclaimed item for ``ref`` of a ``covered_by`` kind exists
+        (then None). Check and insert are atomic."""
+
+    async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]:
+        """The first undone item of each thread_key, if due and not claimed (a live lease), earliest first."""
+
+    async def outbox_next_due(self) -> datetime | None:
+        """When the earliest thread head becomes due or its claim expires; None if nothing is undone."""
+
+    async def outbox_claim(self, item_id: int, now: datetime, until: datetime) -> bool:
+        """Lease an undone item until ``until``; True for one caller only while the lease lives."""
+
+    async def outbox_release(self, item_id: int) -> None: ...
+
+    async def outbox_done(self, item_id: int, result: str | None, now: datetime) -> None: ...
+
+    async def outbox_retry(self, item_id: int, error: str, next_attempt_at: datetime, result: str | None) -> None:
+        """Count a failed attempt, release the claim and make the item due again at ``next_attempt_at``."""
+
+    async def outbox_fail(self, item_id: int, error: str, now: datetime) -> None:
+        """Give up on the item; the next item of its thread becomes the head."""
+
+    async def outbox_pending(self) -> int:
+        """Items neither done nor failed."""
+
+    async def outbox_failed(self, limit: int = 100) -> list[OutboxItem]:
+        """Failed items, newest first."""
+
+    async def outbox_prune(self, before: datetime) -> int:
+        """Delete items finished (done or failed) before ``before``; returns how many."""
 
 async def open_store(database_url: str) -> Store:
     """Open (creating and migrating if needed) the store named by ``DATABASE_URL``."""

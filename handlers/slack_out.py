@@ -1,15 +1,18 @@
 """Outgoing Slack Web API calls for the bridge: the ``SlackPort`` implementation over slack_sdk.
 
-Owns: building the one ``AsyncWebClient`` (base URL, timeout, slack_sdk's own retry handlers for 429 / 5xx /
-connection errors) and turning ``SlackApiError`` into ``SlackPortError``.
+Owns: building the one ``AsyncWebClient`` (base URL, timeout, slack_sdk's own retry handlers, kept to one quick
+retry each because ``bridge.outbox`` owns retrying) and turning slack_sdk / aiohttp errors into
+``SlackPortError`` — ``SlackTransientError`` (with ``Retry-After``) for what may succeed later.
 Must not import: ``handlers`` siblings (it is a leaf), storage.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar
 
+import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -23,19 +26,76 @@ from bridge.service import SlackPortError
 log = logging.getLogger("handlers.slack_out")
 
 SLACK_TIMEOUT_SECONDS = 10
+# Slack error codes that mean "Slack's side, try later" even when the HTTP status does not say so.
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+# A Retry-After beyond this is treated as garbage rather than held for hours.
+MAX_RETRY_AFTER = 3600.0
+
+T = TypeVar("T")
+
+
+class SlackTransientError(SlackPortError):
+    """Slack may take this later: 429, 5xx, a timeout or a broken connection. ``retry_after`` from a 429."""
+
+    transient = True
+
+    def __init__(self, code: str, retry_after: float | None = None) -> None:
+        super().__init__(code)
+        self.retry_after = retry_after
 
 
 def make_web_client(token: str, base_url: str) -> AsyncWebClient:
+    # One quick retry each smooths a blip inside a single call; anything longer is the outbox's job, where a wait
+    # does not hold the caller and survives a restart.
     return AsyncWebClient(
         token=token,
         base_url=base_url,
         timeout=SLACK_TIMEOUT_SECONDS,
         retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
+            AsyncConnectionErrorRetryHandler(max_retry_count=1),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=1),
+            AsyncServerErrorRetryHandler(max_retry_count=1),
         ],
     )
+
+
+def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == "retry-after":
+            # slack_sdk may hand over a list of values; Slack sends whole seconds.
+            raw = value[0] if isinstance(value, list | tuple) and value else value
+            try:
+                seconds = float(raw)
+            except (TypeError, ValueError):
+                return None
+            return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    return None
+
+
+def port_error(exc: Exception) -> SlackPortError:
+    """Classify a slack_sdk / transport error: ``SlackTransientError`` if retrying may help."""
+    if isinstance(exc, SlackApiError):
+        response = exc.response
+        status = int(getattr(response, "status_code", 200) or 200)
+        data = getattr(response, "data", None)
+        code = data.get("error") if isinstance(data, dict) else None
+        code = str(code or ("slack_error" if status == 200 else f"http_{status}"))
+        if status == 429 or status >= 500 or code in TRANSIENT_ERRORS:
+            return SlackTransientError(code, _retry_after(getattr(response, "headers", None)))
+        return SlackPortError(code)
+    if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
+        return SlackTransientError(f"Slack unreachable: {type(exc).__name__}")
+    # SlackRequestError: slack_sdk refused to build the request; sending it again cannot help.
+    return SlackPortError(f"Slack request invalid: {type(exc).__name__}")
+
+
+async def _call(request: Awaitable[T]) -> T:
+    try:
+        return await request
+    except (SlackApiError, SlackRequestError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise port_error(exc) from exc
 
 
 class SlackOut:
@@ -47,32 +107,23 @@ class SlackOut:
     async def post(
         self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None, thread_ts: str | None = None
     ) -> str:
-        try:
-            response = await self.client.chat_postMessage(
+        response = await _call(
+            self.client.chat_postMessage(
                 channel=channel, text=text, blocks=blocks, thread_ts=thread_ts,
                 unfurl_links=False, unfurl_media=False,
             )
-        except SlackApiError as exc:
-            raise SlackPortError(str(exc.response.get("error", "slack_error"))) from exc
-        except (SlackRequestError, OSError, TimeoutError) as exc:
-            raise SlackPortError(f"Slack unreachable: {type(exc).__name__}") from exc
+        )
         return str(response["ts"])
 
     async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
-        try:
-            await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
-        except SlackApiError as exc:
-            raise SlackPortError(str(exc.response.get("error", "slack_error"))) from exc
-        except (SlackRequestError, OSError, TimeoutError) as exc:
-            raise SlackPortError(f"Slack unreachable: {type(exc).__name__}") from exc
+        await _call(self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks))
 
     async def react(self, channel: str, ts: str, name: str, *, add: bool = True) -> None:
-        try:
-            if add:
-                await self.client.reactions_add(channel=channel, timestamp=ts, name=name)
-            else:
-                await self.client.reactions_remove(channel=channel, timestamp=ts, name=name)
-        except SlackApiError as exc:
-            raise SlackPortError(str(exc.response.get("error", "slack_error"))) from exc
-        except (SlackRequestError, OSError, TimeoutError) as exc:
-            raise SlackPortError(f"Slack unreachable: {type(exc).__name__}") from exc
+        if add:
+            await _call(self.client.reactions_add(channel=channel, timestamp=ts, name=name))
+        else:
+            await _call(self.client.reactions_remove(channel=channel, timestamp=ts, name=name))
+
+    async def ephemeral(self, channel: str, user: str, text: str) -> None:
+        """Only ``user`` sees it; used by ``bridge.outbox`` for refusals and hints."""
+        await _call(self.client.chat_postEphemeral(channel=channel, user=user, text=text))

@@ -1,0 +1,392 @@
+"""The durable Slack outbox: every post, parent update and reaction is stored first and delivered by a worker.
+
+Owns: ``SlackOutbox`` (enqueue, the delivery worker, retry scheduling, coalescing of parent updates, flush/stop),
+``OutboxItem`` / ``ParentView`` and the transient-error test ``is_transient`` / ``retry_after``.
+Must not import: Slack packages, aiohttp, ``handlers``; ``bridge.service`` only for type checking (or lazily):
+``bridge.service`` is to import this module, and a cycle would break whichever loads first.
+
+Guarantees:
+- An enqueue returns once the item is committed to the store; a crash or restart loses nothing (a new outbox on
+  the same database delivers whatever is undone).
+- Items sharing a ``thread_key`` are delivered strictly in enqueue order: only the first undone item of a key is
+  ever attempted, and the rest wait while it is retried. Different keys are independent.
+- Transient failures (Slack 429 with ``Retry-After``, 5xx, timeouts, connection errors — whatever the port marks
+  ``transient``) are retried forever with jittered exponential backoff; a permanent one (``channel_not_found``,
+  ``invalid_blocks``, ...) fails that item, logged at WARNING, and its thread moves on.
+- Parent posts and updates are rendered when delivered, from the store's state at that moment, and a parent
+  update is not queued while an undelivered one (or the parent post itself) is still waiting: a burst of status
+  changes becomes one ``chat.update`` showing the latest state.
+- Delivery is at least once: a post whose answer is lost (timeout after Slack accepted it, or a crash before the
+  item is marked done) can appear twice. Slack has no idempotency key; a parent post is guarded anyway, because
+  its ``ts`` is recorded through ``on_parent_posted`` and a parent that already has one is never posted again.
+- Several replicas may share the database: an item is claimed (a lease of ``lease`` seconds) before delivery.
+  A process killed mid-delivery leaves a claim that expires after the lease.
+
+``thread_key`` values are logged: they must not contain phone numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from bridge.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from bridge.service import SlackPort
+    from bridge.store import Store
+
+log = logging.getLogger("bridge.outbox")
+
+
+class Kind(StrEnum):
+    PARENT = "parent"  # post the parent message of an outbound ref, rendered at delivery
+    UPDATE = "update"  # chat.update of that parent, rendered at delivery
+    POST = "post"  # a fixed message or thread reply
+    REACT = "react"
+    UNREACT = "unreact"
+    EPHEMERAL = "ephemeral"
+
+
+@dataclass(frozen=True, slots=True)
+class ParentView:
+    """What a parent message looks like now. ``ts`` is None while it has not been posted."""
+
+    channel: str
+    ts: str | None
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One stored outbox row as the worker sees it. ``result`` is the ``ts`` a post produced."""
+
+    id: int
+    thread_key: str
+    kind: str
+    ref: str | None
+    channel: str | None
+    payload: dict[str, Any]
+    attempts: int
+    result: str | None
+    last_error: str | None
+
+
+ParentRenderer = Callable[[str], Awaitable[ParentView | None]]
+ParentPosted = Callable[[str, str], Awaitable[None]]
+
+# An ephemeral is only useful while the person is looking; it is not worth holding for an outage.
+EPHEMERAL_ATTEMPTS = 3
+# Removing a reaction that is not there, or adding one that is, means an earlier attempt got through.
+_ALREADY_DONE = {Kind.REACT: "already_reacted", Kind.UNREACT: "no_reaction"}
+_PRUNE_EVERY = 3600.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True if the error says "try again later" (the Slack port sets ``transient`` on such errors)."""
+    return getattr(exc, "transient", False) is True
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds Slack asked us to wait (``Retry-After`` of a 429), if it said."""
+    value = getattr(exc, "retry_after", None)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
+
+
+class _Unrecorded(Exception):
+    """The parent was posted but ``on_parent_posted`` failed: retry the recording only, never the post."""
+
+    def __init__(self, ts: str) -> None:
+        super().__init__("posted, but recording the parent ts failed")
+        self.ts = ts
+
+
+class _Undeliverable(Exception):
+    """The item can never be delivered (e.g. its thread's parent was never posted)."""
+
+
+def _now() -> datetime:
+    # Wall clock, not monotonic: schedules are stored and must mean the same thing after a restart.
+    return datetime.fromtimestamp(time.time(), UTC)
+
+
+class SlackOutbox:
+    """Queue Slack work durably and deliver it in the background. See the module docstring for guarantees."""
+
+    def __init__(
+        self,
+        store: Store,
+        slack: SlackPort,
+        *,
+        render_parent: ParentRenderer,
+        on_parent_posted: ParentPosted,
+        base_delay: float = 0.5,
+        max_delay: float = 30.0,
+        poll_interval: float = 1.0,
+        lease: float = 120.0,
+        concurrency: int = 8,
+        keep_finished: float = 7 * 86400.0,
+    ) -> None:
+        self.store = store
+        self.slack = slack
+        self.render_parent = render_parent
+        self.on_parent_posted = on_parent_posted
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.poll_interval = poll_interval
+        self.lease = lease
+        self.concurrency = concurrency
+        self.keep_finished = keep_finished
+        # Counters for metrics (this process only).
+        self.delivered = 0
+        self.failed = 0
+        self.retried = 0
+        self.coalesced = 0
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._pruned_at = 0.0
+
+    # -- enqueue ---------------------------------------------------------------------------------------------
+
+    async def post_parent(self, ref: str, thread_key: str) -> None:
+        """Post ``ref``'s parent (rendered at delivery), then call ``on_parent_posted(ref, ts)``."""
+        await self._add(thread_key, Kind.PARENT, ref, None, {})
+
+    async def update_parent(self, ref: str, thread_key: str) -> None:
+        """``chat.update`` ``ref``'s parent, rendered at delivery; nothing is queued if one is already waiting."""
+        item_id = await self.store.outbox_add_coalesced(
+            thread_key, Kind.UPDATE, ref, None, {}, (Kind.UPDATE, Kind.PARENT), _now()
+        )
+        if item_id is None:
+            self.coalesced += 1
+            return
+        self._wake.set()
+
+    async def post(
+        self,
+        thread_key: str,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        *,
+        thread_ts: str | None = None,
+        thread_of_ref: str | None = None,
+    ) -> None:
+        """A message or thread reply. ``thread_of_ref``: reply under ``ref``'s parent, whose ts is looked up when
+        delivered — enqueue the parent post earlier under the same ``thread_key`` and it is delivered first."""
+        payload: dict[str, Any] = {"text": text, "blocks": blocks, "thread_ts": thread_ts}
+        if thread_of_ref is not None:
+            payload["thread_of_ref"] = thread_of_ref
+        await self._add(thread_key, Kind.POST, thread_of_ref, channel, payload)
+
+    async def react(self, thread_key: str, channel: str, ts: str, name: str, *, add: bool = True) -> None:
+        await self._add(thread_key, Kind.REACT if add else Kind.UNREACT, None, channel, {"ts": ts, "name": name})
+
+    async def ephemeral(self, channel: str, user: str, text: str) -> None:
+        """Best effort: a few attempts, then dropped. Skipped if the Slack port has no ``ephemeral`` method."""
+        await self._add(f"ephemeral:{channel}:{user}", Kind.EPHEMERAL, None, channel, {"user": user, "text": text})
+
+    async def _add(self, thread_key: str, kind: Kind, ref: str | None, channel: str | None,
+                   payload: dict[str, Any]) -> None:
+        await self.store.outbox_add(thread_key, kind, ref, channel, payload, _now())
+        self._wake.set()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def pending(self) -> int:
+        """Items not yet delivered nor failed (in this process or any other sharing the database)."""
+        return await self.store.outbox_pending()
+
+    def start(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name="slack-outbox")
+
+    async def flush(self, timeout: float) -> bool:
+        """Deliver everything deliverable within ``timeout`` (waiting out backoffs); True if nothing is pending."""
+        self.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            self._progress.clear()
+            if await self.pending() == 0:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), timeout=min(remaining, self.poll_interval))
+
+    async def stop(self, flush_timeout: float = 10.0) -> None:
+        """Flush (bounded), then stop the worker. Whatever is left stays stored for the next start."""
+        left = 0
+        if flush_timeout > 0 and not await self.flush(flush_timeout):
+            left = await self.pending()
+        tasks = [t for t in (self._worker, *self._inflight.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._worker = None
+        if left:
+            log.warning("slack outbox stopped with %d item(s) pending; they are delivered after the next start", left)
+
+    # -- worker ----------------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                wait = await self._pump()
+            except Exception:
+                # The store may be briefly unavailable; the worker must outlive that.
+                log.exception("slack outbox pass failed; retrying in %.1fs", self.poll_interval)
+                wait = self.poll_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    async def _pump(self) -> float:
+        """Start deliveries for due thread heads; return how long to sleep unless woken."""
+        now = _now()
+        if time.monotonic() - self._pruned_at > _PRUNE_EVERY:
+            self._pruned_at = time.monotonic()
+            await self.store.outbox_prune(now - timedelta(seconds=self.keep_finished))
+        free = self.concurrency - len(self._inflight)
+        if free > 0:
+            for item in await self.store.outbox_due(now, limit=free):
+                if free == 0:
+                    break
+                if item.thread_key in self._inflight:
+                    continue
+                if not await self.store.outbox_claim(item.id, now, now + timedelta(seconds=self.lease)):
+                    continue  # another replica took it
+                task = asyncio.get_running_loop().create_task(
+                    self._deliver_claimed(item), name=f"slack-outbox-{item.id}"
+                )
+                self._inflight[item.thread_key] = task
+                free -= 1
+        if free == 0:
+            return self.poll_interval  # a finishing delivery wakes us
+        next_due = await self.store.outbox_next_due()
+        if next_due is None:
+            return self.poll_interval
+        return min(self.poll_interval, max(0.01, (next_due - _now()).total_seconds()))
+
+    async def _deliver_claimed(self, item: OutboxItem) -> None:
+        try:
+            try:
+                result = await self._deliver(item)
+            except asyncio.CancelledError:
+                # Stopping: hand the item back now rather than after the lease expires.
+                with contextlib.suppress(Exception):
+                    await self.store.outbox_release(item.id)
+                raise
+            except Exception as exc:
+                await self._attempt_failed(item, exc)
+            else:
+                await self.store.outbox_done(item.id, result, _now())
+                self.delivered += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Recording the outcome failed (store down): the claim expires and the item is attempted again.
+            log.exception("slack outbox could not record the outcome of item %d (%s)", item.id, item.kind)
+        finally:
+            self._inflight.pop(item.thread_key, None)
+            self._wake.set()
+            self._progress.set()
+
+    async def _attempt_failed(self, item: OutboxItem, exc: Exception) -> None:
+        transient = isinstance(exc, _Unrecorded | StoreUnavailable) or is_transient(exc)
+        error = str(exc) or type(exc).__name__
+        if transient and not (item.kind == Kind.EPHEMERAL and item.attempts + 1 >= EPHEMERAL_ATTEMPTS):
+            delay = self._backoff(item.attempts, retry_after(exc))
+            result = exc.ts if isinstance(exc, _Unrecorded) else item.result
+            await self.store.outbox_retry(item.id, error, _now() + timedelta(seconds=delay), result)
+            self.retried += 1
+            level = logging.WARNING if item.attempts + 1 in (5, 20) or (item.attempts + 1) % 100 == 0 else logging.INFO
+            log.log(level, "slack outbox item %d (%s, thread %s) attempt %d failed: %s; next in %.2fs",
+                    item.id, item.kind, item.thread_key, item.attempts + 1, error, delay)
+            return
+        await self.store.outbox_fail(item.id, error, _now())
+        self.failed += 1
+        if is_transient(exc) or isinstance(exc, _Undeliverable) or _is_port_error(exc):
+            log.warning("slack outbox item %d (%s, thread %s) failed for good: %s",
+                        item.id, item.kind, item.thread_key, error)
+        else:
+            log.error("slack outbox item %d (%s, thread %s) failed with an unexpected error",
+                      item.id, item.kind, item.thread_key, exc_info=exc)
+
+    def _backoff(self, attempts: int, asked: float | None) -> float:
+        # Hand-written rather than stamina/tenacity: those retry in-process around a call, while this schedule is
+        # stored in the database and must survive a restart. "Equal jitter": at least half the step, so a thread
+        # never hammers Slack, yet replicas and threads spread out.
+        step = min(self.max_delay, self.base_delay * (2 ** min(attempts, 30)))
+        return max(random.uniform(step / 2, step), asked or 0.0)
+
+    # -- delivery --------------------------------------------------------------------------------------------
+
+    async def _deliver(self, item: OutboxItem) -> str | None:
+        """Make the Slack call for one item; the return value is stored as its ``result``."""
+        kind = Kind(item.kind)
+        payload = item.payload
+        if kind in (Kind.PARENT, Kind.UPDATE):
+            assert item.ref is not None
+            view = await self.render_parent(item.ref)
+            if view is None:
+                return None
+            if kind is Kind.UPDATE:
+                if view.ts is None:
+                    return None  # not posted yet; the post renders the current state itself
+                await self.slack.update(view.channel, view.ts, view.text, view.blocks)
+                return view.ts
+            if view.ts is not None:
+                return view.ts  # posted and recorded by an earlier attempt that died before marking it done
+            ts = item.result or await self.slack.post(view.channel, view.text, view.blocks or None, None)
+            try:
+                await self.on_parent_posted(item.ref, ts)
+            except Exception as exc:
+                raise _Unrecorded(ts) from exc
+            return ts
+        assert item.channel is not None
+        if kind is Kind.POST:
+            thread_ts = payload.get("thread_ts")
+            thread_of = payload.get("thread_of_ref")
+            if thread_of is not None:
+                sms = await self.store.get_outbound(thread_of)
+                if sms is None or sms.parent_ts is None:
+                    raise _Undeliverable(f"parent_not_posted (ref {thread_of})")
+                thread_ts = sms.parent_ts
+            return await self.slack.post(item.channel, payload["text"], payload.get("blocks"), thread_ts)
+        if kind in (Kind.REACT, Kind.UNREACT):
+            try:
+                await self.slack.react(item.channel, payload["ts"], payload["name"], add=kind is Kind.REACT)
+            except Exception as exc:
+                if is_transient(exc) or str(exc) != _ALREADY_DONE[kind]:
+                    raise
+            return None
+        # Kind.EPHEMERAL: duck-typed, so a SlackPort without it still works (ephemerals are skipped).
+        send: Callable[[str, str, str], Awaitable[Any]] | None = getattr(self.slack, "ephemeral", None)
+        if send is None:
+            log.debug("slack port has no ephemeral(); skipping outbox item %d", item.id)
+            return None
+        await send(item.channel, payload["user"], payload["text"])
+        return None
+
+
+def _is_port_error(exc: BaseException) -> bool:
+    from bridge.service import SlackPortError  # not at module level: bridge.service imports this module
+
+    return isinstance(exc, SlackPortError)

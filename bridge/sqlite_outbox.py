@@ -1,0 +1,182 @@
+"""SQLite storage of the durable Slack outbox: migration 3 and the ``Store`` methods ``bridge.outbox`` needs.
+
+Owns: the ``slack_outbox`` table. Mixed into ``bridge.sqlite_store.SqliteStore``, whose ``_one`` / ``_all`` /
+``_write`` / ``_write_lock`` (serialised writes, ``StoreUnavailable``) it uses.
+Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.sqlite_store`` (it is imported by it),
+``bridge.service``.
+
+Scheduling columns (``next_attempt_at``, ``claimed_until``) are REAL Unix seconds so "is it due" is a numeric
+comparison; the audit columns are ISO text like the rest of the schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+
+from bridge.outbox import OutboxItem
+
+MIGRATION = """
+    CREATE TABLE slack_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        thread_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        ref TEXT,
+        channel TEXT,
+        payload TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        claimed_until REAL,
+        done_at TEXT,
+        failed_at TEXT,
+        last_error TEXT,
+        result TEXT
+    );
+    -- Partial indexes: finished rows (almost all of them, until pruned) cost nothing to skip.
+    CREATE INDEX slack_outbox_head ON slack_outbox (thread_key, id) WHERE done_at IS NULL AND failed_at IS NULL;
+    CREATE INDEX slack_outbox_ref ON slack_outbox (ref, kind) WHERE done_at IS NULL AND failed_at IS NULL;
+"""
+
+_UNDONE = "done_at IS NULL AND failed_at IS NULL"
+# The first undone item of every thread: only it may be delivered, so order within a thread holds.
+_HEADS = f"SELECT MIN(id) FROM slack_outbox WHERE {_UNDONE} GROUP BY thread_key"
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _row_to_item(row: aiosqlite.Row) -> OutboxItem:
+    return OutboxItem(
+        id=int(row["id"]),
+        thread_key=row["thread_key"],
+        kind=row["kind"],
+        ref=row["ref"],
+        channel=row["channel"],
+        payload=json.loads(row["payload"]),
+        attempts=int(row["attempts"]),
+        result=row["result"],
+        last_error=row["last_error"],
+    )
+
+
+class OutboxSql:
+    """Methods of ``Store`` for the Slack outbox; the host class provides ``_all``, ``_write`` and ``_write_lock``."""
+
+    _write_lock: asyncio.Lock
+
+    async def _all(self, sql: str, params: Sequence[Any]) -> list[aiosqlite.Row]:
+        raise NotImplementedError
+
+    async def _write(self, sql: str, params: Sequence[Any]) -> int:
+        raise NotImplementedError
+
+    async def _insert(self, sql: str, params: Sequence[Any]) -> int | None:
+        # The host's shared connection must not run a write while another coroutine holds a transaction on it,
+        # hence the lock; RETURNING gives the id in the same statement. fetchall, not fetchone: the statement
+        # must run to completion for its autocommit to happen.
+        async with self._write_lock:
+            rows = await self._all(sql, params)
+        return int(rows[0][0]) if rows else None
+
+    async def outbox_add(
+        self, thread_key: str, kind: str, ref: str | None, channel: str | None, payload: dict[str, Any],
+        now: datetime,
+    ) -> int:
+        item_id = await self._insert(
+            """INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+            (thread_key, kind, ref, channel, json.dumps(payload), _iso(now), now.timestamp()),
+        )
+        assert item_id is not None
+        return item_id
+
+    async def outbox_add_coalesced(
+        self, thread_key: str, kind: str, ref: str, channel: str | None, payload: dict[str, Any],
+        covered_by: Sequence[str], now: datetime,
+    ) -> int | None:
+        # One statement, so two concurrent callers cannot both see "nothing queued". An item whose delivery has
+        # started (live claim) may already have rendered older state, so it does not count.
+        kinds = tuple(covered_by)
+        marks = ", ".join("?" * len(kinds))
+        return await self._insert(
+            f"""INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
+                SELECT ?, ?, ?, ?, ?, ?, ?
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM slack_outbox WHERE ref = ? AND kind IN ({marks}) AND {_UNDONE}
+                        AND (claimed_until IS NULL OR claimed_until <= ?))
+                RETURNING id""",
+            (thread_key, kind, ref, channel, json.dumps(payload), _iso(now), now.timestamp(), ref, *kinds,
+             now.timestamp()),
+        )
+
+    async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]:
+        rows = await self._all(
+            f"""SELECT * FROM slack_outbox WHERE id IN ({_HEADS})
+                    AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?)
+                ORDER BY next_attempt_at, id LIMIT ?""",
+            (now.timestamp(), now.timestamp(), limit),
+        )
+        return [_row_to_item(r) for r in rows]
+
+    async def outbox_next_due(self) -> datetime | None:
+        rows = await self._all(
+            f"SELECT MIN(MAX(next_attempt_at, COALESCE(claimed_until, 0))) FROM slack_outbox WHERE id IN ({_HEADS})",
+            (),
+        )
+        value = rows[0][0] if rows else None
+        return None if value is None else datetime.fromtimestamp(float(value), UTC)
+
+    async def outbox_claim(self, item_id: int, now: datetime, until: datetime) -> bool:
+        count = await self._write(
+            f"""UPDATE slack_outbox SET claimed_until = ?
+                WHERE id = ? AND {_UNDONE} AND (claimed_until IS NULL OR claimed_until <= ?)""",
+            (until.timestamp(), item_id, now.timestamp()),
+        )
+        return count == 1
+
+    async def outbox_release(self, item_id: int) -> None:
+        await self._write("UPDATE slack_outbox SET claimed_until = NULL WHERE id = ?", (item_id,))
+
+    async def outbox_done(self, item_id: int, result: str | None, now: datetime) -> None:
+        await self._write(
+            "UPDATE slack_outbox SET done_at = ?, result = ?, claimed_until = NULL, attempts = attempts + 1"
+            " WHERE id = ?",
+            (_iso(now), result, item_id),
+        )
+
+    async def outbox_retry(self, item_id: int, error: str, next_attempt_at: datetime, result: str | None) -> None:
+        await self._write(
+            """UPDATE slack_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, result = ?,
+                   claimed_until = NULL WHERE id = ?""",
+            (error, next_attempt_at.timestamp(), result, item_id),
+        )
+
+    async def outbox_fail(self, item_id: int, error: str, now: datetime) -> None:
+        await self._write(
+            """UPDATE slack_outbox SET failed_at = ?, last_error = ?, claimed_until = NULL, attempts = attempts + 1
+               WHERE id = ?""",
+            (_iso(now), error, item_id),
+        )
+
+    async def outbox_pending(self) -> int:
+        rows = await self._all(f"SELECT COUNT(*) FROM slack_outbox WHERE {_UNDONE}", ())
+        return int(rows[0][0])
+
+    async def outbox_failed(self, limit: int = 100) -> list[OutboxItem]:
+        rows = await self._all(
+            "SELECT * FROM slack_outbox WHERE failed_at IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [_row_to_item(r) for r in rows]
+
+    async def outbox_prune(self, before: datetime) -> int:
+        cutoff = _iso(before)
+        return await self._write(
+            "DELETE FROM slack_outbox WHERE done_at < ? OR failed_at < ?", (cutoff, cutoff)
+        )
