@@ -283,7 +283,7 @@ async def test_a_blocked_thread_does_not_block_another(world: World) -> None:
     outbox = world.outbox()
     await enqueue_conversation(world, outbox, "r1", "t1", replies=0)
     assert await outbox.flush(5.0)
-    world.fake.add_response("chat.update", status=502, count=4)  # four failed attempts: t1 is stuck for a while
+    world.fake.add_response("chat.update", status=502, count=5)  # five failed attempts: t1 is stuck for ≥ 0.75 s
     world.texts["r1"] = "SMS r1: delivered"
     await outbox.update_parent("r1", "t1")
     await outbox.post("t1", CHANNEL, "r1 reply", thread_of_ref="r1")
