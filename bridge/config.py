@@ -50,6 +50,9 @@ class Config:
     default_region: str = "US"
     inbound_channel: str = ""
     number_channels: Mapping[str, str] = field(default_factory=dict)
+    allowed_users: tuple[str, ...] = ()  # empty: everyone may send
+    allowed_channels: tuple[str, ...] = ()  # empty: every channel
+    rate_limit_per_user: int = 20  # sends per user per sliding minute
 
     def __repr__(self) -> str:
         return (
@@ -168,6 +171,15 @@ class Config:
                 raise ConfigError("NUMBER_CHANNELS", f"entry {entry!r} is not NUMBER:CHANNEL_ID", "+15557770000:C123")
             number_channels[key] = channel.strip()
 
+        allowed_users = _slack_ids(get("SMS_ALLOWED_USERS"), "SMS_ALLOWED_USERS", r"[UW][A-Z0-9]{2,}",
+                                   "a Slack user id", "U0123ABCD,U0456EFGH")
+        allowed_channels = _slack_ids(get("SMS_ALLOWED_CHANNELS"), "SMS_ALLOWED_CHANNELS", r"[CGD][A-Z0-9]{2,}",
+                                      "a Slack channel id", "C0123456789,G0123456789")
+        rate_text = get("SMS_RATE_LIMIT_PER_USER", "20")
+        if not rate_text.isdigit() or int(rate_text) < 1:
+            raise ConfigError("SMS_RATE_LIMIT_PER_USER", "must be a positive whole number of messages per minute",
+                              "20")
+
         return cls(
             slack_bot_token=bot_token,
             slack_signing_secret=signing_secret,
@@ -185,4 +197,18 @@ class Config:
             default_region=region,
             inbound_channel=inbound_channel,
             number_channels=number_channels,
+            allowed_users=allowed_users,
+            allowed_channels=allowed_channels,
+            rate_limit_per_user=int(rate_text),
         )
+
+
+def _slack_ids(text: str, name: str, pattern: str, what: str, example: str) -> tuple[str, ...]:
+    """A comma-separated list of Slack ids; an empty list means "everyone" (the server warns about it)."""
+    ids: list[str] = []
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        if not re.fullmatch(pattern, entry):
+            raise ConfigError(name, f"entry {entry!r} is not {what}", example)
+        if entry not in ids:
+            ids.append(entry)
+    return tuple(ids)

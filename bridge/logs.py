@@ -1,14 +1,22 @@
-"""Logging set-up: one line per event, and a filter that keeps secrets and full phone numbers out of every line.
+"""Logging set-up: one logfmt line per event, tagged with the request id, and a filter that keeps secrets and full
+phone numbers out of every line.
 
-Owns: the log format and the redaction rules (Slack tokens, our configured secrets, E.164 numbers → masked).
-Must not import: aiohttp, Slack packages, ``handlers``.
+Owns: the log format (``LogfmtFormatter``: ``ts=… level=… logger=… request_id=… msg="…"``), the request id
+(``REQUEST_ID`` contextvar, ``bind_request_id`` / ``RequestIdFilter``; tasks created inside a request copy it) and
+the redaction rules (Slack tokens, our configured secrets, E.164 numbers → masked).
+Must not import: aiohttp, Slack packages, ``handlers`` (the aiohttp middleware in ``handlers.server`` calls
+``bind_request_id``).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
+import secrets
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TextIO
 
 from sw_api.text import mask_number
 
@@ -57,10 +65,80 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+REQUEST_ID_HEADER = "X-Request-Id"
+# Ours are 12 hex digits; a proxy's (UUIDs, "Root=1-…" trace ids) fit this too. Anything else is not trusted into logs.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=-]{0,63}")
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(6)
+
+
+def sane_request_id(incoming: str | None) -> str:
+    """The caller's id when it is short and plain, else a fresh one (a log line must not carry arbitrary input)."""
+    if incoming and _SANE_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return new_request_id()
+
+
+def bind_request_id(incoming: str | None) -> tuple[str, contextvars.Token[str | None]]:
+    """Set the id for the current request (and every task it spawns); reset the token when the request ends."""
+    request_id = sane_request_id(incoming)
+    return request_id, REQUEST_ID.set(request_id)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps ``record.request_id`` ("-" outside a request, e.g. start-up and timers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get() or "-"
+        return True
+
+
+_NEEDS_QUOTES = re.compile(r'[\s"=\\]|^$')
+
+
+def logfmt_value(value: str) -> str:
+    """A logfmt value: bare when it can be, else double-quoted with ``\\``, ``"`` and line breaks escaped."""
+    if not _NEEDS_QUOTES.search(value) and value.isprintable():
+        return value
+    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+               .replace("\t", "\\t"))
+    return f'"{escaped}"'
+
+
+class LogfmtFormatter(logging.Formatter):
+    """One line per event, tracebacks included (escaped), so that a log shipper never splits an event."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = [
+            ("ts", datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"),
+            ("level", record.levelname.lower()),
+            ("logger", record.name),
+            ("request_id", str(getattr(record, "request_id", None) or REQUEST_ID.get() or "-")),
+            ("msg", record.getMessage()),
+        ]
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            fields.append(("exc", record.exc_text))
+        if record.stack_info:
+            fields.append(("stack", self.formatStack(record.stack_info)))
+        return " ".join(f"{key}={logfmt_value(value)}" for key, value in fields)
+
+
+def log_handler(stream: TextIO | None = None, secrets: Iterable[str] = ()) -> logging.Handler:
+    """A stream handler with the bridge's format, request ids and redaction (tests attach it to capture logs)."""
+    handler: logging.Handler = logging.StreamHandler(stream)
+    handler.setFormatter(LogfmtFormatter())
+    handler.addFilter(RequestIdFilter())
     handler.addFilter(RedactingFilter(secrets))
+    return handler
+
+
+def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    handler = log_handler(secrets=secrets)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -19,6 +19,7 @@ from typing import Any
 import aiosqlite
 
 from bridge.model import OutboundSms, SendRequest, SendState, StatusChange, StatusRecord
+from bridge.sqlite_audit import AUDIT_MIGRATION, AuditSql
 from bridge.sqlite_outbox import MIGRATION as OUTBOX_MIGRATION
 from bridge.sqlite_outbox import OutboxSql
 from bridge.sqlite_two_way import MIGRATION as TWO_WAY_MIGRATION
@@ -68,6 +69,8 @@ MIGRATIONS: Mapping[int, str] = {
     """,
     # 2: two-way conversations (bridge.sqlite_two_way).
     2: TWO_WAY_MIGRATION,
+    # 4: the audit trail of human send attempts and refusals (bridge.sqlite_audit).
+    4: AUDIT_MIGRATION,
     # 3: the durable Slack outbox (bridge.sqlite_outbox).
     3: OUTBOX_MIGRATION,
     # 5: durable sending: when the last POST started, how many were made, when to look again; outcome counters.
@@ -156,7 +159,7 @@ def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
     )
 
 
-class SqliteStore(TwoWaySql, OutboxSql):
+class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
     """One aiosqlite connection (SQLite serialises writers anyway); WAL so readers never block the writer."""
 
     def __init__(self, db: aiosqlite.Connection, path: str) -> None:

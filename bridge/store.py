@@ -15,6 +15,7 @@ from bridge.model import Conversation, OptOut, OutboundSms, SendRequest, SendSta
 from sw_api.models import MessageStatus
 
 if TYPE_CHECKING:
+    from bridge.access import AuditAction, AuditEntry  # bridge.access imports this module too
     from bridge.outbox import OutboxItem  # bridge.outbox imports this module (StoreUnavailable) at run time
 
 
@@ -126,6 +127,37 @@ class Store(Protocol):
         """Remember the Slack thread reply an outbound message was sent from (its reactions show the outcome)."""
 
     async def reply_source(self, ref: str) -> str | None: ...
+
+    # -- audit trail (migration 4, bridge.sqlite_audit) ----------------------------------------------------------
+
+    async def audit_add(
+        self,
+        *,
+        at: datetime,
+        user_id: str,
+        channel_id: str,
+        action: AuditAction,
+        to_number: str = "",
+        from_number: str = "",
+        ref: str | None = None,
+        reason: str | None = None,
+    ) -> str:
+        """Append one row (a send attempt, or a refusal with its ``reason``); returns the row's id."""
+
+    async def audit_recent_sends(self, user_id: str, since: datetime) -> int:
+        """How many send attempts (``send``, ``retry``, ``reply``; not refusals) the user made after ``since``."""
+
+    async def audit_send_times(self, user_id: str, since: datetime) -> list[datetime]:
+        """When those attempts were made, oldest first (the rate limit tells how long to wait from them)."""
+
+    async def audit_link(self, audit_id: str, ref: str | None, outcome: str) -> None:
+        """Tie a send's row to the message it created; its outcome is the message's current status if it has one."""
+
+    async def audit_outcome(self, ref: str, outcome: str) -> bool:
+        """Record how the send of ``ref`` ended (e.g. ``delivered``, ``failed (30003)``); False if no row has it."""
+
+    async def audit_list(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest rows first."""
 
 
     # -- durable Slack outbox (migration 3, bridge.sqlite_outbox; used only by bridge.outbox) --------------------

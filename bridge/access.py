@@ -1,0 +1,239 @@
+"""Who may text from Slack, how often, and the audit trail of every attempt.
+
+Owns: ``AccessPolicy`` (pure: allowed users / channels, the per-user sliding-minute rate limit and the wording of
+every refusal), the audit values (``AuditEntry``, ``AuditAction``) and ``AccessGate``, the one place the human send
+paths (slash command, modal, Retry button, thread reply) ask "may this person send now?". The gate counts a user's
+recent sends in the store's audit table, so the limit holds across replicas, and fails closed when the store is
+slow or down.
+Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.service`` (handlers wrap ``Bridge`` calls with
+``AccessGate.track``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bridge.model import OutboundSms
+from bridge.store import Store, StoreUnavailable
+from sw_api.text import mask_number
+
+log = logging.getLogger("bridge.access")
+
+RATE_WINDOW = timedelta(minutes=1)
+# The slash command and the modal are checked before their ack, which Slack wants within 3 s.
+STORE_TIMEOUT_SECONDS = 1.5
+
+
+class AuditAction(enum.StrEnum):
+    SEND = "send"        # /sms quick send or the compose modal
+    RETRY = "retry"      # the Retry button on a failed message
+    REPLY = "reply"      # a thread reply texted to the conversation
+    REFUSED = "refused"  # any of the above, refused by the policy (``reason`` says why)
+
+
+# Everything but a refusal is a send attempt and counts towards the rate limit.
+SEND_ACTIONS = (AuditAction.SEND, AuditAction.RETRY, AuditAction.REPLY)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One row of the audit trail: who tried to text whom, from which channel, when, and what came of it."""
+
+    id: str
+    at: datetime
+    user_id: str
+    channel_id: str
+    action: AuditAction
+    to_number: str = ""
+    from_number: str = ""
+    ref: str | None = None
+    reason: str | None = None
+    outcome: str | None = None
+
+
+class RefusalReason(enum.StrEnum):
+    USER_NOT_ALLOWED = "user not allowed"
+    CHANNEL_NOT_ALLOWED = "channel not allowed"
+    RATE_LIMITED = "rate limited"
+    STORE_UNAVAILABLE = "store unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: RefusalReason
+    message: str  # shown to the person, ephemerally
+    retry_after: int | None = None  # seconds, for the rate limit
+
+
+def user_refusal_text() -> str:
+    return ("⛔ You are not allowed to send SMS from sms-bridge; ask an admin to add you to SMS_ALLOWED_USERS. "
+            "Nothing was sent.")
+
+
+def channel_refusal_text(channel_id: str) -> str:
+    return (f"⛔ SMS cannot be sent from <#{channel_id}>; ask an admin to add this channel to "
+            "SMS_ALLOWED_CHANNELS. Nothing was sent.")
+
+
+def rate_refusal_text(limit: int, wait_seconds: int) -> str:
+    return (f"⏳ You have reached the limit of {limit} text{'s' if limit != 1 else ''} per minute. Nothing was sent; "
+            f"try again in {wait_seconds} s.")
+
+
+STORE_REFUSAL_TEXT = ("⚠️ Nothing was sent: sms-bridge cannot check sending limits right now (its database is not "
+                      "answering). Try again in a minute.")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPolicy:
+    """Empty ``allowed_users`` / ``allowed_channels`` mean everyone (``open_parts`` names them for a warning)."""
+
+    allowed_users: frozenset[str] = frozenset()
+    allowed_channels: frozenset[str] = frozenset()
+    rate_limit_per_minute: int = 20
+
+    @classmethod
+    def build(cls, users: Iterable[str], channels: Iterable[str], rate_limit_per_minute: int) -> AccessPolicy:
+        if rate_limit_per_minute < 1:
+            raise ValueError("rate_limit_per_minute must be positive")
+        return cls(frozenset(users), frozenset(channels), rate_limit_per_minute)
+
+    def open_parts(self) -> list[str]:
+        """The variables left empty, i.e. open to everyone."""
+        return [name for name, allowed in (("SMS_ALLOWED_USERS", self.allowed_users),
+                                           ("SMS_ALLOWED_CHANNELS", self.allowed_channels)) if not allowed]
+
+    def user_refusal(self, user_id: str) -> Refusal | None:
+        if self.allowed_users and user_id not in self.allowed_users:
+            return Refusal(RefusalReason.USER_NOT_ALLOWED, user_refusal_text())
+        return None
+
+    def identity_refusal(self, user_id: str, channel_id: str) -> Refusal | None:
+        refusal = self.user_refusal(user_id)
+        if refusal is not None:
+            return refusal
+        if self.allowed_channels and channel_id not in self.allowed_channels:
+            return Refusal(RefusalReason.CHANNEL_NOT_ALLOWED, channel_refusal_text(channel_id))
+        return None
+
+    def rate_refusal(self, send_times: Sequence[datetime], now: datetime) -> Refusal | None:
+        """``send_times``: the user's sends since ``now - RATE_WINDOW`` (any order)."""
+        recent = sorted(t for t in send_times if t > now - RATE_WINDOW)
+        if len(recent) < self.rate_limit_per_minute:
+            return None
+        # A slot frees up when the send that puts the user at the limit leaves the window.
+        frees_at = recent[len(recent) - self.rate_limit_per_minute] + RATE_WINDOW
+        wait = max(1, math.ceil((frees_at - now).total_seconds()))
+        return Refusal(RefusalReason.RATE_LIMITED, rate_refusal_text(self.rate_limit_per_minute, wait), wait)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The gate's answer: ``refusal`` is None when the send may go ahead, and ``audit_id`` names its audit row."""
+
+    refusal: Refusal | None
+    audit_id: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.refusal is None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def outcome_of(sms: OutboundSms | None) -> str:
+    """What the audit trail says about a finished ``Bridge.submit`` / ``retry``."""
+    if sms is None:
+        return "not sent"
+    word = sms.status.value if sms.status is not None else sms.state.value
+    return f"{word} ({sms.error_code})" if sms.error_code else word
+
+
+class AccessGate:
+    """The policy plus the store: admits or refuses one send attempt and writes the audit row either way."""
+
+    def __init__(self, policy: AccessPolicy, store: Store, *, timeout: float = STORE_TIMEOUT_SECONDS,
+                 clock: Callable[[], datetime] = _utcnow) -> None:
+        self.policy = policy
+        self.store = store
+        self.timeout = timeout
+        self.clock = clock
+        # Count-then-insert is not atomic; within one process the same user's attempts take turns. Across replicas
+        # two simultaneous attempts can both pass at the limit's edge, which the limit tolerates.
+        self._user_locks: dict[str, asyncio.Lock] = {}
+
+    async def admit(self, *, user_id: str, channel_id: str, action: AuditAction, to_number: str = "",
+                    from_number: str = "") -> Admission:
+        refusal = self.policy.identity_refusal(user_id, channel_id)
+        if refusal is not None:
+            await self._refused(refusal, user_id, channel_id, action, to_number, from_number)
+            return Admission(refusal)
+        try:
+            async with asyncio.timeout(self.timeout), self._user_locks.setdefault(user_id, asyncio.Lock()):
+                now = self.clock()
+                times = await self.store.audit_send_times(user_id, now - RATE_WINDOW)
+                refusal = self.policy.rate_refusal(times, now)
+                if refusal is None:
+                    audit_id = await self.store.audit_add(
+                        at=now, user_id=user_id, channel_id=channel_id, action=action, to_number=to_number,
+                        from_number=from_number)
+                    return Admission(None, audit_id)
+        except (StoreUnavailable, TimeoutError) as exc:
+            # A timed-out insert may still land once the other connection lets go; it then counts as one send
+            # more for a minute, which errs on the side of the limit. Fail closed: without the count nobody can
+            # tell whether this send is within the limit.
+            log.error("send refused user=%s channel=%s action=%s: store unavailable for the rate check (%s)",
+                      user_id, channel_id, action.value, type(exc).__name__ if isinstance(exc, TimeoutError) else exc)
+            return Admission(Refusal(RefusalReason.STORE_UNAVAILABLE, STORE_REFUSAL_TEXT))
+        await self._refused(refusal, user_id, channel_id, action, to_number, from_number)
+        return Admission(refusal)
+
+    async def _refused(self, refusal: Refusal, user_id: str, channel_id: str, action: AuditAction,
+                       to_number: str, from_number: str) -> None:
+        reason = refusal.reason.value
+        if refusal.retry_after is not None:
+            reason += f" ({self.policy.rate_limit_per_minute}/min, retry after {refusal.retry_after} s)"
+        log.warning("send refused user=%s channel=%s action=%s to=%s reason=%s", user_id, channel_id, action.value,
+                    mask_number(to_number) if to_number else "-", reason)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.store.audit_add(
+                    at=self.clock(), user_id=user_id, channel_id=channel_id, action=AuditAction.REFUSED,
+                    to_number=to_number, from_number=from_number, reason=f"{action.value}: {reason}")
+        except (StoreUnavailable, TimeoutError):
+            # The refusal itself stands; only its audit row is lost, and the log line above still records it.
+            log.error("refusal not written to the audit trail user=%s", user_id)
+
+    async def link(self, admission: Admission, sms: OutboundSms | None, outcome: str | None = None) -> None:
+        """Tie an admitted send's audit row to the message it created (``sms``), or say why there is none.
+
+        Later outcomes (delivery receipts) reach the row through ``Store.audit_outcome(ref, ...)``.
+        """
+        if admission.audit_id is None:
+            return
+        ref = None if sms is None else sms.ref
+        try:
+            await self.store.audit_link(admission.audit_id, ref, outcome or outcome_of(sms))
+        except StoreUnavailable as exc:
+            log.error("audit row %s not linked to ref=%s: %s", admission.audit_id, ref, exc)
+
+    async def track(self, admission: Admission, work: Awaitable[OutboundSms | None]) -> OutboundSms | None:
+        """Run an admitted send that creates its message itself (Retry, thread reply), then ``link`` it."""
+        sms = await work
+        await self.link(admission, sms)
+        return sms
+
+
+def log_open_access(policy: AccessPolicy) -> None:
+    """At start-up: say loudly which of the allow-lists is empty, i.e. lets everyone text."""
+    for name in policy.open_parts():
+        what = "every workspace member" if name == "SMS_ALLOWED_USERS" else "every channel"
+        log.warning("%s is empty: %s may send SMS (set it to a comma-separated list of Slack ids)", name, what)

@@ -1,0 +1,123 @@
+"""SQLite storage of the audit trail: migration 4 and the ``Store`` methods ``bridge.access`` needs.
+
+Owns: the ``audit`` table (one row per human send attempt or refusal) and its indexes. Mixed into
+``bridge.sqlite_store.SqliteStore``, whose ``_one`` / ``_all`` / ``_write`` (serialised writes, ``StoreUnavailable``)
+it uses. Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.sqlite_store`` (it is imported by it).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+
+from bridge.access import SEND_ACTIONS, AuditAction, AuditEntry
+
+AUDIT_MIGRATION = """
+    CREATE TABLE audit (
+        id TEXT PRIMARY KEY,
+        at TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('send', 'refused', 'retry', 'reply')),
+        to_number TEXT NOT NULL DEFAULT '',
+        from_number TEXT NOT NULL DEFAULT '',
+        ref TEXT,
+        reason TEXT,
+        outcome TEXT
+    );
+    -- The rate limit counts one user's rows of the last minute on every send: keep that a range scan.
+    CREATE INDEX audit_user_at ON audit (user_id, at);
+    CREATE INDEX audit_ref ON audit (ref);
+    CREATE INDEX audit_at ON audit (at);
+"""
+
+_SEND_ACTIONS_SQL = ", ".join(f"'{a.value}'" for a in SEND_ACTIONS)
+
+
+def _ts(value: datetime) -> str:
+    # Fixed width (always microseconds, always UTC) so that text order is time order in the range scans.
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _row_to_entry(row: aiosqlite.Row) -> AuditEntry:
+    return AuditEntry(
+        id=row["id"], at=datetime.fromisoformat(row["at"]), user_id=row["user_id"], channel_id=row["channel_id"],
+        action=AuditAction(row["action"]), to_number=row["to_number"], from_number=row["from_number"],
+        ref=row["ref"], reason=row["reason"], outcome=row["outcome"],
+    )
+
+
+class AuditSql:
+    """Methods of ``Store`` for the audit trail; the host class provides ``_one``, ``_all`` and ``_write``."""
+
+    async def _one(self, sql: str, params: Sequence[Any]) -> aiosqlite.Row | None:
+        raise NotImplementedError
+
+    async def _all(self, sql: str, params: Sequence[Any]) -> list[aiosqlite.Row]:
+        raise NotImplementedError
+
+    async def _write(self, sql: str, params: Sequence[Any]) -> int:
+        raise NotImplementedError
+
+    async def audit_add(
+        self,
+        *,
+        at: datetime,
+        user_id: str,
+        channel_id: str,
+        action: AuditAction,
+        to_number: str = "",
+        from_number: str = "",
+        ref: str | None = None,
+        reason: str | None = None,
+    ) -> str:
+        # The id is made here rather than by AUTOINCREMENT: ``_write`` reports a row count, not the new rowid.
+        audit_id = secrets.token_hex(8)
+        await self._write(
+            """INSERT INTO audit (id, at, user_id, channel_id, action, to_number, from_number, ref, reason)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (audit_id, _ts(at), user_id, channel_id, AuditAction(action).value, to_number, from_number, ref, reason),
+        )
+        return audit_id
+
+    async def audit_recent_sends(self, user_id: str, since: datetime) -> int:
+        row = await self._one(
+            f"SELECT COUNT(*) FROM audit WHERE user_id = ? AND at > ? AND action IN ({_SEND_ACTIONS_SQL})",
+            (user_id, _ts(since)),
+        )
+        return 0 if row is None else int(row[0])
+
+    async def audit_send_times(self, user_id: str, since: datetime) -> list[datetime]:
+        rows = await self._all(
+            f"""SELECT at FROM audit WHERE user_id = ? AND at > ? AND action IN ({_SEND_ACTIONS_SQL})
+                ORDER BY at""",
+            (user_id, _ts(since)),
+        )
+        return [datetime.fromisoformat(r["at"]) for r in rows]
+
+    async def audit_link(self, audit_id: str, ref: str | None, outcome: str) -> None:
+        # The message's own row is read in the same statement: a receipt that arrived between the send returning
+        # and this link (``audit_outcome`` found no row then) is not lost. ``outcome`` is for when there is none.
+        # Retry and thread-reply rows learn their numbers here (the handler did not know them).
+        await self._write(
+            """UPDATE audit SET ref = ?, outcome = COALESCE(
+                   (SELECT COALESCE(status, state)
+                           || CASE WHEN error_code IS NULL THEN '' ELSE ' (' || error_code || ')' END
+                    FROM outbound WHERE ref = ?), ?),
+                   to_number = COALESCE(NULLIF(to_number, ''), (SELECT to_number FROM outbound WHERE ref = ?), ''),
+                   from_number = COALESCE(NULLIF(from_number, ''), (SELECT from_number FROM outbound WHERE ref = ?),
+                                          '')
+               WHERE id = ?""",
+            (ref, ref, outcome, ref, ref, audit_id),
+        )
+
+    async def audit_outcome(self, ref: str, outcome: str) -> bool:
+        return await self._write("UPDATE audit SET outcome = ? WHERE ref = ?", (outcome, ref)) > 0
+
+    async def audit_list(self, limit: int = 100) -> list[AuditEntry]:
+        rows = await self._all("SELECT * FROM audit ORDER BY at DESC, rowid DESC LIMIT ?", (max(0, int(limit)),))
+        return [_row_to_entry(r) for r in rows]

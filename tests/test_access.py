@@ -1,0 +1,261 @@
+"""Access control and the per-user rate limit: the pure policy, the gate over a real store, the configuration, and
+every human send path end to end (slash command, modal, Retry button, thread reply) through the real app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.access import (
+    RATE_WINDOW,
+    AccessGate,
+    AccessPolicy,
+    AuditAction,
+    RefusalReason,
+    log_open_access,
+)
+from bridge.config import Config, ConfigError
+from bridge.sqlite_store import SqliteStore
+from bridge.store import Store, open_store
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+class Clock:
+    """Time the gate reads, moved by the test (passed to the gate's constructor, not patched in)."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+# --- the pure policy ------------------------------------------------------------------------------------------
+
+
+def test_empty_lists_let_everyone_in_and_are_named_as_open() -> None:
+    policy = AccessPolicy()
+    assert policy.identity_refusal("U1", "C1") is None
+    assert policy.open_parts() == ["SMS_ALLOWED_USERS", "SMS_ALLOWED_CHANNELS"]
+    assert AccessPolicy.build(["U1"], ["C1"], 5).open_parts() == []
+
+
+def test_user_not_on_the_list_is_refused_with_the_variable_to_change() -> None:
+    policy = AccessPolicy.build(["U1"], [], 20)
+    assert policy.identity_refusal("U1", "C9") is None
+    refusal = policy.identity_refusal("U2", "C9")
+    assert refusal is not None and refusal.reason is RefusalReason.USER_NOT_ALLOWED
+    assert "You are not allowed to send SMS from sms-bridge; ask an admin to add you to SMS_ALLOWED_USERS" in (
+        refusal.message)
+    assert "Nothing was sent" in refusal.message
+
+
+def test_channel_not_on_the_list_is_refused_naming_the_channel() -> None:
+    policy = AccessPolicy.build([], ["C1"], 20)
+    assert policy.identity_refusal("U9", "C1") is None
+    refusal = policy.identity_refusal("U9", "C2")
+    assert refusal is not None and refusal.reason is RefusalReason.CHANNEL_NOT_ALLOWED
+    assert "<#C2>" in refusal.message and "SMS_ALLOWED_CHANNELS" in refusal.message
+
+
+def test_rate_limit_allows_up_to_the_limit_then_says_how_long_to_wait() -> None:
+    policy = AccessPolicy.build([], [], 3)
+    sends = [T0 - timedelta(seconds=s) for s in (37, 20, 5)]
+    assert policy.rate_refusal(sends[:2], T0) is None
+    refusal = policy.rate_refusal(sends, T0)
+    assert refusal is not None and refusal.reason is RefusalReason.RATE_LIMITED
+    # The oldest of the three leaves the minute 60 - 37 = 23 s from now.
+    assert refusal.retry_after == 23
+    assert "try again in 23 s" in refusal.message and "3 texts per minute" in refusal.message
+
+
+def test_rate_limit_ignores_sends_older_than_the_window_and_waits_at_least_a_second() -> None:
+    policy = AccessPolicy.build([], [], 2)
+    assert policy.rate_refusal([T0 - RATE_WINDOW, T0 - timedelta(seconds=61)], T0) is None
+    refusal = policy.rate_refusal([T0 - timedelta(seconds=59.9), T0], T0)
+    assert refusal is not None and refusal.retry_after == 1
+
+
+def test_rate_limit_counts_from_the_send_that_reaches_the_limit() -> None:
+    # Five sends, limit 2 (the limit was lowered): waiting for the oldest would not be enough.
+    policy = AccessPolicy.build([], [], 2)
+    sends = [T0 - timedelta(seconds=s) for s in (50, 40, 30, 20, 10)]
+    refusal = policy.rate_refusal(sends, T0)
+    assert refusal is not None and refusal.retry_after == 40  # when the send of 20 s ago leaves the window
+
+
+def test_rate_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        AccessPolicy.build([], [], 0)
+
+
+def test_start_up_warning_names_the_open_list(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="bridge.access"):
+        log_open_access(AccessPolicy.build(["U1"], [], 20))
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "SMS_ALLOWED_CHANNELS is empty" in record.getMessage()
+    assert "SMS_ALLOWED_USERS" not in record.getMessage()
+
+
+# --- the gate over a real store ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await open_store(f"sqlite:///{tmp_path / 'access.db'}")
+    yield opened
+    await opened.close()
+
+
+async def test_gate_admits_and_audits_each_send(store: Store) -> None:
+    gate = AccessGate(AccessPolicy.build([], [], 20), store, clock=Clock())
+    admission = await gate.admit(user_id="U1", channel_id="C1", action=AuditAction.SEND, to_number="+15551234567",
+                                 from_number="+15557770000")
+    assert admission.allowed and admission.audit_id is not None
+    [entry] = await store.audit_list()
+    assert (entry.id, entry.action, entry.to_number) == (admission.audit_id, AuditAction.SEND, "+15551234567")
+
+
+async def test_gate_refusal_writes_an_audit_row_and_a_log_line(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = AccessGate(AccessPolicy.build(["U1"], [], 20), store, clock=Clock())
+    with caplog.at_level(logging.INFO, logger="bridge.access"):
+        admission = await gate.admit(user_id="U2", channel_id="C1", action=AuditAction.REPLY,
+                                     to_number="+15551234567")
+    assert not admission.allowed and admission.audit_id is None
+    [entry] = await store.audit_list()
+    assert (entry.user_id, entry.channel_id, entry.action) == ("U2", "C1", AuditAction.REFUSED)
+    assert entry.reason == "reply: user not allowed"
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "user=U2 channel=C1 action=reply" in line and "reason=user not allowed" in line
+    assert "+15551234567" not in line and "+1555•••4567" in line
+    # A refusal is not a send: it does not eat into the rate limit.
+    assert await store.audit_recent_sends("U2", T0 - RATE_WINDOW) == 0
+
+
+async def test_gate_rate_limit_slides_with_time(store: Store) -> None:
+    clock = Clock()
+    gate = AccessGate(AccessPolicy.build([], [], 2), store, clock=clock)
+
+    async def send() -> Any:
+        return await gate.admit(user_id="U1", channel_id="C1", action=AuditAction.SEND)
+
+    assert (await send()).allowed
+    clock.advance(30)
+    assert (await send()).allowed
+    clock.advance(10)
+    refused = await send()
+    assert refused.refusal is not None and refused.refusal.retry_after == 20
+    other = await gate.admit(user_id="U2", channel_id="C1", action=AuditAction.SEND)
+    assert other.allowed  # the limit is per user
+    clock.advance(20.5)
+    assert (await send()).allowed  # the first send has left the minute
+    assert not (await send()).allowed
+
+
+async def test_gate_concurrent_attempts_of_one_user_never_exceed_the_limit(store: Store) -> None:
+    gate = AccessGate(AccessPolicy.build([], [], 5), store, clock=Clock())
+    results = await asyncio.gather(*(gate.admit(user_id="U1", channel_id="C1", action=AuditAction.SEND)
+                                     for _ in range(12)))
+    assert sum(r.allowed for r in results) == 5
+    assert await store.audit_recent_sends("U1", T0 - RATE_WINDOW) == 5
+
+
+async def test_gate_limit_is_shared_by_replicas_on_one_database(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    first, second = await SqliteStore.open(path), await SqliteStore.open(path)
+    try:
+        clock = Clock()
+        policy = AccessPolicy.build([], [], 3)
+        gates = [AccessGate(policy, first, clock=clock), AccessGate(policy, second, clock=clock)]
+        outcomes = [(await gates[i % 2].admit(user_id="U1", channel_id="C1", action=AuditAction.SEND)).allowed
+                    for i in range(5)]
+        assert outcomes == [True, True, True, False, False]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_gate_fails_closed_when_the_store_is_down(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'down.db'}")
+    await store.close()
+    gate = AccessGate(AccessPolicy.build([], [], 20), store, clock=Clock())
+    with caplog.at_level(logging.ERROR, logger="bridge.access"):
+        admission = await gate.admit(user_id="U1", channel_id="C1", action=AuditAction.SEND)
+    assert admission.refusal is not None and admission.refusal.reason is RefusalReason.STORE_UNAVAILABLE
+    assert "Nothing was sent" in admission.refusal.message
+    assert any("store unavailable" in r.getMessage() for r in caplog.records)
+
+
+async def test_gate_fails_closed_when_the_store_is_locked_by_another_process(tmp_path: Path) -> None:
+    # Another replica holds the write lock longer than the gate may wait: refuse rather than hang the ack.
+    path = tmp_path / "locked.db"
+    store = await SqliteStore.open(str(path), busy_timeout_ms=5000)
+    import sqlite3
+
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        gate = AccessGate(AccessPolicy.build([], [], 20), store, timeout=0.3, clock=Clock())
+        started = asyncio.get_running_loop().time()
+        admission = await gate.admit(user_id="U1", channel_id="C1", action=AuditAction.SEND)
+        elapsed = asyncio.get_running_loop().time() - started
+        assert admission.refusal is not None and admission.refusal.reason is RefusalReason.STORE_UNAVAILABLE
+        assert elapsed < 2.0
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        await store.close()
+
+
+# --- configuration ------------------------------------------------------------------------------------------------
+
+BASE_ENV = {
+    "SLACK_BOT_TOKEN": "xoxb-1-2-abc",
+    "SLACK_SIGNING_SECRET": "secret-secret",
+    "SIGNALWIRE_SPACE_URL": "simulator",
+}
+
+
+def test_config_defaults_are_open_with_twenty_per_minute() -> None:
+    config = Config.from_env(BASE_ENV)
+    assert (config.allowed_users, config.allowed_channels, config.rate_limit_per_user) == ((), (), 20)
+
+
+def test_config_reads_and_deduplicates_the_lists() -> None:
+    config = Config.from_env({**BASE_ENV, "SMS_ALLOWED_USERS": " U0ALICE, W0BOB ,U0ALICE,",
+                              "SMS_ALLOWED_CHANNELS": "C0GENERAL,G0PRIVATE", "SMS_RATE_LIMIT_PER_USER": "5"})
+    assert config.allowed_users == ("U0ALICE", "W0BOB")
+    assert config.allowed_channels == ("C0GENERAL", "G0PRIVATE")
+    assert config.rate_limit_per_user == 5
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("SMS_ALLOWED_USERS", "alice", "'alice' is not a Slack user id"),
+        ("SMS_ALLOWED_USERS", "C0GENERAL", "is not a Slack user id"),
+        ("SMS_ALLOWED_CHANNELS", "#general", "'#general' is not a Slack channel id"),
+        ("SMS_RATE_LIMIT_PER_USER", "0", "must be a positive whole number"),
+        ("SMS_RATE_LIMIT_PER_USER", "-3", "must be a positive whole number"),
+        ("SMS_RATE_LIMIT_PER_USER", "2.5", "must be a positive whole number"),
+        ("SMS_RATE_LIMIT_PER_USER", "lots", "must be a positive whole number"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_variable(name: str, value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_env({**BASE_ENV, name: value})
+    assert info.value.name == name
+    assert problem in str(info.value) and f"(example: {name}=" in str(info.value)
