@@ -126,8 +126,10 @@ class BotProcess:
             self._log.flush()
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def log_tail(self, lines: int = 80) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+    def log_tail(self, lines: int = 60) -> str:
+        # aiosqlite logs every statement twice at DEBUG; those lines would push out everything that explains.
+        kept = [line for line in self.log_text().splitlines() if "logger=aiosqlite" not in line]
+        return "\n".join(kept[-lines:])
 
     def _close_log(self) -> None:
         if self._log is not None:

@@ -1,0 +1,57 @@
+"""The SQLite file locked by another connection (``BEGIN EXCLUSIVE``) while sends and callbacks arrive:
+delayed, never half-done, never a 500; receipts still reach the thread once."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from faults.procs import CHANNEL, World, assert_exactly_one_sms, assert_receipts_once, parent_for
+
+TO = "+15551234567"
+
+
+def hold_exclusive_lock(path: Path, seconds: float, locked: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+    """In a thread: what a backup tool or a second replica does to the bot's database file."""
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        loop.call_soon_threadsafe(locked.set)
+        time.sleep(seconds)
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
+async def locked_for(world: World, seconds: float) -> asyncio.Task[None]:
+    """Start holding the lock; returns once it is held (await the task to know it was released)."""
+    locked = asyncio.Event()
+    task = asyncio.create_task(asyncio.to_thread(hold_exclusive_lock, world.database, seconds, locked,
+                                                 asyncio.get_running_loop()))
+    await locked.wait()
+    return task
+
+
+def all_delivered(world: World, count: int) -> bool:
+    parents = world.slack.messages(CHANNEL)
+    return len(parents) == count and all("Delivered" in p.text for p in parents)
+
+
+async def test_short_lock_delays_sends_and_callbacks_without_loss(make_world: Any) -> None:
+    async with asyncio.timeout(30), make_world(step_delay=0.3) as world:
+        await world.driver.slash_command(f"{TO} before the lock")
+        await world.wait_for(lambda: world.simulator.created_count() == 1, what="first SMS created")
+        # Its "sent" and "delivered" callbacks, and a whole new send, arrive while the file is locked.
+        holder = await locked_for(world, 2.0)
+        response = await world.driver.slash_command(f"{TO} during the lock")
+        assert response.status == 200 and response.elapsed_ms < 2500
+        await holder
+        await world.wait_for(lambda: all_delivered(world, 2), timeout=20, what="both delivered")
+        await world.quiet()
+        assert all(a.status is None or a.status < 500 or a.status == 503 for a in world.simulator.callback_log)
+        for body in ("before the lock", "during the lock"):
+            sms = assert_exactly_one_sms(world, TO, body)
+            assert_receipts_once(world, sms, parent_for(world, body))
