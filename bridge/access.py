@@ -15,9 +15,10 @@ import asyncio
 import enum
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bridge.model import OutboundSms
 from bridge.store import Store, StoreUnavailable
@@ -135,10 +136,11 @@ class AccessPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """The gate's answer: ``refusal`` is None when the send may go ahead, and ``audit_id`` names its audit row."""
+    """The gate's answer: ``refusal`` is None when the send may go ahead; ``audit`` then yields its audit row's id
+    (the row is written in the background so that a busy database delays the audit, not Slack's ack)."""
 
     refusal: Refusal | None
-    audit_id: str | None = None
+    audit: asyncio.Future[str | None] | None = None
 
     @property
     def allowed(self) -> bool:
@@ -157,73 +159,114 @@ def outcome_of(sms: OutboundSms | None) -> str:
     return f"{word} ({sms.error_code})" if sms.error_code else word
 
 
+Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
+
+
 class AccessGate:
-    """The policy plus the store: admits or refuses one send attempt and writes the audit row either way."""
+    """The policy plus the store: admits or refuses one send attempt and writes the audit row either way.
+
+    ``spawn`` runs the audit writes in the background (pass ``Bridge.spawn`` so that draining waits for them).
+    """
 
     def __init__(self, policy: AccessPolicy, store: Store, *, timeout: float = STORE_TIMEOUT_SECONDS,
-                 clock: Callable[[], datetime] = _utcnow) -> None:
+                 clock: Callable[[], datetime] = _utcnow, spawn: Spawn | None = None) -> None:
         self.policy = policy
         self.store = store
         self.timeout = timeout
         self.clock = clock
-        # Count-then-insert is not atomic; within one process the same user's attempts take turns. Across replicas
-        # two simultaneous attempts can both pass at the limit's edge, which the limit tolerates.
+        self._spawn = spawn or self._own_task
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Count-then-insert is not atomic; within one process the same user's attempts take turns, and sends whose
+        # audit row is still being written count too. Across replicas two simultaneous attempts can both pass at
+        # the limit's edge, which the limit tolerates.
         self._user_locks: dict[str, asyncio.Lock] = {}
+        self._unwritten: dict[str, list[datetime]] = {}
+
+    def _own_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def drain(self) -> None:
+        """Wait for the audit writes started without a ``spawn`` (tests, tools)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
 
     async def admit(self, *, user_id: str, channel_id: str, action: AuditAction, to_number: str = "",
                     from_number: str = "") -> Admission:
         refusal = self.policy.identity_refusal(user_id, channel_id)
         if refusal is not None:
-            await self._refused(refusal, user_id, channel_id, action, to_number, from_number)
+            self._refused(refusal, user_id, channel_id, action, to_number, from_number)
             return Admission(refusal)
         try:
+            # Only the read is bounded: it is what the decision needs. (SQLite in WAL mode answers reads while
+            # another connection holds the write lock, so a busy writer elsewhere does not refuse anyone.)
             async with asyncio.timeout(self.timeout), self._user_locks.setdefault(user_id, asyncio.Lock()):
                 now = self.clock()
                 times = await self.store.audit_send_times(user_id, now - RATE_WINDOW)
-                refusal = self.policy.rate_refusal(times, now)
+                unwritten = self._unwritten.setdefault(user_id, [])
+                refusal = self.policy.rate_refusal([*times, *unwritten], now)
                 if refusal is None:
-                    audit_id = await self.store.audit_add(
-                        at=now, user_id=user_id, channel_id=channel_id, action=action, to_number=to_number,
-                        from_number=from_number)
-                    return Admission(None, audit_id)
+                    unwritten.append(now)
+                    audit = self._spawn(self._write_send(now, user_id, channel_id, action, to_number, from_number))
+                    return Admission(None, audit)
         except (StoreUnavailable, TimeoutError) as exc:
-            # A timed-out insert may still land once the other connection lets go; it then counts as one send
-            # more for a minute, which errs on the side of the limit. Fail closed: without the count nobody can
-            # tell whether this send is within the limit.
+            # Fail closed: without the count nobody can tell whether this send is within the limit.
             log.error("send refused user=%s channel=%s action=%s: store unavailable for the rate check (%s)",
                       user_id, channel_id, action.value, type(exc).__name__ if isinstance(exc, TimeoutError) else exc)
             return Admission(Refusal(RefusalReason.STORE_UNAVAILABLE, STORE_REFUSAL_TEXT))
-        await self._refused(refusal, user_id, channel_id, action, to_number, from_number)
+        self._refused(refusal, user_id, channel_id, action, to_number, from_number)
         return Admission(refusal)
 
-    async def _refused(self, refusal: Refusal, user_id: str, channel_id: str, action: AuditAction,
-                       to_number: str, from_number: str) -> None:
+    async def _write_send(self, at: datetime, user_id: str, channel_id: str, action: AuditAction, to_number: str,
+                          from_number: str) -> str | None:
+        try:
+            return await self.store.audit_add(at=at, user_id=user_id, channel_id=channel_id, action=action,
+                                              to_number=to_number, from_number=from_number)
+        except StoreUnavailable as exc:
+            # The send goes ahead (it was admitted on a good count); the log line is its only audit record.
+            log.error("audit row not written user=%s channel=%s action=%s: %s", user_id, channel_id, action.value,
+                      exc)
+            return None
+        finally:
+            self._unwritten[user_id].remove(at)
+
+    def _refused(self, refusal: Refusal, user_id: str, channel_id: str, action: AuditAction,
+                 to_number: str, from_number: str) -> None:
         reason = refusal.reason.value
         if refusal.retry_after is not None:
             reason += f" ({self.policy.rate_limit_per_minute}/min, retry after {refusal.retry_after} s)"
         log.warning("send refused user=%s channel=%s action=%s to=%s reason=%s", user_id, channel_id, action.value,
                     mask_number(to_number) if to_number else "-", reason)
-        try:
-            async with asyncio.timeout(self.timeout):
+
+        async def write() -> None:
+            try:
                 await self.store.audit_add(
                     at=self.clock(), user_id=user_id, channel_id=channel_id, action=AuditAction.REFUSED,
                     to_number=to_number, from_number=from_number, reason=f"{action.value}: {reason}")
-        except (StoreUnavailable, TimeoutError):
-            # The refusal itself stands; only its audit row is lost, and the log line above still records it.
-            log.error("refusal not written to the audit trail user=%s", user_id)
+            except StoreUnavailable:
+                # The refusal itself stands; only its audit row is lost, and the log line above still records it.
+                log.error("refusal not written to the audit trail user=%s", user_id)
+
+        self._spawn(write())
 
     async def link(self, admission: Admission, sms: OutboundSms | None, outcome: str | None = None) -> None:
         """Tie an admitted send's audit row to the message it created (``sms``), or say why there is none.
 
-        Later outcomes (delivery receipts) reach the row through ``Store.audit_outcome(ref, ...)``.
+        Later outcomes (delivery receipts) reach the row through ``Store.audit_outcome(ref, ...)``. Waits for the
+        row to be written: call it after the ack (from the background work), not before.
         """
-        if admission.audit_id is None:
+        if admission.audit is None:
             return
         ref = None if sms is None else sms.ref
+        audit_id = await admission.audit
+        if audit_id is None:
+            return
         try:
-            await self.store.audit_link(admission.audit_id, ref, outcome or outcome_of(sms))
+            await self.store.audit_link(audit_id, ref, outcome or outcome_of(sms))
         except StoreUnavailable as exc:
-            log.error("audit row %s not linked to ref=%s: %s", admission.audit_id, ref, exc)
+            log.error("audit row %s not linked to ref=%s: %s", audit_id, ref, exc)
 
     async def track(self, admission: Admission, work: Awaitable[OutboundSms | None]) -> OutboundSms | None:
         """Run an admitted send that creates its message itself (Retry, thread reply), then ``link`` it."""

@@ -24,11 +24,19 @@ _SLACK_TOKEN = re.compile(r"xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+")
 _PHONE = re.compile(r"(?<![\w•])\+[1-9][0-9]{7,14}(?![0-9])")
 # Form bodies and query strings carry "+" as %2B (Twilio-compatible callbacks: To=%2B15551234567).
 _PHONE_URLENCODED = re.compile(r"%2B([1-9][0-9]{7,14})(?![0-9])", re.I)
+# Numbers as people read them (what bridge messages show, and so what slack_sdk logs at DEBUG): "+1 555-123-4567",
+# "+44 7911 123456", "+1 (555) 123-4567". The digit count is checked in ``_mask_formatted``.
+_PHONE_FORMATTED = re.compile(r"(?<![\w•])\+[1-9]\d{0,3}(?:[ .\-\u00a0]\(?\d{1,6}\)?){1,6}(?![\d•])")
 # "Authorization: Basic …", {'Authorization': 'Basic …'} and ('Authorization', 'Basic …') all name the header.
 _BASIC_AUTH = re.compile(r"(Authorization['\"]?\s*[:=,]\s*['\"]?)(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]+", re.I)
 # A credential logged without its header name ('Basic dXNlcjpwYXNz'). It must hold a character prose words lack
 # (digit, capital, +/=) so that "Basic authentication failed" stays readable.
 _BARE_AUTH = re.compile(r"\b(Basic|Bearer) (?=[A-Za-z0-9+/=._~-]*[A-Z0-9+/=])[A-Za-z0-9+/=._~-]{8,}")
+
+
+def _mask_formatted(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return mask_number("+" + digits) if 8 <= len(digits) <= 15 else match.group(0)
 
 
 class RedactingFilter(logging.Filter):
@@ -45,7 +53,8 @@ class RedactingFilter(logging.Filter):
         text = _BASIC_AUTH.sub(r"\1\2 [redacted]", text)
         text = _BARE_AUTH.sub(r"\1 [redacted]", text)
         text = _PHONE_URLENCODED.sub(lambda m: "%2B" + mask_number("+" + m.group(1))[1:], text)
-        return _PHONE.sub(lambda m: mask_number(m.group(0)), text)
+        text = _PHONE.sub(lambda m: mask_number(m.group(0)), text)
+        return _PHONE_FORMATTED.sub(_mask_formatted, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

@@ -69,10 +69,10 @@ MIGRATIONS: Mapping[int, str] = {
     """,
     # 2: two-way conversations (bridge.sqlite_two_way).
     2: TWO_WAY_MIGRATION,
-    # 4: the audit trail of human send attempts and refusals (bridge.sqlite_audit).
-    4: AUDIT_MIGRATION,
     # 3: the durable Slack outbox (bridge.sqlite_outbox).
     3: OUTBOX_MIGRATION,
+    # 4: the audit trail of human send attempts and refusals (bridge.sqlite_audit).
+    4: AUDIT_MIGRATION,
     # 5: durable sending: when the last POST started, how many were made, when to look again; outcome counters.
     5: """
     ALTER TABLE outbound ADD COLUMN submitted_at TEXT;

@@ -8,7 +8,7 @@ Nothing imports ``bot.py``; ``bot.py`` and the tests call ``create_app``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 
 import aiohttp
@@ -19,6 +19,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.config import Config
+from bridge.logs import REQUEST_ID, REQUEST_ID_HEADER, bind_request_id
 from bridge.service import Bridge, CallbackTokens
 from bridge.store import open_store
 from handlers import register_all, two_way
@@ -77,8 +78,25 @@ async def _start_simulator(config: Config) -> tuple[Config, web.AppRunner]:
     ), runner
 
 
+@web.middleware
+async def request_id_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every log line of a request, and of the tasks it starts (they copy the context), carries its id."""
+    request_id, token = bind_request_id(request.headers.get(REQUEST_ID_HEADER))
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # 413 from client_max_size, 401/400 raised by routes
+        exc.headers[REQUEST_ID_HEADER] = request_id
+        raise
+    finally:
+        REQUEST_ID.reset(token)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
 def create_app(config: Config) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[request_id_middleware])
     app[CONFIG] = config
     routes = SignalWireRoutes(BRIDGE, public_url=config.public_url, signing_key=config.signalwire_signing_key,
                               two_way=lambda bridge: two_way(bridge, config))

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import re
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
-from bridge.logs import RedactingFilter, setup_logging
+from bridge.logs import (
+    REQUEST_ID,
+    REQUEST_ID_HEADER,
+    LogfmtFormatter,
+    RedactingFilter,
+    bind_request_id,
+    log_handler,
+    sane_request_id,
+    setup_logging,
+)
+from demo.harness import FROM_NUMBER, running_bridge
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 API_TOKEN = "PTsecretapitoken0123456789abcdef"
@@ -184,3 +198,189 @@ def test_setup_logging_installs_the_filter_on_the_root_handler(capsys: pytest.Ca
         root.setLevel(saved[1])
         logging.getLogger("slack_sdk").setLevel(logging.NOTSET)
         logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)
+
+
+# --- the line format and the request id -------------------------------------------------------------------------
+
+
+def _record(msg: str, *args: object, exc: bool = False) -> logging.LogRecord:
+    exc_info = None
+    if exc:
+        try:
+            raise ValueError("bad\nvalue")
+        except ValueError:
+            import sys
+
+            exc_info = sys.exc_info()
+    return logging.LogRecord("bridge.test", logging.WARNING, __file__, 1, msg, args, exc_info)
+
+
+def _fields(line: str) -> dict[str, str]:
+    """Parse one logfmt line the way a log shipper would (shlex honours the quoting and the escapes)."""
+    import shlex
+
+    return dict(part.split("=", 1) for part in shlex.split(line))
+
+
+def test_logfmt_line_has_every_field_in_order() -> None:
+    line = LogfmtFormatter().format(_record("send accepted ref=%s", "abc"))
+    assert "\n" not in line
+    assert re.fullmatch(r'ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=warning logger=bridge\.test '
+                        r'request_id=- msg="send accepted ref=abc"', line), line
+
+
+@pytest.mark.parametrize(
+    "message",
+    ['plain', 'with "quotes" and = signs', "two\nlines\r\tand tab", "back\\slash", "", "ünïcode ✓"],
+)
+def test_logfmt_values_round_trip_through_a_parser(message: str) -> None:
+    line = LogfmtFormatter().format(_record("%s", message))
+    assert "\n" not in line and "\r" not in line
+    assert _fields(line)["msg"] == message.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r") or (
+        _fields(line)["msg"] == message)
+
+
+def test_logfmt_keeps_a_traceback_on_the_same_line() -> None:
+    line = LogfmtFormatter().format(_record("failed", exc=True))
+    assert "\n" not in line
+    fields = _fields(line)
+    assert fields["msg"] == "failed"
+    assert fields["exc"].startswith("Traceback (most recent call last):\\n")
+    assert "ValueError: bad\\nvalue" in fields["exc"]
+
+
+@pytest.mark.parametrize(
+    ("incoming", "kept"),
+    [
+        ("abc123", True),
+        ("0f8e2c1a-9b7d-4e5f-8a6b-1c2d3e4f5a6b", True),
+        ("Root=1-67891233-abcdef012345678912345678", True),
+        ("", False),
+        (None, False),
+        ("x" * 65, False),
+        ("has space", False),
+        ('quote"d', False),
+        ("line\nbreak", False),
+        ("+15551234567", False),
+    ],
+)
+def test_incoming_request_ids_are_kept_only_when_plain(incoming: str | None, kept: bool) -> None:
+    request_id = sane_request_id(incoming)
+    assert (request_id == incoming) is kept
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:=-]{0,63}", request_id)
+
+
+async def test_request_id_reaches_records_of_tasks_started_inside_the_request() -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("test_logs.request_id")
+    handler = log_handler(stream)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        async def background() -> None:
+            await asyncio.sleep(0.01)
+            logger.info("later")
+
+        request_id, token = bind_request_id("req-1")
+        task = asyncio.get_running_loop().create_task(background())
+        logger.info("now")
+        REQUEST_ID.reset(token)
+        logger.info("outside")
+        await task
+    finally:
+        logger.removeHandler(handler)
+    lines = {_fields(line)["msg"]: _fields(line)["request_id"] for line in stream.getvalue().splitlines()}
+    assert request_id == "req-1"
+    assert lines == {"now": "req-1", "later": "req-1", "outside": "-"}
+
+
+# --- the whole bridge at DEBUG: nothing secret, ever ----------------------------------------------------------
+
+
+async def test_full_send_at_debug_leaks_no_secret_and_no_number(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved_level = root.level
+    async with running_bridge(tmp_path) as h:
+        config = h.config
+        secrets = [config.slack_bot_token, config.slack_signing_secret, config.signalwire_api_token,
+                   config.signalwire_signing_key]
+        handler = log_handler(stream, secrets)
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        try:
+            response = await h.driver.raw(
+                urlencode({"command": "/sms", "text": "+1 555 123 4567 Secret plan", "user_id": "U0ALICE",
+                           "channel_id": "C0GENERAL", "team_id": "T0001", "trigger_id": "1.2.3",
+                           "response_url": f"{h.slack.response_url_base}/C0GENERAL/U0ALICE"}).encode(),
+                "application/x-www-form-urlencoded", headers={REQUEST_ID_HEADER: "e2e-send-1"})
+            await h.settle()
+            [sms] = h.simulator.messages.values()
+            sent = await h.bridge.store.find_by_sw_id(sms.id)
+            assert sent is not None
+            tokens = [h.bridge.tokens.token(sent.ref)]
+            # The inbound leg too: a reply from the phone, signed like SignalWire's, in both webhook formats.
+            for fmt in ("json", "form"):
+                delivery = await h.simulator.inject_inbound("+15551234567", FROM_NUMBER, f"ok ({fmt})",
+                                                            url=h.bot_url + "/signalwire/inbound", fmt=fmt)
+                assert delivery.status == 200
+            await h.settle()
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(saved_level)
+    text = stream.getvalue()
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    assert response.status == 200 and headers.get(REQUEST_ID_HEADER.lower()) == "e2e-send-1"
+    assert sms.status == "delivered"
+    assert len(text.splitlines()) > 20, "DEBUG logging was not captured"
+    assert all(line.startswith("ts=") for line in text.splitlines())
+    for secret in [*secrets, *tokens, h.simulator.config.api_token, h.simulator.config.signing_key]:
+        assert secret not in text, f"secret {secret[:4]}… leaked"
+    for digits in ("15551234567", "5551234567", "555-123-4567", "555) 123-4567"):
+        assert digits not in text, f"full number leaked as {digits}"
+    assert "+1555•••4567" in text
+    # The send itself ran in a task spawned by the slash command: its lines carry that request's id.
+    [requested] = [line for line in text.splitlines() if "send requested" in line]
+    assert _fields(requested)["request_id"] == "e2e-send-1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "masked"),
+    [
+        ("+1 555-123-4567", "+1555•••4567"),
+        ("+1 (555) 123-4567", "+1555•••4567"),
+        ("+44 7911 123456", "+4479•••3456"),
+        ("+33 6 12 34 56 78", "+3361•••5678"),
+        ("+1.555.123.4567", "+1555•••4567"),
+    ],
+)
+def test_formatted_numbers_are_masked(log: Captured, raw: str, masked: str) -> None:
+    log.logger.info("text: 'SMS to %s: hi'", raw)
+    assert raw not in log.text
+    assert f"SMS to {masked}: hi" in log.text
+
+
+def test_formatted_looking_non_numbers_are_left_alone(log: Captured) -> None:
+    line = "at 2026-11-27T06:17:51.741666+00:00 version +1 2 retry +3 s short=+1 555"
+    log.logger.info(line)
+    assert line in log.text
+
+
+async def test_every_answer_echoes_a_request_id_even_a_413(tmp_path: Path) -> None:
+    async with running_bridge(tmp_path) as h:
+        async def post(path: str, body: bytes, request_id: str | None) -> tuple[int, str | None]:
+            headers = {"Content-Type": "application/json"}
+            if request_id is not None:
+                headers[REQUEST_ID_HEADER] = request_id
+            async with h.session.post(h.bot_url + path, data=body, headers=headers) as response:
+                await response.read()
+                return response.status, response.headers.get(REQUEST_ID_HEADER)
+
+        oversized = b'{"pad": "' + b"x" * (256 * 1024) + b'"}'
+        assert await post("/signalwire/inbound", oversized, "big-1") == (413, "big-1")
+        status, generated = await post("/signalwire/status", b"{}", "has space; x=1")
+        assert status == 401 and generated is not None and re.fullmatch(r"[0-9a-f]{12}", generated)
+        async with h.session.get(h.bot_url + "/healthz") as response:
+            assert response.status == 200 and re.fullmatch(r"[0-9a-f]{12}", response.headers[REQUEST_ID_HEADER])
+        assert h.simulator.created_count() == 0 and not h.slack.called("chat.postMessage")
