@@ -87,8 +87,8 @@ def rate_refusal_text(limit: int, wait_seconds: int) -> str:
             f"try again in {wait_seconds} s.")
 
 
-STORE_REFUSAL_TEXT = ("⚠️ Nothing was sent: sms-bridge cannot check sending limits right now (its database is not "
-                      "answering). Try again in a minute.")
+STORE_REFUSAL_TEXT = ("⚠️ Your SMS was not sent: sms-bridge cannot check sending limits right now (its database is "
+                      "not answering). Nothing was sent; try again in a minute.")
 
 
 @dataclass(frozen=True, slots=True)
