@@ -53,6 +53,10 @@ class Config:
     allowed_users: tuple[str, ...] = ()  # empty: everyone may send
     allowed_channels: tuple[str, ...] = ()  # empty: every channel
     rate_limit_per_user: int = 20  # sends per user per sliding minute
+    signalwire_timeout: float = 15.0
+    reconcile_grace: float = 60.0
+    stuck_after: float = 900.0
+    sweep_interval: float = 2.0
 
     def __repr__(self) -> str:
         return (
@@ -171,6 +175,23 @@ class Config:
                 raise ConfigError("NUMBER_CHANNELS", f"entry {entry!r} is not NUMBER:CHANNEL_ID", "+15557770000:C123")
             number_channels[key] = channel.strip()
 
+        def seconds(name: str, default: str, low: float, high: float) -> float:
+            text = get(name, default)
+            try:
+                value = float(text)
+            except ValueError:
+                value = float("nan")
+            if not low <= value <= high:  # also refuses nan
+                raise ConfigError(name, f"must be a number of seconds between {low:g} and {high:g}", default)
+            return value
+
+        durations = {
+            "signalwire_timeout": seconds("SIGNALWIRE_TIMEOUT_SECONDS", "15", 0.5, 120),
+            "reconcile_grace": seconds("RECONCILE_GRACE_SECONDS", "60", 0, 86400),
+            "stuck_after": seconds("STUCK_AFTER_SECONDS", "900", 1, 7 * 86400),
+            "sweep_interval": seconds("SWEEP_INTERVAL_SECONDS", "2", 0.05, 3600),
+        }
+
         allowed_users = _slack_ids(get("SMS_ALLOWED_USERS"), "SMS_ALLOWED_USERS", r"[UW][A-Z0-9]{2,}",
                                    "a Slack user id", "U0123ABCD,U0456EFGH")
         allowed_channels = _slack_ids(get("SMS_ALLOWED_CHANNELS"), "SMS_ALLOWED_CHANNELS", r"[CGD][A-Z0-9]{2,}",
@@ -181,6 +202,7 @@ class Config:
                               "20")
 
         return cls(
+            **durations,
             slack_bot_token=bot_token,
             slack_signing_secret=signing_secret,
             slack_app_token=app_token,

@@ -12,17 +12,19 @@ import asyncio
 import hashlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from bridge import render
 from bridge.conversations import opted_out_refusal
-from bridge.model import OutboundSms, SendRequest, new_ref
-from bridge.store import Store
-from sw_api.errors import NotSent, OutcomeUnknown, SignalWireError, ValidationFailed
-from sw_api.models import Message, MessageStatus, StatusEvent
+from bridge.model import OutboundSms, SendRequest, SendState, new_ref
+from bridge.outbox import ParentView, SlackOutbox, is_transient
+from bridge.store import Store, StoreUnavailable
+from sw_api.errors import NotSent, OutcomeUnknown, RateLimited, SignalWireError, ValidationFailed
+from sw_api.models import LogRecord, Message, MessageStatus, StatusEvent
 from sw_api.text import mask_number
 
 log = logging.getLogger("bridge.service")
@@ -30,6 +32,25 @@ log = logging.getLogger("bridge.service")
 STATUS_PATH = "/signalwire/status"
 
 Notify = Callable[[str], Awaitable[None]]
+
+# Recording the intent is a local insert; if it takes longer than this the user is refused, not left guessing.
+ACCEPT_TIMEOUT = 1.0
+NOT_RECORDED = (
+    "⚠️ The bridge could not record your message (its database is not answering), so nothing was sent. "
+    "Try again in a minute; if it keeps happening, tell whoever runs sms-bridge."
+)
+RATE_LIMIT_BACKOFF = 5.0   # seconds, when SignalWire's 429 carries no Retry-After
+LONG_WAIT_NOTICE = 10.0    # tell the thread when a 429 makes a message wait at least this long
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    """Timings of durable sending (from ``Config``; small in tests)."""
+
+    reconcile_first_check: float = 2.0   # seconds after an unknown outcome before the first look in the logs
+    reconcile_grace: float = 60.0        # absent from the logs this long after the POST → it was never created
+    stuck_after: float = 900.0           # accepted without a final receipt this long → ask the logs
+    sweep_interval: float = 2.0          # how often the sweeper looks for due work
 
 
 class SlackPortError(RuntimeError):
@@ -56,10 +77,17 @@ class SignalWireSender(Protocol):
         to: str,
         from_: str,
         body: str | None = None,
-        media: tuple[str, ...] = (),
+        media: Sequence[str] = (),
         send_as_mms: bool = False,
         status_callback: str | None = None,
     ) -> Message: ...
+
+    async def get_message(self, message_id: str) -> LogRecord: ...
+
+    def list_messages(
+        self, *, created_after: datetime | date | None = None, created_before: datetime | date | None = None,
+        page_size: int = 50, max_pages: int = 20,
+    ) -> AsyncIterator[LogRecord]: ...
 
 
 class CallbackRefused(Exception):
@@ -103,7 +131,13 @@ class Bridge:
         slack: SlackPort,
         tokens: CallbackTokens,
         simulated: bool = False,
+        settings: SendSettings = SendSettings(),
+        outbox_options: Mapping[str, Any] | None = None,
     ) -> None:
+        self.settings = settings
+        # Everything the bridge tells Slack after the first post goes through the durable outbox.
+        self.outbox = SlackOutbox(store, slack, render_parent=self.render_parent,
+                                  on_parent_posted=self.parent_posted, **(outbox_options or {}))
         self.store = store
         self.signalwire = signalwire
         self.slack = slack
@@ -139,6 +173,10 @@ class Bridge:
     def busy(self) -> bool:
         return bool(self._tasks)
 
+    async def idle(self) -> bool:
+        """No background task running and nothing waiting in the Slack outbox."""
+        return not self._tasks and await self.outbox.pending() == 0
+
     def _lock(self, ref: str) -> asyncio.Lock:
         return self._locks.setdefault(ref, asyncio.Lock())
 
@@ -155,19 +193,30 @@ class Bridge:
 
     # -- sending ---------------------------------------------------------------------------------------------
 
-    async def submit(self, request: SendRequest, notify: Notify | None = None) -> OutboundSms | None:
-        """Store the intent, post the parent, send, report. Returns the stored message (None if never stored).
+    async def accept(self, request: SendRequest, *, timeout: float = ACCEPT_TIMEOUT) -> OutboundSms | str:
+        """Record the intent to send, before Slack is answered: what is acknowledged is never lost.
 
-        A person who opted out of texts from ``request.from_`` is never texted: ``notify`` says so and nothing is
-        stored or sent.
+        Returns the stored message, or a refusal to show the user (opted out, or the database did not answer
+        within ``timeout`` — then nothing was sent and nothing ever will be for this request).
         """
         refusal = await self.opt_out_refusal(request.from_, request.to)
         if refusal is not None:
             log.info("send refused: %s opted out of %s (origin=%s)", mask_number(request.to),
                      mask_number(request.from_), request.origin)
-            if notify is not None:
-                await notify(refusal)
-            return None
+            return refusal
+        task = asyncio.ensure_future(self._store_intent(request))
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            # Too slow to acknowledge: refuse now, and make sure the late insert can never be sent.
+            self.spawn(self._abandon(task), name="abandon-intent")
+            return NOT_RECORDED
+        try:
+            return task.result()
+        except StoreUnavailable:
+            log.exception("send not recorded (origin=%s)", request.origin)
+            return NOT_RECORDED
+
+    async def _store_intent(self, request: SendRequest) -> OutboundSms:
         ref = new_ref()
         sms = await self.store.create_outbound(ref, request, utcnow())
         if request.source_ts is not None:
@@ -177,28 +226,59 @@ class Bridge:
             ref, request.user_id, request.channel_id, mask_number(request.to), mask_number(request.from_),
             request.origin,
         )
+        return sms
+
+    async def _abandon(self, task: asyncio.Future[OutboundSms]) -> None:
+        try:
+            sms = await task
+        except StoreUnavailable:
+            return
+        await self.store.mark_rejected(sms.ref, None, "not acknowledged in time; the user was told to try again",
+                                       utcnow())
+
+    async def submit(self, request: SendRequest, notify: Notify | None = None) -> OutboundSms | None:
+        """``accept`` then ``process``, for callers that have already answered Slack (Retry, thread replies)."""
+        accepted = await self.accept(request)
+        if isinstance(accepted, str):
+            if notify is not None:
+                await notify(accepted)
+            return None
+        return await self.process(accepted.ref, notify)
+
+    async def process(self, ref: str, notify: Notify | None = None) -> OutboundSms | None:
+        """Post the parent (if new) and hand a pending message to SignalWire. Idempotent: only ``pending`` moves."""
         async with self._lock(ref):
-            if sms.parent_ts is None:
+            sms = await self.store.get_outbound(ref)
+            if sms is None or sms.state is not SendState.PENDING:
+                return sms
+            if sms.parent_ts is None and sms.attempts == 0:
                 try:
                     ts = await self.slack.post(
                         sms.channel_id, render.parent_text(sms), render.parent_blocks(sms, simulated=self.simulated)
                     )
                 except SlackPortError as exc:
+                    if is_transient(exc):
+                        # Slack is having trouble, not refusing: the parent waits in the outbox, the SMS goes.
+                        log.warning("parent post deferred ref=%s: %s", ref, exc)
+                        await self.outbox.post_parent(ref, sms.channel_id)
+                        return await self.post_to_signalwire(sms)
                     reason = f"could not post in <#{sms.channel_id}> ({exc}); invite the bot or pick another channel"
                     await self.store.mark_rejected(ref, None, reason, utcnow())
+                    await self.store.count("rejected_slack")
                     log.warning("send aborted ref=%s: parent post failed: %s", ref, exc)
                     if notify is not None:
                         await notify(f"⛔ Nothing was sent: I {reason}.")
                     return await self.store.get_outbound(ref)
                 sms = await self.store.set_parent(ref, ts, utcnow())
-            elif sms.origin != "reply":
-                await self._reply(sms, f"🔁 Retry by <@{request.user_id}>: sending again…")
-            assert sms.parent_ts is not None
-            # Their answer comes back into this thread (bridge.two_way routes inbound texts by conversation).
-            await self.store.set_conversation(sms.from_, sms.to, sms.channel_id, sms.parent_ts, utcnow())
-            return await self._send(sms)
+            elif sms.origin != "reply" and sms.retry_of is not None and sms.attempts == 0:
+                await self.reply(sms, f"🔁 Retry by <@{sms.user_id}>: sending again…")
+            if sms.parent_ts is not None:
+                # Their answer comes back into this thread (bridge.two_way routes inbound texts by conversation).
+                await self.store.set_conversation(sms.from_, sms.to, sms.channel_id, sms.parent_ts, utcnow())
+            return await self.post_to_signalwire(sms)
 
-    async def _send(self, sms: OutboundSms) -> OutboundSms:
+    async def post_to_signalwire(self, sms: OutboundSms) -> OutboundSms:
+        """One POST. The caller holds the message's lock. Every outcome is stored before anything else happens."""
         sms = await self.store.mark_submitting(sms.ref, utcnow())
         try:
             message = await self.signalwire.send_message(
@@ -209,33 +289,55 @@ class Bridge:
                 send_as_mms=sms.send_as_mms,
                 status_callback=self.tokens.url(sms.ref),
             )
+        except RateLimited as exc:
+            # Nothing was created: keep it pending and let the sweeper try again when SignalWire allows.
+            wait = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_BACKOFF
+            sms = await self.store.mark_pending(sms.ref, utcnow() + timedelta(seconds=wait), utcnow())
+            await self.store.count("rate_limited")
+            log.warning("send rate limited ref=%s: retrying in %.1f s", sms.ref, wait)
+            if wait >= LONG_WAIT_NOTICE:
+                await self.reply(sms, f"⏳ SignalWire asked us to slow down: queued, sending in about {wait:.0f} s.")
+            return sms
         except NotSent as exc:
             code, text = _error_parts(exc)
             sms = await self.store.mark_rejected(sms.ref, code, text, utcnow())
+            await self.store.count("rejected")
             log.warning("send rejected ref=%s: %s", sms.ref, exc)
             await self._note_opt_out(sms)
-            await self._react_outcome(sms, failed=True)
-            await self._refresh_parent(sms)
-            await self._reply_failure(sms, render.rejected_headline())
+            await self.react_outcome(sms, failed=True)
+            await self.refresh_parent(sms)
+            await self.reply_failure(sms, render.rejected_headline())
             return sms
         except OutcomeUnknown as exc:
+            sms = await self.store.get_outbound(sms.ref) or sms
+            if sms.sw_id is not None:
+                # A callback already proved SignalWire has it: the lost answer changes nothing.
+                await self.store.count("reconciled_by_callback")
+                return await self.adopt(sms, sms.sw_id, sms.segments or 1, sms.status or MessageStatus.QUEUED,
+                                        sms.error_code, sms.error_message, None)
+            # It may exist at SignalWire: never re-POST blindly. bridge.recovery looks in the logs first.
             sms = await self.store.mark_unknown(sms.ref, str(exc), utcnow())
+            await self.store.schedule(sms.ref, utcnow() + timedelta(seconds=self.settings.reconcile_first_check),
+                                      utcnow())
+            await self.store.count("unknown")
             log.warning("send outcome unknown ref=%s: %s", sms.ref, exc)
-            await self._react_outcome(sms, failed=True)
-            await self._refresh_parent(sms)
-            await self._reply_failure(sms, render.unknown_headline())
             return sms
-        sms = await self.store.mark_accepted(sms.ref, message.id, message.number_of_segments, utcnow())
-        log.info("send accepted ref=%s sw_id=%s segments=%d", sms.ref, message.id, message.number_of_segments)
+        return await self.adopt(sms, message.id, message.number_of_segments, message.status, message.error_code,
+                                message.error_message, message.created_at)
+
+    async def adopt(self, sms: OutboundSms, sw_id: str, segments: int, status: MessageStatus,
+                    error_code: str | None, error_message: str | None, at: datetime | None) -> OutboundSms:
+        """SignalWire has this message under ``sw_id`` (a 201, a reconciled log record, or an early callback)."""
+        sms = await self.store.mark_accepted(sms.ref, sw_id, segments, utcnow())
+        await self.store.count("accepted")
+        log.info("send accepted ref=%s sw_id=%s segments=%d", sms.ref, sw_id, segments)
         await self._react(sms, "x", add=False)
         await self._react(sms, "outbox_tray")
-        change = await self.store.record_status(
-            sms.ref, message.status, message.error_code, message.error_message, message.created_at, utcnow()
-        )
+        change = await self.store.record_status(sms.ref, status, error_code, error_message, at, utcnow())
         if change.advanced:
-            await self._announce(change.sms, message.status)
+            await self.announce(change.sms, status)
         else:
-            await self._refresh_parent(change.sms)
+            await self.refresh_parent(change.sms)
         return change.sms
 
     async def retry(self, ref: str, user_id: str, notify: Notify | None = None) -> OutboundSms | None:
@@ -284,6 +386,18 @@ class Bridge:
             raise CallbackRefused(404, "unknown message reference")
         if sms.sw_id is not None and sms.sw_id != event.id:
             raise CallbackRefused(403, "callback id does not match the message")
+        if sms.sw_id is None and sms.state is SendState.SUBMITTING:
+            # Faster than the create answer: remember the id, so even a lost answer leaves no doubt.
+            await self.store.note_sw_id(ref, event.id, utcnow())
+        if sms.sw_id is None and sms.state is SendState.UNKNOWN:
+            # The token proves this callback is about our message: SignalWire has it, under event.id.
+            async with self._lock(ref):
+                current = await self.store.get_outbound(ref)
+                if current is not None and current.state is SendState.UNKNOWN:
+                    await self.store.count("reconciled_by_callback")
+                    await self.adopt(current, event.id, event.number_of_segments or 1, event.status,
+                                     event.error_code, event.error_message, event.timestamp)
+                    return True
         change = await self.store.record_status(
             ref, event.status, event.error_code, event.error_message, event.timestamp, utcnow()
         )
@@ -292,30 +406,30 @@ class Bridge:
             change.advanced,
         )
         if change.advanced:
-            self.spawn(self._announce_locked(change.sms, event), name=f"announce-{ref}")
+            self.spawn(self.announce_locked(change.sms, event), name=f"announce-{ref}")
         return change.advanced
 
-    async def _announce_locked(self, sms: OutboundSms, event: StatusEvent) -> None:
+    async def announce_locked(self, sms: OutboundSms, event: StatusEvent) -> None:
         async with self._lock(sms.ref):
             # Re-read: the message may have moved on while we waited for the lock.
             latest = await self.store.get_outbound(sms.ref) or sms
-            await self._announce(latest, event.status)
+            await self.announce(latest, event.status)
 
-    async def _announce(self, sms: OutboundSms, status: Any) -> None:
+    async def announce(self, sms: OutboundSms, status: Any) -> None:
         if status.is_failure:
             await self._note_opt_out(sms)
         if sms.origin == "reply":
             # A thread reply shows its outcome as reactions on itself; only a failure adds a note to the thread.
             if status is MessageStatus.DELIVERED or status.is_failure:
-                await self._react_outcome(sms, failed=status.is_failure)
+                await self.react_outcome(sms, failed=status.is_failure)
                 if status.is_failure:
-                    await self._reply_failure(sms, render.delivery_failure_headline(sms))
+                    await self.reply_failure(sms, render.delivery_failure_headline(sms))
             return
-        await self._refresh_parent(sms)
+        await self.refresh_parent(sms)
         if status.is_failure:
-            await self._reply_failure(sms, render.delivery_failure_headline(sms))
+            await self.reply_failure(sms, render.delivery_failure_headline(sms))
         else:
-            await self._reply(sms, render.receipt_text(sms, status))
+            await self.reply(sms, render.receipt_text(sms, status))
 
     async def _note_opt_out(self, sms: OutboundSms) -> None:
         # SignalWire's 21610 means the carrier knows they said STOP: never try that number again.
@@ -324,40 +438,41 @@ class Bridge:
 
     async def _react(self, sms: OutboundSms, name: str, *, add: bool = True) -> None:
         source_ts = await self.store.reply_source(sms.ref) if sms.origin == "reply" else None
-        if source_ts is None:
-            return
-        try:
-            await self.slack.react(sms.channel_id, source_ts, name, add=add)
-        except SlackPortError as exc:
-            log.info("reaction %s on ref=%s not changed: %s", name, sms.ref, exc)
+        if source_ts is not None:
+            await self.outbox.react(sms.channel_id, sms.channel_id, source_ts, name, add=add)
 
-    async def _react_outcome(self, sms: OutboundSms, *, failed: bool) -> None:
+    async def react_outcome(self, sms: OutboundSms, *, failed: bool) -> None:
         await self._react(sms, "outbox_tray", add=False)
         await self._react(sms, "x" if failed else "white_check_mark")
 
-    async def _reply_failure(self, sms: OutboundSms, headline: str) -> None:
-        await self._reply(sms, render.failure_text(sms, headline),
+    async def reply_failure(self, sms: OutboundSms, headline: str) -> None:
+        await self.reply(sms, render.failure_text(sms, headline),
                           render.failure_blocks(sms, headline, simulated=self.simulated))
 
-    async def _refresh_parent(self, sms: OutboundSms) -> None:
+    async def refresh_parent(self, sms: OutboundSms) -> None:
+        """Queue a repaint of the parent; it is rendered from the store when delivered, so bursts coalesce."""
         # A thread reply's parent is the conversation's (another message or an inbound text): never repaint it.
-        if sms.parent_ts is None or sms.origin == "reply":
+        if sms.origin == "reply":
             return
-        try:
-            await self.slack.update(
-                sms.channel_id, sms.parent_ts, render.parent_text(sms),
-                render.parent_blocks(sms, simulated=self.simulated),
-            )
-        except SlackPortError as exc:
-            log.warning("parent update failed ref=%s: %s", sms.ref, exc)
+        await self.outbox.update_parent(sms.ref, sms.channel_id)
 
-    async def _reply(self, sms: OutboundSms, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
-        if sms.parent_ts is None:
-            return
-        try:
-            await self.slack.post(sms.channel_id, text, blocks, thread_ts=sms.parent_ts)
-        except SlackPortError as exc:
-            log.warning("thread reply failed ref=%s: %s", sms.ref, exc)
+    async def reply(self, sms: OutboundSms, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+        """Queue a thread reply; if the parent is itself still queued, the reply follows it into its thread."""
+        await self.outbox.post(sms.channel_id, sms.channel_id, text, blocks, thread_ts=sms.parent_ts,
+                               thread_of_ref=None if sms.parent_ts else sms.ref)
+
+    # -- the outbox's view of a parent -----------------------------------------------------------------------
+
+    async def render_parent(self, ref: str) -> ParentView | None:
+        sms = await self.store.get_outbound(ref)
+        if sms is None or sms.origin == "reply":
+            return None
+        return ParentView(sms.channel_id, sms.parent_ts, render.parent_text(sms),
+                          render.parent_blocks(sms, simulated=self.simulated))
+
+    async def parent_posted(self, ref: str, ts: str) -> None:
+        sms = await self.store.set_parent(ref, ts, utcnow())
+        await self.store.set_conversation(sms.from_, sms.to, sms.channel_id, ts, utcnow())
 
 
 def _error_parts(exc: SignalWireError) -> tuple[str | None, str]:

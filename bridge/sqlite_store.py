@@ -335,7 +335,7 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
         """Messages in one of ``states`` whose ``next_attempt_at`` is unset or has passed, oldest first."""
         marks = ",".join("?" for _ in states)
         rows = await self._all(
-            f"""SELECT * FROM outbound WHERE state IN ({marks})
+            f"""SELECT * FROM outbound WHERE state IN ({marks}) AND checked_at IS NULL
                    AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY created_at LIMIT ?""",
             (*[s.value for s in states], _ts(now), limit),
         )
@@ -369,6 +369,13 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
             (SendState.ACCEPTED.value, sw_id, segments, _ts(now), ref),
         )
         return await self._require(ref)
+
+    async def note_sw_id(self, ref: str, sw_id: str, now: datetime) -> None:
+        """An early callback named SignalWire's id while our POST was still in flight: keep it, change nothing else."""
+        await self._write(
+            "UPDATE outbound SET sw_id = ?, updated_at = ? WHERE ref = ? AND sw_id IS NULL",
+            (sw_id, _ts(now), ref),
+        )
 
     async def claim_retry(self, ref: str, user_id: str, now: datetime) -> bool:
         count = await self._write(

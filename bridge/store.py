@@ -65,6 +65,9 @@ class Store(Protocol):
     async def mark_accepted(self, ref: str, sw_id: str, segments: int, now: datetime) -> OutboundSms:
         """SignalWire answered 201. The delivery status itself is set through ``record_status``."""
 
+    async def note_sw_id(self, ref: str, sw_id: str, now: datetime) -> None:
+        """Remember SignalWire's id from an early callback while the POST is in flight (state unchanged)."""
+
     async def claim_retry(self, ref: str, user_id: str, now: datetime) -> bool:
         """True for exactly one caller per message: a double-clicked Retry sends once."""
 
@@ -159,7 +162,6 @@ class Store(Protocol):
     async def audit_list(self, limit: int = 100) -> list[AuditEntry]:
         """The newest rows first."""
 
-
     # -- durable Slack outbox (migration 3, bridge.sqlite_outbox; used only by bridge.outbox) --------------------
 
     async def outbox_add(
@@ -202,6 +204,7 @@ class Store(Protocol):
 
     async def outbox_prune(self, before: datetime) -> int:
         """Delete items finished (done or failed) before ``before``; returns how many."""
+
 
 async def open_store(database_url: str) -> Store:
     """Open (creating and migrating if needed) the store named by ``DATABASE_URL``."""

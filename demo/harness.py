@@ -95,9 +95,10 @@ class Harness:
         quiet_rounds = 0
         while quiet_rounds < 2 and loop.time() < deadline:
             await self.simulator.settle(timeout=max(0.1, deadline - loop.time()))
-            busy = self._bot_runner is not None and self.bridge.busy
+            busy = self._bot_runner is not None and not await self.bridge.idle()
             if busy:
                 await self.bridge.drain(timeout=max(0.1, deadline - loop.time()))
+                await self.bridge.outbox.flush(timeout=max(0.1, deadline - loop.time()))
             quiet_rounds = 0 if busy else quiet_rounds + 1
             await asyncio.sleep(0.03)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
+from bridge.access import AccessGate, AccessPolicy, log_open_access
 from bridge.config import Config
 from bridge.service import Bridge
 from bridge.two_way import TwoWay
@@ -16,11 +17,15 @@ from bridge.two_way import TwoWay
 def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> None:
     from handlers import actions, commands, events, modals
 
-    modal = modals.ComposeModal(bridge, config)
-    commands.register(app, commands.SmsCommand(bridge, config, modal))
+    # One gate for every send path: its per-user locks keep one process's count-then-insert in turn.
+    gate = AccessGate(AccessPolicy.build(config.allowed_users, config.allowed_channels, config.rate_limit_per_user),
+                      bridge.store, spawn=lambda audit: bridge.spawn(audit, name="audit"))
+    log_open_access(gate.policy)
+    modal = modals.ComposeModal(bridge, config, gate)
+    commands.register(app, commands.SmsCommand(bridge, config, modal, gate))
     modals.register(app, modal)
-    actions.register(app, actions.RetryButton(bridge))
-    events.register(app, events.ThreadReplies(two_way(bridge, config)))
+    actions.register(app, actions.RetryButton(bridge, gate))
+    events.register(app, events.ThreadReplies(two_way(bridge, config), gate))
 
 
 def two_way(bridge: Bridge, config: Config) -> TwoWay:

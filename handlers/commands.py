@@ -14,6 +14,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bridge.access import AccessGate, AuditAction
 from bridge.compose import USAGE, ComposeError, parse_slash_text, validate_send
 from bridge.config import Config
 from bridge.service import Bridge
@@ -24,10 +25,11 @@ log = logging.getLogger("handlers.commands")
 
 
 class SmsCommand:
-    def __init__(self, bridge: Bridge, config: Config, modal: ComposeModal) -> None:
+    def __init__(self, bridge: Bridge, config: Config, modal: ComposeModal, gate: AccessGate) -> None:
         self.bridge = bridge
         self.config = config
         self.modal = modal
+        self.gate = gate
 
     async def handle(
         self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
@@ -49,6 +51,11 @@ class SmsCommand:
             await ack(text=USAGE.format(region=self.config.default_region))
             return
         if parsed.kind == "modal":
+            # Only the user is checked here: the channel is picked in the form and checked on submit.
+            refusal = self.gate.policy.user_refusal(user_id)
+            if refusal is not None:
+                await ack(text=refusal.message)
+                return
             await ack()
             try:
                 await self.modal.open(client, str(command.get("trigger_id", "")), channel_id)
@@ -56,8 +63,20 @@ class SmsCommand:
                 await respond(text=f"⚠️ Could not open the form ({exc.response.get('error')}). Try `/sms` again.",
                               response_type="ephemeral")
             return
+        # Checked before anything is stored, and before the ack so that the refusal is the answer.
+        admission = await self.gate.admit(user_id=user_id, channel_id=channel_id, action=AuditAction.SEND,
+                                          to_number=request.to, from_number=request.from_)
+        if admission.refusal is not None:
+            await ack(text=admission.refusal.message)
+            return
+        # Recorded before the ack (a bounded local insert), so an acknowledged request survives a crash.
+        accepted = await self.bridge.accept(request)
+        self.bridge.spawn(self.gate.link(admission, None if isinstance(accepted, str) else accepted), name="audit")
+        if isinstance(accepted, str):
+            await ack(text=accepted)
+            return
         await ack()
-        self.bridge.spawn(self.bridge.submit(request, respond_notifier(respond)), name="submit-command")
+        self.bridge.spawn(self.bridge.process(accepted.ref, respond_notifier(respond)), name="send-command")
 
 
 def register(app: AsyncApp, command: SmsCommand) -> None:

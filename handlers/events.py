@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge import conversations
+from bridge.access import AccessGate, AuditAction
 from bridge.service import utcnow
 from bridge.two_way import TwoWay
 from handlers.notify import ephemeral_notifier
@@ -50,8 +51,9 @@ async def display_names(client: AsyncWebClient, user_ids: set[str]) -> dict[str,
 
 
 class ThreadReplies:
-    def __init__(self, two_way: TwoWay) -> None:
+    def __init__(self, two_way: TwoWay, gate: AccessGate) -> None:
         self.two_way = two_way
+        self.gate = gate
 
     async def handle(self, event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
         # Bolt has already acknowledged the event (process_before_response=False); the send runs in the bridge's
@@ -70,11 +72,16 @@ class ThreadReplies:
         if not await self.two_way.bridge.store.claim_slack_event(f"{channel}:{ts}", utcnow()):
             log.info("Slack redelivered message %s; already handled", ts)
             return
+        notify = ephemeral_notifier(client, channel, user)
+        admission = await self.gate.admit(user_id=user, channel_id=channel, action=AuditAction.REPLY)
+        if admission.refusal is not None:
+            await notify(admission.refusal.message)
+            return
         names = await display_names(client, conversations.mentioned_users(text))
-        await self.two_way.send_reply(
+        await self.gate.track(admission, self.two_way.send_reply(
             channel_id=channel, thread_ts=thread_ts, ts=ts, user_id=user, text=text, user_names=names,
-            notify=ephemeral_notifier(client, channel, user), team_id=str(event.get("team", "")),
-        )
+            notify=notify, team_id=str(event.get("team", "")),
+        ))
 
 
 def register(app: AsyncApp, replies: ThreadReplies) -> None:

@@ -15,6 +15,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bridge.access import AccessGate, AuditAction, RefusalReason
 from bridge.compose import ComposeError, validate_all, validate_send
 from bridge.config import Config
 from bridge.service import Bridge
@@ -109,9 +110,10 @@ def _text(values: dict[str, Any], block: str) -> str:
 
 
 class ComposeModal:
-    def __init__(self, bridge: Bridge, config: Config) -> None:
+    def __init__(self, bridge: Bridge, config: Config, gate: AccessGate) -> None:
         self.bridge = bridge
         self.config = config
+        self.gate = gate
 
     def view(self, channel_id: str, body: str = "") -> dict[str, Any]:
         return compose_view(channel_id=channel_id, from_numbers=self.config.from_numbers, body=body,
@@ -161,9 +163,21 @@ class ComposeModal:
         except ComposeError as exc:  # pragma: no cover - validate_all already said everything
             await ack(response_action="errors", errors={exc.field: exc.message})
             return
+        admission = await self.gate.admit(user_id=user_id, channel_id=request.channel_id, action=AuditAction.SEND,
+                                          to_number=request.to, from_number=request.from_)
+        if admission.refusal is not None:
+            # Shown in the form, which stays open: another channel can be picked, or the send tried again later.
+            block = "channel" if admission.refusal.reason is RefusalReason.CHANNEL_NOT_ALLOWED else "body"
+            await ack(response_action="errors", errors={block: admission.refusal.message})
+            return
+        accepted = await self.bridge.accept(request)
+        self.bridge.spawn(self.gate.link(admission, None if isinstance(accepted, str) else accepted), name="audit")
+        if isinstance(accepted, str):
+            await ack(response_action="errors", errors={"body": accepted})
+            return
         await ack()
         notify = ephemeral_notifier(client, str(channel_id), user_id)
-        self.bridge.spawn(self.bridge.submit(request, notify), name="submit-modal")
+        self.bridge.spawn(self.bridge.process(accepted.ref, notify), name="send-modal")
 
 
 def _metadata(view: dict[str, Any]) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -20,7 +21,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.config import Config
 from bridge.logs import REQUEST_ID, REQUEST_ID_HEADER, bind_request_id
-from bridge.service import Bridge, CallbackTokens
+from bridge.recovery import Recovery
+from bridge.service import Bridge, CallbackTokens, SendSettings
 from bridge.store import open_store
 from handlers import register_all, two_way
 from handlers.slack_out import SlackOut, make_web_client
@@ -33,8 +35,18 @@ CONFIG = web.AppKey("config", Config)
 BRIDGE = web.AppKey("bridge", Bridge)
 BOLT = web.AppKey("bolt", AsyncApp)
 
+SHUTDOWN_DRAIN_SECONDS = 20.0
+
 # Slack payloads and SignalWire webhooks are a few KB; anything near this is abuse.
 MAX_BODY_BYTES = 256 * 1024
+
+
+async def _step(name: str, closing: Awaitable[Any]) -> None:
+    """One shutdown step; a failure is logged and the next step still runs (nothing else may be skipped)."""
+    try:
+        await closing
+    except Exception:
+        log.exception("shutdown: %s did not close cleanly", name)
 
 
 def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient) -> AsyncApp:
@@ -113,13 +125,22 @@ def create_app(config: Config) -> web.Application:
         signalwire = SignalWireClient(
             session, space=effective.signalwire_space_url, project_id=effective.signalwire_project_id,
             api_token=effective.signalwire_api_token,
+            timeout=aiohttp.ClientTimeout(total=effective.signalwire_timeout, sock_connect=3),
         )
         slack_client = make_web_client(effective.slack_bot_token, effective.slack_api_url)
         bridge = Bridge(
             store=store, signalwire=signalwire, slack=SlackOut(slack_client),
             tokens=CallbackTokens(await store.secret("callback"), effective.public_url),
             simulated=effective.simulated or config.simulated,
+            settings=SendSettings(
+                reconcile_first_check=min(2.0, effective.reconcile_grace), reconcile_grace=effective.reconcile_grace,
+                stuck_after=effective.stuck_after, sweep_interval=effective.sweep_interval,
+            ),
         )
+        recovery = Recovery(bridge, signalwire)
+        await recovery.resume()
+        recovery.start()
+        bridge.outbox.start()
         bolt = build_bolt(effective, bridge, slack_client)
         app[BRIDGE] = bridge
         app[BOLT] = bolt
@@ -132,13 +153,17 @@ def create_app(config: Config) -> web.Application:
         try:
             yield
         finally:
+            # SIGTERM lands here after aiohttp stopped accepting requests and let in-flight ones finish:
+            # stop starting new work, finish what was started, then close.
             if socket_handler is not None:
-                await socket_handler.close_async()  # type: ignore[no-untyped-call]
-            await bridge.drain()
-            await session.close()
-            await store.close()
+                await _step("socket mode", socket_handler.close_async())  # type: ignore[no-untyped-call]
+            await _step("sweeper", recovery.stop())
+            await _step("background work", bridge.drain(timeout=SHUTDOWN_DRAIN_SECONDS))
+            await _step("slack outbox", bridge.outbox.stop(flush_timeout=SHUTDOWN_DRAIN_SECONDS))
+            await _step("http session", session.close())
+            await _step("store", store.close())
             if sim_runner is not None:
-                await sim_runner.cleanup()
+                await _step("simulator", sim_runner.cleanup())
 
     app.cleanup_ctx.append(resources)
 

@@ -4,7 +4,9 @@ every human send path end to end (slash command, modal, Retry button, thread rep
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +25,10 @@ from bridge.access import (
 from bridge.config import Config, ConfigError
 from bridge.sqlite_store import SqliteStore
 from bridge.store import Store, open_store
+from demo.fake_slack import SlackMessage
+from demo.harness import FROM_NUMBER, Harness, running_bridge
+from sw_api.models import MessageStatus
+from sw_api.simulator import Outcome
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -279,3 +285,172 @@ def test_config_rejects_bad_values_naming_the_variable(name: str, value: str, pr
         Config.from_env({**BASE_ENV, name: value})
     assert info.value.name == name
     assert problem in str(info.value) and f"(example: {name}=" in str(info.value)
+
+
+# --- every human send path, end to end through the real app ---------------------------------------------------
+
+TO = "+15551234567"
+ALLOWED = {"SMS_ALLOWED_USERS": "U0ALICE,U0BOB", "SMS_ALLOWED_CHANNELS": "C0GENERAL"}
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+    async with running_bridge(tmp_path, env=ALLOWED) as harness:
+        yield harness
+
+
+def _failure_button(h: Harness) -> tuple[SlackMessage, str]:
+    [parent] = h.slack.messages("C0GENERAL")
+    failure = h.slack.thread("C0GENERAL", parent.ts)[-1]
+    for block in failure.blocks or []:
+        for element in block.get("elements", []):
+            if element.get("action_id") == "sms_retry":
+                return failure, str(element["value"])
+    raise AssertionError("no Retry button")
+
+
+def _ephemeral_texts(h: Harness, user: str) -> list[str]:
+    """What chat.postEphemeral showed the user (not slash-command acks, which the driver mirrors in too)."""
+    return [str(e.get("text", "")) for e in h.slack.ephemerals
+            if e.get("user") == user and e.get("source") == "chat.postEphemeral"]
+
+
+async def test_slash_command_from_a_user_not_on_the_list_is_refused(h: Harness) -> None:
+    response = await h.driver.slash_command(f"{TO} hello", user_id="U0CAROL", user_name="carol")
+    await h.settle()
+    assert response.status == 200
+    assert "You are not allowed to send SMS from sms-bridge; ask an admin to add you to SMS_ALLOWED_USERS" in (
+        response.body)
+    assert h.simulator.created_count() == 0
+    assert not h.slack.called("chat.postMessage")
+    [entry] = await h.bridge.store.audit_list()
+    assert (entry.user_id, entry.channel_id, entry.action, entry.to_number) == (
+        "U0CAROL", "C0GENERAL", AuditAction.REFUSED, TO)
+    assert entry.reason == "send: user not allowed"
+
+
+async def test_slash_command_from_a_channel_not_on_the_list_is_refused(h: Harness) -> None:
+    response = await h.driver.slash_command(f"{TO} hello", channel_id="C0SUPPORT")
+    await h.settle()
+    assert "<#C0SUPPORT>" in response.body and "SMS_ALLOWED_CHANNELS" in response.body
+    assert h.simulator.created_count() == 0 and not h.slack.called("chat.postMessage")
+    [entry] = await h.bridge.store.audit_list()
+    assert entry.reason == "send: channel not allowed"
+
+
+async def test_help_is_open_to_everyone_but_the_form_is_not(h: Harness) -> None:
+    assert "/sms +1 555 123 4567" in (await h.driver.slash_command("help", user_id="U0CAROL")).body
+    refused = await h.driver.slash_command("", user_id="U0CAROL")
+    assert "SMS_ALLOWED_USERS" in refused.body
+    assert not h.slack.called("views.open")
+    await h.driver.slash_command("", user_id="U0ALICE")
+    assert h.slack.call_count("views.open") == 1
+
+
+async def test_allowed_send_is_audited_with_its_ref_and_final_outcome(h: Harness) -> None:
+    response = await h.driver.slash_command(f"{TO} hello")
+    await h.settle()
+    assert response.status == 200 and response.body == ""
+    [sms] = h.simulator.messages.values()
+    [entry] = await h.bridge.store.audit_list()
+    stored = await h.bridge.store.find_by_sw_id(sms.id)
+    assert stored is not None
+    assert (entry.action, entry.user_id, entry.ref, entry.to_number, entry.from_number) == (
+        AuditAction.SEND, "U0ALICE", stored.ref, TO, FROM_NUMBER)
+    # Linked at accept time (``pending``); the service moves it on through ``audit_outcome`` as the send ends.
+    assert entry.outcome in ("pending", "submitting", "accepted", "queued", "sent", "delivered"), entry
+
+
+async def test_modal_refusals_come_back_inline_on_the_right_block(h: Harness) -> None:
+    await h.driver.slash_command("", user_id="U0ALICE")
+    [view] = h.slack.views.values()
+
+    def values(channel: str) -> dict[str, Any]:
+        return {
+            "to": {"to": {"type": "plain_text_input", "value": TO}},
+            "body": {"body": {"type": "plain_text_input", "value": "hi"}},
+            "channel": {"channel": {"type": "conversations_select", "selected_conversation": channel}},
+        }
+
+    wrong_channel = (await h.driver.view_submission(view, values("C0SUPPORT"))).json()
+    assert wrong_channel["response_action"] == "errors"
+    assert set(wrong_channel["errors"]) == {"channel"} and "SMS_ALLOWED_CHANNELS" in wrong_channel["errors"]["channel"]
+    # The form was opened by Alice; a submission by someone not allowed is refused too (checked on submit).
+    wrong_user = (await h.driver.view_submission(view, values("C0GENERAL"), user_id="U0CAROL")).json()
+    assert set(wrong_user["errors"]) == {"body"} and "SMS_ALLOWED_USERS" in wrong_user["errors"]["body"]
+    await h.settle()
+    assert h.simulator.created_count() == 0 and not h.slack.called("chat.postMessage")
+    assert [e.reason for e in await h.bridge.store.audit_list()] == [
+        "send: user not allowed", "send: channel not allowed"]
+    ok = await h.driver.view_submission(view, values("C0GENERAL"))
+    await h.settle()
+    assert ok.status == 200 and h.simulator.created_count() == 1
+
+
+async def test_retry_by_someone_not_allowed_is_refused_ephemerally(h: Harness) -> None:
+    h.simulator.script(TO, Outcome(MessageStatus.UNDELIVERED, "30003", "Unreachable destination handset"))
+    await h.driver.slash_command(f"{TO} are you there?")
+    await h.settle()
+    failure, value = _failure_button(h)
+    h.simulator.script(TO, Outcome(MessageStatus.DELIVERED))
+    response = await h.driver.block_action("sms_retry", value, message=failure.as_dict(), user_id="U0CAROL")
+    await h.settle()
+    assert response.status == 200
+    assert h.simulator.created_count(TO) == 1
+    assert any("SMS_ALLOWED_USERS" in t for t in _ephemeral_texts(h, "U0CAROL"))
+    # Bob may: the Retry sends once more and its audit row learns the numbers from the message it created.
+    await h.driver.block_action("sms_retry", value, message=failure.as_dict(), user_id="U0BOB")
+    await h.settle()
+    assert h.simulator.created_count(TO) == 2
+    retry = next(e for e in await h.bridge.store.audit_list() if e.action is AuditAction.RETRY)
+    assert (retry.user_id, retry.to_number, retry.from_number) == ("U0BOB", TO, FROM_NUMBER)
+    assert retry.ref is not None and retry.outcome is not None
+
+
+async def test_thread_reply_by_someone_not_allowed_is_refused_ephemerally(h: Harness) -> None:
+    await h.driver.slash_command(f"{TO} first")
+    await h.settle()
+    [parent] = h.slack.messages("C0GENERAL")
+    event = h.slack.post_user_message("C0GENERAL", "U0CAROL", "let me answer", thread_ts=parent.ts)
+    assert (await h.driver.event(event)).status == 200
+    await h.settle()
+    assert h.simulator.created_count(TO) == 1
+    assert any("SMS_ALLOWED_USERS" in t for t in _ephemeral_texts(h, "U0CAROL"))
+    refused = next(e for e in await h.bridge.store.audit_list() if e.action is AuditAction.REFUSED)
+    assert (refused.user_id, refused.reason) == ("U0CAROL", "reply: user not allowed")
+    allowed = h.slack.post_user_message("C0GENERAL", "U0BOB", "on my way", thread_ts=parent.ts)
+    await h.driver.event(allowed)
+    await h.settle()
+    assert h.simulator.created_count(TO) == 2
+    reply = next(e for e in await h.bridge.store.audit_list() if e.action is AuditAction.REPLY)
+    assert (reply.user_id, reply.to_number) == ("U0BOB", TO) and reply.ref is not None
+
+
+async def test_rate_limit_refuses_the_excess_with_the_time_to_wait(tmp_path: Path) -> None:
+    async with running_bridge(tmp_path, env={"SMS_RATE_LIMIT_PER_USER": "2"}) as h:
+        answers = [(await h.driver.slash_command(f"{TO} message {n}")).body for n in range(3)]
+        other_user = await h.driver.slash_command(f"{TO} from bob", user_id="U0BOB")
+        await h.settle()
+        assert answers[:2] == ["", ""] and other_user.body == ""
+        assert re.search(r"limit of 2 texts per minute\. Nothing was sent; try again in (\d+) s", answers[2])
+        wait = int(re.search(r"try again in (\d+) s", answers[2]).group(1))  # type: ignore[union-attr]
+        assert 55 <= wait <= 60
+        assert [m.body for m in h.simulator.messages.values()] == ["message 0", "message 1", "from bob"]
+        # A thread reply counts against the same limit (in the thread the conversation is bridged to now).
+        latest = h.slack.messages("C0GENERAL")[-1]
+        assert "from bob" in json.dumps(latest.blocks)
+        event = h.slack.post_user_message("C0GENERAL", "U0ALICE", "one more", thread_ts=latest.ts)
+        await h.driver.event(event)
+        await h.settle()
+        assert h.simulator.created_count() == 3
+        assert any("try again in" in t for t in _ephemeral_texts(h, "U0ALICE"))
+        actions = sorted(e.action.value for e in await h.bridge.store.audit_list())
+        assert actions == ["refused", "refused", "send", "send", "send"]
+
+
+async def test_open_lists_are_warned_about_at_start_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="bridge.access"):
+        async with running_bridge(tmp_path, env={"SMS_ALLOWED_USERS": "U0ALICE"}):
+            pass
+    warnings = [r.getMessage() for r in caplog.records if r.name == "bridge.access"]
+    assert len(warnings) == 1 and warnings[0].startswith("SMS_ALLOWED_CHANNELS is empty")

@@ -1,0 +1,192 @@
+"""Finishing what a send left open: resume after a crash, reconcile unknown outcomes, chase missing receipts.
+
+Owns: the sweeper loop and its three jobs —
+  * start-up: a message left ``submitting`` by a crash may or may not exist at SignalWire → ``unknown``;
+  * ``pending`` messages whose time has come (429 back-off, or never started) are handed to ``Bridge.process``;
+  * ``unknown`` messages are looked up in SignalWire's logs (there is no idempotency key, and the logs do not
+    return ``custom_variables`` or bodies, so the match is from/to/created_at): found once → adopt its id;
+    clearly absent after the grace period → send once more; ambiguous or still unknown → tell the thread;
+  * accepted messages without a final receipt after ``stuck_after`` are looked up once (``GET /logs/{id}``).
+Everything is driven by the store (state + ``next_attempt_at``), so a restart simply picks up where it was.
+Must not import: aiohttp's server side, Slack packages, ``handlers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from bridge import render
+from bridge.model import OutboundSms, SendState
+from bridge.service import Bridge, SignalWireSender, utcnow
+from bridge.store import StoreUnavailable
+from sw_api.errors import SignalWireError
+from sw_api.models import LogRecord, MessageStatus
+from sw_api.text import mask_number
+
+log = logging.getLogger("bridge.recovery")
+
+MAX_POSTS = 2                          # the original POST and at most one re-send after proven absence
+LOOKUP_RETRY = timedelta(seconds=15)   # when the logs API itself fails
+MAX_LOOKUPS = 20                       # then give up and let the user decide
+WINDOW_BEFORE = timedelta(minutes=2)   # clock skew between us and SignalWire
+WINDOW_AFTER = timedelta(minutes=10)
+
+
+class Recovery:
+    def __init__(self, bridge: Bridge, signalwire: SignalWireSender) -> None:
+        self.bridge = bridge
+        self.store = bridge.store
+        self.signalwire = signalwire
+        self.settings = bridge.settings
+        self._task: asyncio.Task[None] | None = None
+        self._lookups: dict[str, int] = {}
+        self._wake = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def resume(self) -> None:
+        """Once at start-up, before serving: no POST of this process is in flight, so ``submitting`` is stale."""
+        for sms in await self.store.due([SendState.SUBMITTING], utcnow() + timedelta(days=36500)):
+            log.warning("send interrupted by a restart ref=%s: outcome unknown, checking the logs", sms.ref)
+            await self.store.mark_unknown(sms.ref, "the bridge stopped while SignalWire was being called", utcnow())
+            await self.store.schedule(sms.ref, None, utcnow())
+            await self.store.count("interrupted")
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="recovery-sweeper")
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except StoreUnavailable:
+                log.warning("sweeper: store unavailable; trying again shortly")
+            except Exception:
+                log.exception("sweeper round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sweep_interval)
+            self._wake.clear()
+
+    # -- one round -------------------------------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        now = utcnow()
+        for sms in await self.store.due([SendState.PENDING], now):
+            await self.bridge.process(sms.ref)
+        for sms in await self.store.due([SendState.UNKNOWN], now):
+            await self.reconcile(sms.ref)
+        cutoff = now - timedelta(seconds=self.settings.stuck_after)
+        for sms in await self.store.unfinished(cutoff):
+            await self.check_receipt(sms)
+
+    async def reconcile(self, ref: str) -> None:
+        async with self.bridge.lock(ref):
+            sms = await self.store.get_outbound(ref)
+            if sms is None or sms.state is not SendState.UNKNOWN:
+                return
+            if sms.sw_id is not None:
+                # An early callback named it before the crash or the lost answer: no search needed.
+                await self.store.count("reconciled_by_callback")
+                await self.bridge.adopt(sms, sms.sw_id, sms.segments or 1, sms.status or MessageStatus.QUEUED,
+                                        sms.error_code, sms.error_message, None)
+                return
+            try:
+                candidates = await self._candidates(sms)
+            except SignalWireError as exc:
+                await self._lookup_failed(sms, exc)
+                return
+            submitted = sms.submitted_at or sms.created_at
+            if len(candidates) == 1:
+                record = candidates[0]
+                log.info("reconciled ref=%s: SignalWire has it as %s (%s)", ref, record.id, record.status)
+                await self.store.count("reconciled_found")
+                await self.bridge.adopt(sms, record.id, record.number_of_segments or 1, record.status,
+                                        record.error_code, record.error_message, record.created_at)
+            elif len(candidates) > 1:
+                log.warning("reconcile ref=%s: %d candidates to %s, cannot tell which", ref, len(candidates),
+                            mask_number(sms.to))
+                await self.store.count("reconciled_ambiguous")
+                await self._give_up(sms, f"{len(candidates)} messages to this number around that time")
+            elif utcnow() < submitted + timedelta(seconds=self.settings.reconcile_grace):
+                # Absent so far, but logs may lag the create: look again when the grace period is over.
+                await self.store.schedule(ref, submitted + timedelta(seconds=self.settings.reconcile_grace),
+                                          utcnow())
+            elif sms.attempts < MAX_POSTS:
+                log.warning("reconcile ref=%s: not in SignalWire's logs after the grace period; sending once more",
+                            ref)
+                await self.store.count("reconciled_resent")
+                await self.bridge.reply(sms, "🔁 SignalWire has no record of this message, so it was never "
+                                              "sent: sending it once more.")
+                await self.bridge.post_to_signalwire(sms)
+            else:
+                await self.store.count("reconciled_gave_up")
+                await self._give_up(sms, "SignalWire's logs still do not show it after the re-send")
+
+    async def _candidates(self, sms: OutboundSms) -> list[LogRecord]:
+        """Outbound log records from our number to theirs, created around our POST, not already adopted."""
+        submitted = sms.submitted_at or sms.created_at
+        start, end = submitted - WINDOW_BEFORE, submitted + WINDOW_AFTER
+        found: list[LogRecord] = []
+        # The logs API filters by date only (no time, no to/from): ask for the day and filter here.
+        async for record in self.signalwire.list_messages(created_after=start.date(), page_size=100, max_pages=10):
+            if record.created_at < start:
+                break  # newest first: everything after this is older still
+            if (record.created_at <= end and record.direction == "outbound" and record.from_ == sms.from_
+                    and record.to == sms.to):
+                owner = await self.store.find_by_sw_id(record.id)
+                if owner is None or owner.ref == sms.ref:
+                    found.append(record)
+        return found
+
+    async def _lookup_failed(self, sms: OutboundSms, exc: SignalWireError) -> None:
+        count = self._lookups[sms.ref] = self._lookups.get(sms.ref, 0) + 1
+        log.warning("reconcile ref=%s: logs lookup failed (%s), attempt %d", sms.ref, exc, count)
+        if count >= MAX_LOOKUPS:
+            await self._give_up(sms, f"SignalWire's logs could not be read ({exc})")
+        else:
+            await self.store.schedule(sms.ref, utcnow() + LOOKUP_RETRY, utcnow())
+
+    async def _give_up(self, sms: OutboundSms, why: str) -> None:
+        """Stop looking; the people decide. The Retry button is offered, with the warning that it may double."""
+        await self.store.mark_checked(sms.ref, utcnow())
+        sms = await self.store.get_outbound(sms.ref) or sms
+        await self.bridge.react_outcome(sms, failed=True)
+        await self.bridge.refresh_parent(sms)
+        await self.bridge.reply_failure(sms, f"{render.unknown_headline()} ({why})")
+
+    async def check_receipt(self, sms: OutboundSms) -> None:
+        """No final receipt after ``stuck_after``: ask the logs once and tell the thread what they say."""
+        if sms.sw_id is None:
+            return
+        try:
+            record = await self.signalwire.get_message(sms.sw_id)
+        except SignalWireError as exc:
+            log.warning("receipt lookup ref=%s failed: %s", sms.ref, exc)
+            return
+        await self.store.mark_checked(sms.ref, utcnow())
+        change = await self.store.record_status(sms.ref, record.status, record.error_code, record.error_message,
+                                                record.created_at, utcnow())
+        if change.advanced and record.status.is_final:
+            await self.store.count("receipts_from_logs")
+            async with self.bridge.lock(sms.ref):
+                await self.bridge.announce(change.sms, record.status)
+            return
+        minutes = self.settings.stuck_after / 60
+        if sms.is_mms:
+            text = "ℹ️ No delivery receipt is available for MMS; SignalWire's logs say: sent to the carrier."
+        else:
+            text = (f"ℹ️ No delivery receipt after {minutes:.0f} min; SignalWire's logs say "
+                    f"“{record.status.value}”. Carriers do not always confirm delivery.")
+        await self.bridge.reply(change.sms, text)
