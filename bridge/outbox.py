@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -134,7 +135,8 @@ class SlackOutbox:
         base_delay: float = 0.5,
         max_delay: float = 30.0,
         poll_interval: float = 1.0,
-        lease: float = 120.0,
+        lease: float = 30.0,
+        release_claims_on_start: bool = True,
         concurrency: int = 8,
         keep_finished: float = 7 * 86400.0,
     ) -> None:
@@ -146,6 +148,7 @@ class SlackOutbox:
         self.max_delay = max_delay
         self.poll_interval = poll_interval
         self.lease = lease
+        self.release_claims_on_start = release_claims_on_start
         self.concurrency = concurrency
         self.keep_finished = keep_finished
         # Counters for metrics (this process only).
@@ -246,6 +249,13 @@ class SlackOutbox:
     # -- worker ----------------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        if self.release_claims_on_start:
+            # One process per SQLite file: claims left by a killed predecessor are stale and would block their
+            # threads until the lease ran out. (Replicas sharing a database set release_claims_on_start=False.)
+            with contextlib.suppress(Exception):
+                released = await self.store.outbox_release_all()
+                if released:
+                    log.info("slack outbox: released %d claim(s) left by a previous process", released)
         while True:
             self._wake.clear()
             try:
@@ -294,9 +304,9 @@ class SlackOutbox:
                     await self.store.outbox_release(item.id)
                 raise
             except Exception as exc:
-                await self._attempt_failed(item, exc)
+                await self._recorded(functools.partial(self._attempt_failed, item, exc))
             else:
-                await self.store.outbox_done(item.id, result, _now())
+                await self._recorded(functools.partial(self.store.outbox_done, item.id, result, _now()))
                 self.delivered += 1
         except asyncio.CancelledError:
             raise
@@ -307,6 +317,19 @@ class SlackOutbox:
             self._inflight.pop(item.thread_key, None)
             self._wake.set()
             self._progress.set()
+
+    async def _recorded(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Record an attempt's outcome, waiting out a briefly locked or unavailable store (up to the lease):
+        giving up early would leave the item claimed, and its whole thread waiting, until the lease expires."""
+        deadline = time.monotonic() + self.lease
+        while True:
+            try:
+                await write()
+                return
+            except StoreUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.25)
 
     async def _attempt_failed(self, item: OutboxItem, exc: Exception) -> None:
         transient = isinstance(exc, _Unrecorded | StoreUnavailable) or is_transient(exc)

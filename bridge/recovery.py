@@ -33,6 +33,7 @@ LOOKUP_RETRY = timedelta(seconds=15)   # when the logs API itself fails
 MAX_LOOKUPS = 20                       # then give up and let the user decide
 WINDOW_BEFORE = timedelta(minutes=2)   # clock skew between us and SignalWire
 WINDOW_AFTER = timedelta(minutes=10)
+FRESH_PENDING = timedelta(seconds=10)   # younger pending messages belong to the request that accepted them
 
 
 class Recovery:
@@ -83,7 +84,19 @@ class Recovery:
 
     async def sweep(self) -> None:
         now = utcnow()
+        stale = now - timedelta(seconds=self.settings.stale_submitting)
+        for sms in await self.store.due([SendState.SUBMITTING], now):
+            if (sms.submitted_at or sms.created_at) < stale and not self.bridge.lock(sms.ref).locked():
+                log.warning("send ref=%s stuck in submitting (its outcome was never stored): checking the logs",
+                            sms.ref)
+                await self.store.mark_unknown(sms.ref, "the outcome of the send could not be stored", now)
+                await self.store.count("interrupted")
+        fresh = now - FRESH_PENDING
         for sms in await self.store.due([SendState.PENDING], now):
+            # A just-accepted message is being processed by its own request (or abandoned if its ack was too
+            # slow); the sweeper is for back-offs and for what a crash left behind.
+            if sms.next_attempt_at is None and sms.created_at > fresh:
+                continue
             await self.bridge.process(sms.ref)
         for sms in await self.store.due([SendState.UNKNOWN], now):
             await self.reconcile(sms.ref)

@@ -12,10 +12,11 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
 from bridge import render
@@ -29,6 +30,8 @@ from sw_api.text import mask_number
 
 log = logging.getLogger("bridge.service")
 
+T = TypeVar("T")
+
 STATUS_PATH = "/signalwire/status"
 
 Notify = Callable[[str], Awaitable[None]]
@@ -36,9 +39,10 @@ Notify = Callable[[str], Awaitable[None]]
 # Recording the intent is a local insert; if it takes longer than this the user is refused, not left guessing.
 ACCEPT_TIMEOUT = 1.0
 NOT_RECORDED = (
-    "⚠️ The bridge could not record your message (its database is not answering), so nothing was sent. "
+    "⚠️ Your SMS was not sent: sms-bridge could not record it (its database is not answering). "
     "Try again in a minute; if it keeps happening, tell whoever runs sms-bridge."
 )
+RECORD_PATIENCE = 60.0     # seconds to keep trying to store a send's outcome before leaving it to reconciliation
 RATE_LIMIT_BACKOFF = 5.0   # seconds, when SignalWire's 429 carries no Retry-After
 LONG_WAIT_NOTICE = 10.0    # tell the thread when a 429 makes a message wait at least this long
 
@@ -51,6 +55,7 @@ class SendSettings:
     reconcile_grace: float = 60.0        # absent from the logs this long after the POST → it was never created
     stuck_after: float = 900.0           # accepted without a final receipt this long → ask the logs
     sweep_interval: float = 2.0          # how often the sweeper looks for due work
+    stale_submitting: float = 120.0      # a POST "in flight" this long was lost with its outcome (store outage)
 
 
 class SlackPortError(RuntimeError):
@@ -158,8 +163,9 @@ class Bridge:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+        if task.cancelled() or isinstance(task.exception(), CallbackRefused | None):
+            return  # a refused callback was answered by its route; nothing failed
+        log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     async def drain(self, timeout: float = 10.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -194,17 +200,13 @@ class Bridge:
     # -- sending ---------------------------------------------------------------------------------------------
 
     async def accept(self, request: SendRequest, *, timeout: float = ACCEPT_TIMEOUT) -> OutboundSms | str:
-        """Record the intent to send, before Slack is answered: what is acknowledged is never lost.
+        """Check opt-out and record the intent to send, before Slack is answered: what is acknowledged is never lost.
 
         Returns the stored message, or a refusal to show the user (opted out, or the database did not answer
-        within ``timeout`` — then nothing was sent and nothing ever will be for this request).
+        within ``timeout`` — then nothing was sent and nothing ever will be for this request). The whole check is
+        bounded: Slack's 3 s for the ack must never run out while a locked database is waited on.
         """
-        refusal = await self.opt_out_refusal(request.from_, request.to)
-        if refusal is not None:
-            log.info("send refused: %s opted out of %s (origin=%s)", mask_number(request.to),
-                     mask_number(request.from_), request.origin)
-            return refusal
-        task = asyncio.ensure_future(self._store_intent(request))
+        task = asyncio.ensure_future(self._accept_now(request))
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done:
             # Too slow to acknowledge: refuse now, and make sure the late insert can never be sent.
@@ -215,6 +217,14 @@ class Bridge:
         except StoreUnavailable:
             log.exception("send not recorded (origin=%s)", request.origin)
             return NOT_RECORDED
+
+    async def _accept_now(self, request: SendRequest) -> OutboundSms | str:
+        refusal = await self.opt_out_refusal(request.from_, request.to)
+        if refusal is not None:
+            log.info("send refused: %s opted out of %s (origin=%s)", mask_number(request.to),
+                     mask_number(request.from_), request.origin)
+            return refusal
+        return await self._store_intent(request)
 
     async def _store_intent(self, request: SendRequest) -> OutboundSms:
         ref = new_ref()
@@ -228,13 +238,14 @@ class Bridge:
         )
         return sms
 
-    async def _abandon(self, task: asyncio.Future[OutboundSms]) -> None:
+    async def _abandon(self, task: asyncio.Future[OutboundSms | str]) -> None:
         try:
-            sms = await task
+            outcome = await task
         except StoreUnavailable:
             return
-        await self.store.mark_rejected(sms.ref, None, "not acknowledged in time; the user was told to try again",
-                                       utcnow())
+        if isinstance(outcome, OutboundSms):
+            await self._stored(lambda: self.store.mark_rejected(
+                outcome.ref, None, "not acknowledged in time; the user was told nothing was sent", utcnow()))
 
     async def submit(self, request: SendRequest, notify: Notify | None = None) -> OutboundSms | None:
         """``accept`` then ``process``, for callers that have already answered Slack (Retry, thread replies)."""
@@ -300,7 +311,8 @@ class Bridge:
             return sms
         except NotSent as exc:
             code, text = _error_parts(exc)
-            sms = await self.store.mark_rejected(sms.ref, code, text, utcnow())
+            rejected = sms
+            sms = await self._stored(lambda: self.store.mark_rejected(rejected.ref, code, text, utcnow()))
             await self.store.count("rejected")
             log.warning("send rejected ref=%s: %s", sms.ref, exc)
             await self._note_opt_out(sms)
@@ -316,14 +328,33 @@ class Bridge:
                 return await self.adopt(sms, sms.sw_id, sms.segments or 1, sms.status or MessageStatus.QUEUED,
                                         sms.error_code, sms.error_message, None)
             # It may exist at SignalWire: never re-POST blindly. bridge.recovery looks in the logs first.
-            sms = await self.store.mark_unknown(sms.ref, str(exc), utcnow())
+            unknown, why = sms, str(exc)
+            sms = await self._stored(lambda: self.store.mark_unknown(unknown.ref, why, utcnow()))
             await self.store.schedule(sms.ref, utcnow() + timedelta(seconds=self.settings.reconcile_first_check),
                                       utcnow())
             await self.store.count("unknown")
             log.warning("send outcome unknown ref=%s: %s", sms.ref, exc)
             return sms
-        return await self.adopt(sms, message.id, message.number_of_segments, message.status, message.error_code,
-                                message.error_message, message.created_at)
+        accepted = sms
+        return await self._stored(lambda: self.adopt(accepted, message.id, message.number_of_segments,
+                                                     message.status, message.error_code, message.error_message,
+                                                     message.created_at))
+
+    async def _stored(self, write: Callable[[], Awaitable[T]]) -> T:
+        """Record what SignalWire already did, waiting out a briefly locked database rather than forgetting it.
+
+        If the store stays away longer, the message is left ``submitting`` and the sweeper (or the next start)
+        reconciles it through SignalWire's logs.
+        """
+        deadline = time.monotonic() + RECORD_PATIENCE
+        while True:
+            try:
+                return await write()
+            except StoreUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("store unavailable while recording a send outcome; trying again")
+                await asyncio.sleep(1.0)
 
     async def adopt(self, sms: OutboundSms, sw_id: str, segments: int, status: MessageStatus,
                     error_code: str | None, error_message: str | None, at: datetime | None) -> OutboundSms:

@@ -141,6 +141,11 @@ class OutboxSql:
         )
         return count == 1
 
+    async def outbox_release_all(self) -> int:
+        return await self._write(
+            "UPDATE slack_outbox SET claimed_until = NULL WHERE claimed_until IS NOT NULL AND done_at IS NULL", ()
+        )
+
     async def outbox_release(self, item_id: int) -> None:
         await self._write("UPDATE slack_outbox SET claimed_until = NULL WHERE id = ?", (item_id,))
 

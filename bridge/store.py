@@ -186,6 +186,9 @@ class Store(Protocol):
     async def outbox_claim(self, item_id: int, now: datetime, until: datetime) -> bool:
         """Lease an undone item until ``until``; True for one caller only while the lease lives."""
 
+    async def outbox_release_all(self) -> int:
+        """Drop every claim (a process starting alone on its database: claims of a killed process are stale)."""
+
     async def outbox_release(self, item_id: int) -> None: ...
 
     async def outbox_done(self, item_id: int, result: str | None, now: datetime) -> None: ...

@@ -10,6 +10,8 @@ Bolt verifies cannot creep in. The aiohttp session is the caller's; the driver n
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import json
 import secrets
@@ -71,6 +73,7 @@ class SlackDriver:
         stripped = bot_url.rstrip("/")
         self.url = stripped if stripped.endswith("/slack/events") else stripped + "/slack/events"
         self._verifier = SignatureVerifier(signing_secret)
+        self._secret = signing_secret.encode()
         self.team_id = team_id
         self.team_domain = team_domain
         self.api_app_id = api_app_id
@@ -290,8 +293,14 @@ class SlackDriver:
             return DriverResponse(resp.status, text, elapsed_ms, dict(resp.headers))
 
     def sign(self, body: bytes, timestamp: str) -> str:
-        # Slack signs the exact bytes sent; the verifier's API takes str, and our bodies are always UTF-8.
-        signature = self._verifier.generate_signature(timestamp=timestamp, body=body.decode("utf-8"))
+        # Slack signs the exact bytes sent; the verifier's API takes str, so bytes that are not UTF-8 (used to
+        # test the bot's refusal of garbage) are signed here directly, exactly as Slack's v0 scheme says.
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            digest = hmac.new(self._secret, b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
+            return "v0=" + digest.hexdigest()
+        signature = self._verifier.generate_signature(timestamp=timestamp, body=text)
         if signature is None:  # only when the secret is empty, which would make every request forgeable
             raise ValueError("signing_secret must not be empty")
         return signature

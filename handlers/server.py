@@ -17,6 +17,8 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.config import Config
@@ -49,9 +51,42 @@ async def _step(name: str, closing: Awaitable[Any]) -> None:
         log.exception("shutdown: %s did not close cleanly", name)
 
 
+class BotIdentity:
+    """Bolt's ``authorize``: the bot's identity from ``auth.test``, fetched once and cached.
+
+    Bolt's default single-team authorization refuses every request while ``auth.test`` fails, so a Slack Web API
+    hiccup at the first request would lose a correctly signed slash command. Here such a request is still served
+    (its signature already proved it is Slack's); only the bot's own ids stay unknown until ``auth.test`` answers.
+    """
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self._client = client
+        self._known: AuthorizeResult | None = None
+
+    async def authorize(self, enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+        if self._known is not None:
+            return self._known
+        token = self._client.token or ""
+        try:
+            response = await self._client.auth_test()
+        except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("auth.test failed (%s); serving the request without the bot's own ids", type(exc).__name__)
+            return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
+        self._known = AuthorizeResult.from_auth_test_response(auth_test_response=response, bot_token=token)
+        return self._known
+
+    def as_function(self) -> Callable[..., Awaitable[AuthorizeResult]]:
+        # Bolt passes arguments by parameter name and would offer one for a bound method's `self`: wrap it.
+        async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+            return await self.authorize(enterprise_id, team_id)
+
+        return authorize
+
+
 def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient) -> AsyncApp:
     app = AsyncApp(
         client=client,
+        authorize=BotIdentity(client).as_function(),
         signing_secret=config.slack_signing_secret or None,
         request_verification_enabled=not config.socket_mode,
         process_before_response=False,
@@ -135,6 +170,7 @@ def create_app(config: Config) -> web.Application:
             settings=SendSettings(
                 reconcile_first_check=min(2.0, effective.reconcile_grace), reconcile_grace=effective.reconcile_grace,
                 stuck_after=effective.stuck_after, sweep_interval=effective.sweep_interval,
+                stale_submitting=effective.signalwire_timeout + 60,
             ),
         )
         recovery = Recovery(bridge, signalwire)
@@ -168,7 +204,16 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(resources)
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
-        bolt_response = await request.app[BOLT].async_dispatch(await to_bolt_request(request))
+        try:
+            # Bolt decodes the body and parses a `payload=` field's JSON itself, letting the errors escape.
+            bolt_request = await to_bolt_request(request)
+        except (ValueError, AttributeError, TypeError) as exc:  # bad UTF-8, bad JSON, JSON that is not an object
+            log.warning("unreadable Slack request refused: %s", type(exc).__name__)
+            return web.json_response({"error": "the body is not a Slack request"}, status=400)
+        body: object = bolt_request.body  # typed as a dict by Bolt, but `payload=[]` makes it a list
+        if not isinstance(body, dict):
+            return web.json_response({"error": "the Slack payload is not a JSON object"}, status=400)
+        bolt_response = await request.app[BOLT].async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
     async def health(request: web.Request) -> web.Response:

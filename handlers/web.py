@@ -7,6 +7,7 @@ Must not import: Slack packages (Slack is reached through the bridge).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -29,6 +30,9 @@ from sw_api.webhooks import (
 )
 
 log = logging.getLogger("handlers.web")
+
+# SignalWire reads a callback's answer for 5 s before it counts the attempt as failed.
+CALLBACK_ANSWER_SECONDS = 2.0
 
 
 class SignalWireRoutes:
@@ -64,8 +68,15 @@ class SignalWireRoutes:
             event = parse_status_callback(raw)
         except MalformedWebhook as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        bridge = request.app[self._bridge_key]
+        # The work runs as a bridge task: if the store is slow (a locked file), SignalWire gets a quick 503 and
+        # retries, while the task still finishes and announces the receipt — the retry is then a harmless duplicate.
+        task = bridge.spawn(bridge.apply_status(ref, token, event), name=f"status-{ref}")
         try:
-            await request.app[self._bridge_key].apply_status(ref, token, event)
+            await asyncio.wait_for(asyncio.shield(task), timeout=CALLBACK_ANSWER_SECONDS)
+        except TimeoutError:
+            log.warning("status callback ref=%s still waiting on the store; answered 503 so SignalWire retries", ref)
+            return web.json_response({"error": "storage busy, retry"}, status=503)
         except CallbackRefused as exc:
             log.warning("status callback refused ref=%s: %s", ref, exc.reason)
             return web.json_response({"error": exc.reason}, status=exc.status)

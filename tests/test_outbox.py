@@ -9,7 +9,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -47,9 +47,9 @@ class World:
         self.recorded.append((ref, ts))
         await self.store.set_parent(ref, ts, datetime.now(UTC))
 
-    def outbox(self) -> SlackOutbox:
+    def outbox(self, *, release_claims_on_start: bool = True) -> SlackOutbox:
         return SlackOutbox(self.store, self.slack, render_parent=self.render, on_parent_posted=self.parent_posted,
-                           base_delay=0.05, poll_interval=0.2)
+                           base_delay=0.05, poll_interval=0.2, release_claims_on_start=release_claims_on_start)
 
     async def new_sms(self, ref: str, text: str) -> None:
         request = SendRequest(user_id="U0ALICE", channel_id=CHANNEL, to="+15551234567", from_="+15557770000",
@@ -329,8 +329,21 @@ async def outbox_ephemeral_and_note(outbox: SlackOutbox) -> None:
     await outbox.post("t2", CHANNEL, "note")
 
 
-async def test_an_expired_claim_of_a_crashed_process_is_taken_over(world: World) -> None:
+async def test_a_restarted_process_releases_its_predecessors_claims_at_once(world: World) -> None:
     outbox = world.outbox()
+    await outbox.post("t1", CHANNEL, "claimed by the dead")
+    [head] = await world.store.outbox_due(datetime.now(UTC), limit=10)
+    assert await world.store.outbox_claim(head.id, datetime.now(UTC), datetime.now(UTC) + timedelta(minutes=5))
+    started = time.monotonic()
+    outbox.start()
+    await until(lambda: bool(world.fake.messages(CHANNEL)), timeout=5.0)
+    await outbox.stop()
+    assert time.monotonic() - started < 3.0  # not the 5-minute lease
+    assert [m.text for m in world.fake.messages(CHANNEL)] == ["claimed by the dead"]
+
+
+async def test_an_expired_claim_of_a_crashed_process_is_taken_over(world: World) -> None:
+    outbox = world.outbox(release_claims_on_start=False)  # replicas sharing a database
     await outbox.post("t1", CHANNEL, "first")
     await outbox.post("t1", CHANNEL, "second")
     [head] = await world.store.outbox_due(datetime.now(UTC), limit=10)
