@@ -175,6 +175,7 @@ class Recovery:
         """Stop looking; the people decide. The Retry button is offered, with the warning that it may double."""
         await self.store.mark_checked(sms.ref, utcnow())
         sms = await self.store.get_outbound(sms.ref) or sms
+        await self.bridge.audit_outcome(sms, "unknown")
         await self.bridge.react_outcome(sms, failed=True)
         await self.bridge.refresh_parent(sms)
         await self.bridge.reply_failure(sms, f"{render.unknown_headline()} ({why})")

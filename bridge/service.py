@@ -315,6 +315,7 @@ class Bridge:
             sms = await self._stored(lambda: self.store.mark_rejected(rejected.ref, code, text, utcnow()))
             await self.store.count("rejected")
             log.warning("send rejected ref=%s: %s", sms.ref, exc)
+            await self.audit_outcome(sms, "rejected")
             await self._note_opt_out(sms)
             await self.react_outcome(sms, failed=True)
             await self.refresh_parent(sms)
@@ -449,6 +450,8 @@ class Bridge:
     async def announce(self, sms: OutboundSms, status: Any) -> None:
         if status.is_failure:
             await self._note_opt_out(sms)
+        if status.is_final:
+            await self.audit_outcome(sms, status.value)
         if sms.origin == "reply":
             # A thread reply shows its outcome as reactions on itself; only a failure adds a note to the thread.
             if status is MessageStatus.DELIVERED or status.is_failure:
@@ -461,6 +464,14 @@ class Bridge:
             await self.reply_failure(sms, render.delivery_failure_headline(sms))
         else:
             await self.reply(sms, render.receipt_text(sms, status))
+
+    async def audit_outcome(self, sms: OutboundSms, outcome: str) -> None:
+        """The audit trail's row for this send learns how it ended (best effort: the thread is the record)."""
+        text = f"{outcome} ({sms.error_code})" if sms.error_code else outcome
+        try:
+            await self.store.audit_outcome(sms.ref, text)
+        except StoreUnavailable:
+            log.warning("audit outcome not recorded ref=%s: %s", sms.ref, text)
 
     async def _note_opt_out(self, sms: OutboundSms) -> None:
         # SignalWire's 21610 means the carrier knows they said STOP: never try that number again.

@@ -357,8 +357,15 @@ async def test_allowed_send_is_audited_with_its_ref_and_final_outcome(h: Harness
     assert stored is not None
     assert (entry.action, entry.user_id, entry.ref, entry.to_number, entry.from_number) == (
         AuditAction.SEND, "U0ALICE", stored.ref, TO, FROM_NUMBER)
-    # Linked at accept time (``pending``); the service moves it on through ``audit_outcome`` as the send ends.
-    assert entry.outcome in ("pending", "submitting", "accepted", "queued", "sent", "delivered"), entry
+    # Linked at accept time; the service records the final outcome through ``audit_outcome`` as the send ends.
+    assert entry.outcome == "delivered", entry
+
+
+async def test_a_carrier_failure_is_audited_with_its_code(h: Harness) -> None:
+    await h.driver.slash_command("+15550100003 are you there?")  # the simulator's rule: …0003 → 30003
+    await h.settle()
+    [entry] = await h.bridge.store.audit_list()
+    assert entry.outcome == "undelivered (30003)", entry
 
 
 async def test_modal_refusals_come_back_inline_on_the_right_block(h: Harness) -> None:
