@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from sw_api.errors import MalformedWebhook, SignatureMismatch
-from sw_api.models import InboundMessage, MediaItem, MessageStatus, StatusEvent, parse_timestamp
+from sw_api.models import InboundMessage, MediaItem, MessageStatus, StatusEvent, json_type, parse_timestamp
 
 SIGNATURE_HEADER = "X-SignalWire-Signature"
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -210,22 +210,8 @@ def _load_json_object(body: bytes, what: str) -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:
         raise MalformedWebhook(f"{what}: body is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
-        raise MalformedWebhook(f"{what}: body must be a JSON object, got {_json_type(data)}")
+        raise MalformedWebhook(f"{what}: body must be a JSON object, got {json_type(data)}")
     return data
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object" if isinstance(value, dict) else type(value).__name__
 
 
 def _required_str(data: Mapping[str, Any], name: str, what: str) -> str:
@@ -233,7 +219,7 @@ def _required_str(data: Mapping[str, Any], name: str, what: str) -> str:
         raise MalformedWebhook(f"{what}: missing required field {name!r}")
     value = data[name]
     if not isinstance(value, str):
-        raise MalformedWebhook(f"{what}: field {name!r} must be a string, got {_json_type(value)}")
+        raise MalformedWebhook(f"{what}: field {name!r} must be a string, got {json_type(value)}")
     if not value.strip():
         raise MalformedWebhook(f"{what}: field {name!r} must not be empty")
     return value
@@ -243,7 +229,7 @@ def _optional_str(data: Mapping[str, Any], name: str, what: str) -> str | None:
     value = data.get(name)
     if value is None or isinstance(value, str):
         return value
-    raise MalformedWebhook(f"{what}: field {name!r} must be a string or null, got {_json_type(value)}")
+    raise MalformedWebhook(f"{what}: field {name!r} must be a string or null, got {json_type(value)}")
 
 
 def _optional_int(data: Mapping[str, Any], name: str, what: str) -> int | None:
@@ -281,7 +267,7 @@ def _timestamp(value: object, name: str, what: str) -> datetime | None:
             return datetime.fromtimestamp(value, UTC)
     except (ValueError, OverflowError, OSError):
         raise MalformedWebhook(f"{what}: field {name!r} is not an ISO 8601 time: {value!r:.40}") from None
-    raise MalformedWebhook(f"{what}: field {name!r} must be an ISO 8601 string, got {_json_type(value)}")
+    raise MalformedWebhook(f"{what}: field {name!r} must be an ISO 8601 string, got {json_type(value)}")
 
 
 def parse_status_callback(body: bytes) -> StatusEvent:
@@ -339,7 +325,7 @@ def _media_item(item: object, index: int, what: str) -> MediaItem:
     if isinstance(item, str):
         item = {"url": item}
     if not isinstance(item, dict):
-        raise MalformedWebhook(f"{what}: {name} must be an object, got {_json_type(item)}")
+        raise MalformedWebhook(f"{what}: {name} must be an object, got {json_type(item)}")
     return MediaItem(
         url=_required_str(item, "url", f"{what}: {name}"),
         content_type=_optional_str(item, "content_type", f"{what}: {name}"),
@@ -354,7 +340,7 @@ def _parse_inbound_json(body: bytes) -> InboundMessage:
     if message is None:
         raise MalformedWebhook(f"{what}: missing required field 'message'")
     if not isinstance(message, dict):
-        raise MalformedWebhook(f"{what}: field 'message' must be an object, got {_json_type(message)}")
+        raise MalformedWebhook(f"{what}: field 'message' must be an object, got {json_type(message)}")
     where = f"{what}: message"
     direction = _optional_str(message, "direction", where)
     if direction is not None and direction != "inbound":
@@ -363,7 +349,7 @@ def _parse_inbound_json(body: bytes) -> InboundMessage:
     if raw_media is None:
         raw_media = []
     if not isinstance(raw_media, list):
-        raise MalformedWebhook(f"{where}: field 'media' must be an array, got {_json_type(raw_media)}")
+        raise MalformedWebhook(f"{where}: field 'media' must be an array, got {json_type(raw_media)}")
     media = tuple(_media_item(item, i, what) for i, item in enumerate(raw_media))
     # An unknown ``type`` is not fatal: the media list decides, so a new message type is not dropped.
     message_type = _optional_str(message, "type", where)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sw_api.models import ApiErrorItem, Kind
+from sw_api.models import ApiErrorItem, Kind, json_type
 from sw_api.text import MAX_BODY_CHARS, MAX_MEDIA, is_e164, is_passthrough, is_short_code
 
 ERROR_DOCS = "https://developer.signalwire.com/rest/overview/error-codes"
@@ -47,22 +47,8 @@ def error(attribute: str | None, code: str, message: str) -> ApiErrorItem:
     )
 
 
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _single_line(value: str) -> bool:
-    # sw_api.text's patterns end in `$`, which also matches before a trailing newline; refuse that here.
+    # SignalWire's numbers are single-line tokens; a stray newline is a client bug worth a 422.
     return "\n" not in value
 
 
@@ -88,7 +74,7 @@ def validate_create(
     if "to" not in data:
         errors.append(error("to", MISSING, "is required"))
     elif not isinstance(to, str):
-        errors.append(error("to", INVALID, f"must be a string, got {_json_type(to)}"))
+        errors.append(error("to", INVALID, f"must be a string, got {json_type(to)}"))
     elif not (_single_line(to) and (is_e164(to) or is_passthrough(to))):
         errors.append(
             error("to", INVALID, "must be in E.164 format (+ and 5 to 17 digits) or a passthrough number (988)")
@@ -98,7 +84,7 @@ def validate_create(
     if "from" not in data:
         errors.append(error("from", MISSING, "is required"))
     elif not isinstance(from_, str):
-        errors.append(error("from", INVALID, f"must be a string, got {_json_type(from_)}"))
+        errors.append(error("from", INVALID, f"must be a string, got {json_type(from_)}"))
     elif not (_single_line(from_) and (is_e164(from_) or is_short_code(from_))):
         errors.append(error("from", INVALID, "must be in E.164 format or a short code (5 or 6 digits)"))
     elif owned_numbers and from_ not in owned_numbers:
@@ -108,7 +94,7 @@ def validate_create(
     raw_media = data.get("media")
     if "media" in data:
         if not isinstance(raw_media, list):
-            errors.append(error("media", INVALID, f"must be an array of URLs, got {_json_type(raw_media)}"))
+            errors.append(error("media", INVALID, f"must be an array of URLs, got {json_type(raw_media)}"))
         else:
             if len(raw_media) > MAX_MEDIA:
                 errors.append(error("media", TOO_LONG, f"has {len(raw_media)} items (maximum is {MAX_MEDIA})"))
@@ -121,7 +107,7 @@ def validate_create(
     body = data.get("body")
     if "body" in data:
         if not isinstance(body, str):
-            errors.append(error("body", INVALID, f"must be a string, got {_json_type(body)}"))
+            errors.append(error("body", INVALID, f"must be a string, got {json_type(body)}"))
         elif len(body) > MAX_BODY_CHARS:
             errors.append(error("body", TOO_LONG, f"is too long (maximum is {MAX_BODY_CHARS} characters)"))
         elif not body and not raw_media:
@@ -131,7 +117,7 @@ def validate_create(
 
     send_as_mms = data.get("send_as_mms", False)
     if not isinstance(send_as_mms, bool):
-        errors.append(error("send_as_mms", INVALID, f"must be a boolean, got {_json_type(send_as_mms)}"))
+        errors.append(error("send_as_mms", INVALID, f"must be a boolean, got {json_type(send_as_mms)}"))
 
     callback = data.get("status_callback")
     if "status_callback" in data and not (isinstance(callback, str) and is_http_url(callback)):
