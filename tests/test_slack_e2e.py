@@ -341,3 +341,22 @@ async def test_parent_post_failure_sends_nothing_and_says_why(h: Harness) -> Non
     await h.settle()
     assert h.simulator.created_count() == 0
     assert any("not_in_channel" in r.get("text", "") for r in h.slack.responses)
+
+
+async def test_modal_offers_a_sender_choice_when_several_numbers_are_configured(tmp_path: Path) -> None:
+    second = "+15557770001"
+    async with running_bridge(tmp_path, env={"SIGNALWIRE_FROM_NUMBERS": f"{FROM_NUMBER},{second}"}) as h:
+        await h.driver.slash_command("")
+        [view] = h.slack.views.values()
+        [select] = [b for b in view["blocks"] if b.get("block_id") == "from"]
+        assert [o["value"] for o in select["element"]["options"]] == [FROM_NUMBER, second]
+        values = {
+            "to": {"to": {"type": "plain_text_input", "value": TO}},
+            "body": {"body": {"type": "plain_text_input", "value": "from the second number"}},
+            "from": {"from": {"type": "static_select", "selected_option": {"value": second}}},
+            "channel": {"channel": {"type": "conversations_select", "selected_conversation": CHANNEL}},
+        }
+        await h.driver.view_submission(view, values)
+        await h.settle()
+        [sms] = h.simulator.messages.values()
+        assert (sms.from_, sms.body) == (second, "from the second number")
