@@ -146,6 +146,6 @@ async def test_pending_work_survives_a_restart(h: Harness) -> None:
     await until(lambda: any("slow down" in t for t in _safe_thread(h)))
     await h.restart_bot()
     [pending] = await h.bridge.store.due([SendState.PENDING], utcnow() + timedelta(minutes=5))
-    await h.bridge.store.schedule(pending.ref, None, utcnow())  # due now rather than in 30 s
+    await h.bridge.store.schedule(pending.ref, utcnow(), utcnow())  # due now rather than in 30 s
     await until(lambda: "Delivered" in parent_text(h))
     assert h.simulator.created_count(TO) == 1
