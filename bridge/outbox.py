@@ -80,6 +80,7 @@ class OutboxItem:
     attempts: int
     result: str | None
     last_error: str | None
+    uncertain: bool = False  # an earlier attempt may have reached Slack: look before posting again
 
 
 ParentRenderer = Callable[[str], Awaitable[ParentView | None]]
@@ -361,6 +362,19 @@ class SlackOutbox:
 
     # -- delivery --------------------------------------------------------------------------------------------
 
+    async def _post_once(self, item: OutboxItem, channel: str, text: str, blocks: list[dict[str, Any]] | None,
+                         thread_ts: str | None) -> str:
+        """Post, tagged with the item's key; an item whose earlier attempt may have reached Slack (it was cut off
+        by a crash, a stop or a failure) is first looked up, so a receipt is not posted twice."""
+        key = f"outbox-{item.id}"
+        find = getattr(self.slack, "find_posted", None)
+        if item.uncertain and find is not None:
+            found: str | None = await find(channel, key, thread_ts)
+            if found is not None:
+                log.info("slack outbox item %d was already posted (%s); not posting it again", item.id, found)
+                return found
+        return await self.slack.post(channel, text, blocks, thread_ts, key=key)
+
     async def _deliver(self, item: OutboxItem) -> str | None:
         """Make the Slack call for one item; the return value is stored as its ``result``."""
         kind = Kind(item.kind)
@@ -377,7 +391,7 @@ class SlackOutbox:
                 return view.ts
             if view.ts is not None:
                 return view.ts  # posted and recorded by an earlier attempt that died before marking it done
-            ts = item.result or await self.slack.post(view.channel, view.text, view.blocks or None, None)
+            ts = item.result or await self._post_once(item, view.channel, view.text, view.blocks or None, None)
             try:
                 await self.on_parent_posted(item.ref, ts)
             except Exception as exc:
@@ -392,7 +406,7 @@ class SlackOutbox:
                 if sms is None or sms.parent_ts is None:
                     raise _Undeliverable(f"parent_not_posted (ref {thread_of})")
                 thread_ts = sms.parent_ts
-            return await self.slack.post(item.channel, payload["text"], payload.get("blocks"), thread_ts)
+            return await self._post_once(item, item.channel, payload["text"], payload.get("blocks"), thread_ts)
         if kind in (Kind.REACT, Kind.UNREACT):
             try:
                 await self.slack.react(item.channel, payload["ts"], payload["name"], add=kind is Kind.REACT)

@@ -14,7 +14,6 @@ Must not import: aiohttp's server side, Slack packages, ``handlers``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
@@ -44,7 +43,6 @@ class Recovery:
         self.settings = bridge.settings
         self._task: asyncio.Task[None] | None = None
         self._lookups: dict[str, int] = {}
-        self._wake = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -58,9 +56,6 @@ class Recovery:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="recovery-sweeper")
-
-    def kick(self) -> None:
-        self._wake.set()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -76,9 +71,7 @@ class Recovery:
                 log.warning("sweeper: store unavailable; trying again shortly")
             except Exception:
                 log.exception("sweeper round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sweep_interval)
-            self._wake.clear()
+            await asyncio.sleep(self.settings.sweep_interval)
 
     # -- one round -------------------------------------------------------------------------------------------
 

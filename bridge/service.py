@@ -66,9 +66,12 @@ class SlackPort(Protocol):
     """The few Slack Web API calls the bridge makes. Implemented over slack_sdk in ``handlers.slack_out``."""
 
     async def post(
-        self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None, thread_ts: str | None = None
+        self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None, thread_ts: str | None = None,
+        *, key: str | None = None,
     ) -> str:
-        """Post a message (or a thread reply) and return its ``ts``; raises ``SlackPortError``."""
+        """Post a message (or a thread reply) and return its ``ts``; raises ``SlackPortError``.
+
+        ``key`` tags the message so ``find_posted`` (optional on a port) can find it again after a lost answer."""
 
     async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None: ...
 
@@ -174,10 +177,6 @@ class Bridge:
             if remaining <= 0:
                 break
             await asyncio.wait(set(self._tasks), timeout=remaining)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._tasks)
 
     async def idle(self) -> bool:
         """No background task running and nothing waiting in the Slack outbox."""

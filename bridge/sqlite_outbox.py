@@ -63,6 +63,8 @@ def _row_to_item(row: aiosqlite.Row) -> OutboxItem:
         attempts=int(row["attempts"]),
         result=row["result"],
         last_error=row["last_error"],
+        # A claim still set on a due item was cut off (crash, stop, expired lease); a counted attempt failed.
+        uncertain=row["claimed_until"] is not None or int(row["attempts"]) > 0,
     )
 
 
@@ -142,12 +144,13 @@ class OutboxSql:
         return count == 1
 
     async def outbox_release_all(self) -> int:
+        # Released as an expired claim (0), not NULL: whether the cut-off attempt reached Slack is unknown.
         return await self._write(
-            "UPDATE slack_outbox SET claimed_until = NULL WHERE claimed_until IS NOT NULL AND done_at IS NULL", ()
+            "UPDATE slack_outbox SET claimed_until = 0 WHERE claimed_until IS NOT NULL AND done_at IS NULL", ()
         )
 
     async def outbox_release(self, item_id: int) -> None:
-        await self._write("UPDATE slack_outbox SET claimed_until = NULL WHERE id = ?", (item_id,))
+        await self._write("UPDATE slack_outbox SET claimed_until = 0 WHERE id = ?", (item_id,))
 
     async def outbox_done(self, item_id: int, result: str | None, now: datetime) -> None:
         await self._write(

@@ -65,6 +65,8 @@ _SCOPES: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "users.info": frozenset({"users:read"}),
         "conversations.info": frozenset({"channels:read", "groups:read", "im:read", "mpim:read"}),
         "conversations.join": frozenset({"channels:join"}),
+        "conversations.history": frozenset({"channels:history", "groups:history", "im:history", "mpim:history"}),
+        "conversations.replies": frozenset({"channels:history", "groups:history", "im:history", "mpim:history"}),
     }
 )
 
@@ -320,6 +322,8 @@ class FakeSlack:
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
             "conversations.join": self._conversations_join,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
         }
 
     # ----- inspection -------------------------------------------------------------------------------
@@ -844,6 +848,27 @@ class FakeSlack:
             out["warning"] = "already_in_channel"
             out["response_metadata"] = {"warnings": ["already_in_channel"]}
         return out
+
+    def _listing(self, messages: list[SlackMessage], payload: dict[str, Any]) -> dict[str, Any]:
+        # Newest first, like Slack; metadata only with include_all_metadata, like Slack.
+        with_metadata = _truthy(payload.get("include_all_metadata"))
+        limit = int(payload.get("limit") or 100)
+        listed = []
+        for msg in sorted(messages, key=lambda m: _ts_key(m.ts), reverse=True)[:limit]:
+            item = msg.as_dict()
+            if not with_metadata:
+                item.pop("metadata", None)
+            listed.append(item)
+        return {"messages": listed, "has_more": len(messages) > limit}
+
+    def _conversations_history(self, payload: dict[str, Any]) -> dict[str, Any]:
+        chan = self._channel(payload.get("channel"))
+        return self._listing(list(chan.messages), payload)
+
+    def _conversations_replies(self, payload: dict[str, Any]) -> dict[str, Any]:
+        chan = self._channel(payload.get("channel"))
+        parent = self._parent(chan.id, payload.get("ts"))
+        return self._listing([parent, *parent.replies], payload)
 
     # ----- transcript -------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from bridge.service import SlackPortError
 log = logging.getLogger("handlers.slack_out")
 
 SLACK_TIMEOUT_SECONDS = 10
+METADATA_EVENT = "sms_bridge_post"
 # Slack error codes that mean "Slack's side, try later" even when the HTTP status does not say so.
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
@@ -105,15 +106,32 @@ class SlackOut:
         self.client = client
 
     async def post(
-        self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None, thread_ts: str | None = None
+        self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None, thread_ts: str | None = None,
+        *, key: str | None = None,
     ) -> str:
+        # ``key`` rides along as Slack message metadata so a post whose answer was lost can be found again.
+        metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": key}} if key else None
         response = await _call(
             self.client.chat_postMessage(
                 channel=channel, text=text, blocks=blocks, thread_ts=thread_ts,
-                unfurl_links=False, unfurl_media=False,
+                unfurl_links=False, unfurl_media=False, metadata=metadata,
             )
         )
         return str(response["ts"])
+
+    async def find_posted(self, channel: str, key: str, thread_ts: str | None = None) -> str | None:
+        """The ``ts`` of our earlier post carrying ``key``, if Slack has it (recent history / the thread)."""
+        if thread_ts:
+            call = self.client.conversations_replies(channel=channel, ts=thread_ts, limit=200,
+                                                      include_all_metadata=True)
+        else:
+            call = self.client.conversations_history(channel=channel, limit=100, include_all_metadata=True)
+        response = await _call(call)
+        for message in response.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get("key") == key:
+                return str(message["ts"])
+        return None
 
     async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
         await _call(self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks))

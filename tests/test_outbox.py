@@ -393,3 +393,20 @@ async def test_slack_out_marks_permanent_errors_and_unreachable_slack(world: Wor
             await dead.post(CHANNEL, "x")
     assert str(unreachable.value).startswith("Slack unreachable: ")
     assert retry_after(unreachable.value) is None
+
+
+async def test_a_post_cut_off_before_it_was_marked_done_is_not_posted_again(world: World) -> None:
+    # The process that claimed the item got Slack's "ok" and died before recording it.
+    outbox = world.outbox()
+    await outbox.post("t1", CHANNEL, "🕓 Queued at SignalWire")
+    await outbox.post("t1", CHANNEL, "📤 Sent to carrier")
+    now = datetime.now(UTC)
+    [head] = await world.store.outbox_due(now, limit=10)
+    assert await world.store.outbox_claim(head.id, now, now + timedelta(minutes=5))
+    await world.slack.post(CHANNEL, "🕓 Queued at SignalWire", None, None, key=f"outbox-{head.id}")
+    outbox.start()  # the restarted process
+    await until(lambda: len(world.fake.messages(CHANNEL)) >= 2, timeout=5.0)
+    assert await outbox.flush(5.0)
+    await outbox.stop()
+    assert [m.text for m in world.fake.messages(CHANNEL)] == ["🕓 Queued at SignalWire", "📤 Sent to carrier"]
+    assert world.fake.called("conversations.history")
