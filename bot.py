@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from demo.run import run_demo
 
-        setup_logging(os.environ.get("LOG_LEVEL", "WARNING"))
+        setup_logging(os.environ.get("LOG_LEVEL", "ERROR"))  # the transcript is the output; errors still show
         return asyncio.run(run_demo())
 
     load_dotenv()

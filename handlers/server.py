@@ -84,15 +84,15 @@ class BotIdentity:
 
 
 def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient) -> AsyncApp:
-    app = AsyncApp(
-        client=client,
-        authorize=BotIdentity(client).as_function(),
-        signing_secret=config.slack_signing_secret or None,
-        request_verification_enabled=not config.socket_mode,
-        process_before_response=False,
-        raise_error_for_unhandled_request=False,
-        logger=logging.getLogger("slack_bolt"),
-    )
+    bolt_logger = logging.getLogger("slack_bolt")
+    level = bolt_logger.level
+    # Bolt warns at construction that the client's token "will be ignored" once ``authorize`` is given; it is not
+    # (BotIdentity hands it back on every request), so that misleading line is kept out of the start-up log.
+    bolt_logger.setLevel(logging.ERROR)
+    try:
+        app = _new_bolt_app(config, client, bolt_logger)
+    finally:
+        bolt_logger.setLevel(level)
 
     @app.error
     async def on_error(error: Exception) -> None:
@@ -100,6 +100,18 @@ def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient) -> AsyncA
 
     register_all(app, bridge, config)
     return app
+
+
+def _new_bolt_app(config: Config, client: AsyncWebClient, bolt_logger: logging.Logger) -> AsyncApp:
+    return AsyncApp(
+        client=client,
+        authorize=BotIdentity(client).as_function(),
+        signing_secret=config.slack_signing_secret or None,
+        request_verification_enabled=not config.socket_mode,
+        process_before_response=False,
+        raise_error_for_unhandled_request=False,
+        logger=bolt_logger,
+    )
 
 
 async def _start_simulator(config: Config) -> tuple[Config, web.AppRunner]:
