@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import aiosqlite
 
 from bridge.access import SEND_ACTIONS, AuditAction, AuditEntry
+from bridge.sqlite_time import db_time
 
 AUDIT_MIGRATION = """
     CREATE TABLE audit (
@@ -36,11 +37,6 @@ AUDIT_MIGRATION = """
 """
 
 _SEND_ACTIONS_SQL = ", ".join(f"'{a.value}'" for a in SEND_ACTIONS)
-
-
-def _ts(value: datetime) -> str:
-    # Fixed width (always microseconds, always UTC) so that text order is time order in the range scans.
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _row_to_entry(row: aiosqlite.Row) -> AuditEntry:
@@ -80,14 +76,15 @@ class AuditSql:
         await self._write(
             """INSERT INTO audit (id, at, user_id, channel_id, action, to_number, from_number, ref, reason)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (audit_id, _ts(at), user_id, channel_id, AuditAction(action).value, to_number, from_number, ref, reason),
+            (audit_id, db_time(at), user_id, channel_id, AuditAction(action).value, to_number, from_number, ref,
+             reason),
         )
         return audit_id
 
     async def audit_recent_sends(self, user_id: str, since: datetime) -> int:
         row = await self._one(
             f"SELECT COUNT(*) FROM audit WHERE user_id = ? AND at > ? AND action IN ({_SEND_ACTIONS_SQL})",
-            (user_id, _ts(since)),
+            (user_id, db_time(since)),
         )
         return 0 if row is None else int(row[0])
 
@@ -95,7 +92,7 @@ class AuditSql:
         rows = await self._all(
             f"""SELECT at FROM audit WHERE user_id = ? AND at > ? AND action IN ({_SEND_ACTIONS_SQL})
                 ORDER BY at""",
-            (user_id, _ts(since)),
+            (user_id, db_time(since)),
         )
         return [datetime.fromisoformat(r["at"]) for r in rows]
 

@@ -20,6 +20,7 @@ from typing import Any
 import aiosqlite
 
 from bridge.outbox import OutboxItem
+from bridge.sqlite_time import db_time
 
 MIGRATION = """
     CREATE TABLE slack_outbox (
@@ -46,10 +47,6 @@ MIGRATION = """
 _UNDONE = "done_at IS NULL AND failed_at IS NULL"
 # The first undone item of every thread: only it may be delivered, so order within a thread holds.
 _HEADS = f"SELECT MIN(id) FROM slack_outbox WHERE {_UNDONE} GROUP BY thread_key"
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
 
 
 def _row_to_item(row: aiosqlite.Row) -> OutboxItem:
@@ -94,7 +91,7 @@ class OutboxSql:
         item_id = await self._insert(
             """INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
                VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id""",
-            (thread_key, kind, ref, channel, json.dumps(payload), _iso(now), now.timestamp()),
+            (thread_key, kind, ref, channel, json.dumps(payload), db_time(now), now.timestamp()),
         )
         assert item_id is not None
         return item_id
@@ -114,7 +111,7 @@ class OutboxSql:
                     SELECT 1 FROM slack_outbox WHERE ref = ? AND kind IN ({marks}) AND {_UNDONE}
                         AND (claimed_until IS NULL OR claimed_until <= ?))
                 RETURNING id""",
-            (thread_key, kind, ref, channel, json.dumps(payload), _iso(now), now.timestamp(), ref, *kinds,
+            (thread_key, kind, ref, channel, json.dumps(payload), db_time(now), now.timestamp(), ref, *kinds,
              now.timestamp()),
         )
 
@@ -156,7 +153,7 @@ class OutboxSql:
         await self._write(
             "UPDATE slack_outbox SET done_at = ?, result = ?, claimed_until = NULL, attempts = attempts + 1"
             " WHERE id = ?",
-            (_iso(now), result, item_id),
+            (db_time(now), result, item_id),
         )
 
     async def outbox_retry(self, item_id: int, error: str, next_attempt_at: datetime, result: str | None) -> None:
@@ -170,7 +167,7 @@ class OutboxSql:
         await self._write(
             """UPDATE slack_outbox SET failed_at = ?, last_error = ?, claimed_until = NULL, attempts = attempts + 1
                WHERE id = ?""",
-            (_iso(now), error, item_id),
+            (db_time(now), error, item_id),
         )
 
     async def outbox_pending(self) -> int:
@@ -184,7 +181,7 @@ class OutboxSql:
         return [_row_to_item(r) for r in rows]
 
     async def outbox_prune(self, before: datetime) -> int:
-        cutoff = _iso(before)
+        cutoff = db_time(before)
         return await self._write(
             "DELETE FROM slack_outbox WHERE done_at < ? OR failed_at < ?", (cutoff, cutoff)
         )

@@ -12,7 +12,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from bridge.model import OutboundSms, SendRequest, SendState, StatusChange, Stat
 from bridge.sqlite_audit import AUDIT_MIGRATION, AuditSql
 from bridge.sqlite_outbox import MIGRATION as OUTBOX_MIGRATION
 from bridge.sqlite_outbox import OutboxSql
+from bridge.sqlite_time import db_time, py_time
 from bridge.sqlite_two_way import MIGRATION as TWO_WAY_MIGRATION
 from bridge.sqlite_two_way import TwoWaySql
 from bridge.store import StoreUnavailable
@@ -106,17 +107,9 @@ async def _retry_locked(db: aiosqlite.Connection, sql: str, budget_seconds: floa
             await asyncio.sleep(0.05)
 
 
-def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
-
-
-def _dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
 def _row_to_sms(row: aiosqlite.Row) -> OutboundSms:
-    created = _dt(row["created_at"])
-    updated = _dt(row["updated_at"])
+    created = py_time(row["created_at"])
+    updated = py_time(row["updated_at"])
     assert created is not None and updated is not None
     return OutboundSms(
         ref=row["ref"],
@@ -139,22 +132,22 @@ def _row_to_sms(row: aiosqlite.Row) -> OutboundSms:
         segments=row["segments"],
         parent_ts=row["parent_ts"],
         retry_of=row["retry_of"],
-        submitted_at=_dt(row["submitted_at"]),
+        submitted_at=py_time(row["submitted_at"]),
         attempts=row["attempts"],
-        next_attempt_at=_dt(row["next_attempt_at"]),
-        checked_at=_dt(row["checked_at"]),
+        next_attempt_at=py_time(row["next_attempt_at"]),
+        checked_at=py_time(row["checked_at"]),
     )
 
 
 def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
-    received = _dt(row["received_at"])
+    received = py_time(row["received_at"])
     assert received is not None
     return StatusRecord(
         ref=row["ref"],
         status=MessageStatus(row["status"]),
         error_code=row["error_code"],
         error_message=row["error_message"],
-        event_at=_dt(row["event_at"]),
+        event_at=py_time(row["event_at"]),
         received_at=received,
     )
 
@@ -283,7 +276,7 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
                    from_number, body, media, send_as_mms, origin, state, parent_ts, retry_of)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
-                ref, _ts(now), _ts(now), request.team_id, request.channel_id, request.user_id, request.to,
+                ref, db_time(now), db_time(now), request.team_id, request.channel_id, request.user_id, request.to,
                 request.from_, request.body, json.dumps(list(request.media)), int(request.send_as_mms),
                 request.origin, SendState.PENDING.value, request.thread_ts, request.retry_of,
             ),
@@ -305,7 +298,8 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
         return None if row is None else _row_to_sms(row)
 
     async def set_parent(self, ref: str, parent_ts: str, now: datetime) -> OutboundSms:
-        await self._write("UPDATE outbound SET parent_ts = ?, updated_at = ? WHERE ref = ?", (parent_ts, _ts(now), ref))
+        await self._write("UPDATE outbound SET parent_ts = ?, updated_at = ? WHERE ref = ?",
+                          (parent_ts, db_time(now), ref))
         return await self._require(ref)
 
     async def mark_submitting(self, ref: str, now: datetime) -> OutboundSms:
@@ -313,7 +307,7 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
         await self._write(
             """UPDATE outbound SET state = ?, submitted_at = ?, attempts = attempts + 1, next_attempt_at = NULL,
                    updated_at = ? WHERE ref = ?""",
-            (SendState.SUBMITTING.value, _ts(now), _ts(now), ref),
+            (SendState.SUBMITTING.value, db_time(now), db_time(now), ref),
         )
         return await self._require(ref)
 
@@ -321,14 +315,14 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
         """Back to waiting (e.g. SignalWire said 429): nothing was created, try again at ``next_attempt_at``."""
         await self._write(
             "UPDATE outbound SET state = ?, next_attempt_at = ?, updated_at = ? WHERE ref = ?",
-            (SendState.PENDING.value, None if next_attempt_at is None else _ts(next_attempt_at), _ts(now), ref),
+            (SendState.PENDING.value, None if next_attempt_at is None else db_time(next_attempt_at), db_time(now), ref),
         )
         return await self._require(ref)
 
     async def schedule(self, ref: str, at: datetime | None, now: datetime) -> None:
         await self._write(
             "UPDATE outbound SET next_attempt_at = ?, updated_at = ? WHERE ref = ?",
-            (None if at is None else _ts(at), _ts(now), ref),
+            (None if at is None else db_time(at), db_time(now), ref),
         )
 
     async def due(self, states: Sequence[SendState], now: datetime, limit: int = 100) -> list[OutboundSms]:
@@ -337,7 +331,7 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
         rows = await self._all(
             f"""SELECT * FROM outbound WHERE state IN ({marks}) AND checked_at IS NULL
                    AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY created_at LIMIT ?""",
-            (*[s.value for s in states], _ts(now), limit),
+            (*[s.value for s in states], db_time(now), limit),
         )
         return [_row_to_sms(r) for r in rows]
 
@@ -347,12 +341,13 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
             """SELECT * FROM outbound WHERE state = ? AND checked_at IS NULL AND submitted_at <= ?
                    AND (status IS NULL OR status NOT IN ('delivered', 'undelivered', 'failed', 'read'))
                    ORDER BY created_at LIMIT ?""",
-            (SendState.ACCEPTED.value, _ts(accepted_before), limit),
+            (SendState.ACCEPTED.value, db_time(accepted_before), limit),
         )
         return [_row_to_sms(r) for r in rows]
 
     async def mark_checked(self, ref: str, now: datetime) -> None:
-        await self._write("UPDATE outbound SET checked_at = ?, updated_at = ? WHERE ref = ?", (_ts(now), _ts(now), ref))
+        await self._write("UPDATE outbound SET checked_at = ?, updated_at = ? WHERE ref = ?",
+                          (db_time(now), db_time(now), ref))
 
     async def count(self, name: str, by: int = 1) -> None:
         await self._write(
@@ -366,7 +361,7 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
     async def mark_accepted(self, ref: str, sw_id: str, segments: int, now: datetime) -> OutboundSms:
         await self._write(
             "UPDATE outbound SET state = ?, sw_id = ?, segments = ?, updated_at = ? WHERE ref = ?",
-            (SendState.ACCEPTED.value, sw_id, segments, _ts(now), ref),
+            (SendState.ACCEPTED.value, sw_id, segments, db_time(now), ref),
         )
         return await self._require(ref)
 
@@ -374,27 +369,27 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
         """An early callback named SignalWire's id while our POST was still in flight: keep it, change nothing else."""
         await self._write(
             "UPDATE outbound SET sw_id = ?, updated_at = ? WHERE ref = ? AND sw_id IS NULL",
-            (sw_id, _ts(now), ref),
+            (sw_id, db_time(now), ref),
         )
 
     async def claim_retry(self, ref: str, user_id: str, now: datetime) -> bool:
         count = await self._write(
             "UPDATE outbound SET retried_by = ?, updated_at = ? WHERE ref = ? AND retried_by IS NULL",
-            (user_id, _ts(now), ref),
+            (user_id, db_time(now), ref),
         )
         return count == 1
 
     async def mark_rejected(self, ref: str, error_code: str | None, error_message: str, now: datetime) -> OutboundSms:
         await self._write(
             "UPDATE outbound SET state = ?, error_code = ?, error_message = ?, updated_at = ? WHERE ref = ?",
-            (SendState.REJECTED.value, error_code, error_message, _ts(now), ref),
+            (SendState.REJECTED.value, error_code, error_message, db_time(now), ref),
         )
         return await self._require(ref)
 
     async def mark_unknown(self, ref: str, error_message: str, now: datetime) -> OutboundSms:
         await self._write(
             "UPDATE outbound SET state = ?, error_message = ?, updated_at = ? WHERE ref = ?",
-            (SendState.UNKNOWN.value, error_message, _ts(now), ref),
+            (SendState.UNKNOWN.value, error_message, db_time(now), ref),
         )
         return await self._require(ref)
 
@@ -435,8 +430,8 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
                 cur = await self._db.execute(
                     """INSERT OR IGNORE INTO status_event (ref, status, error_code, error_message, event_at,
                            received_at) VALUES (?, ?, ?, ?, ?, ?)""",
-                    (ref, status.value, error_code, error_message, None if event_at is None else _ts(event_at),
-                     _ts(now)),
+                    (ref, status.value, error_code, error_message, None if event_at is None else db_time(event_at),
+                     db_time(now)),
                 )
                 new = cur.rowcount == 1
                 current = None if row["status"] is None else MessageStatus(row["status"])
@@ -445,7 +440,7 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
                     await self._db.execute(
                         """UPDATE outbound SET status = ?, error_code = ?, error_message = ?, updated_at = ?
                            WHERE ref = ?""",
-                        (status.value, error_code, error_message, _ts(now), ref),
+                        (status.value, error_code, error_message, db_time(now), ref),
                     )
                 await self._db.execute("COMMIT")
             except BaseException:

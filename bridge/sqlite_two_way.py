@@ -9,12 +9,13 @@ Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.sqlite_store`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import aiosqlite
 
 from bridge.model import Conversation, OptOut
+from bridge.sqlite_time import db_time
 
 MIGRATION = """
     CREATE TABLE conversation (
@@ -37,10 +38,6 @@ MIGRATION = """
     CREATE TABLE slack_event (key TEXT PRIMARY KEY, seen_at TEXT NOT NULL);
     CREATE TABLE reply_source (ref TEXT PRIMARY KEY REFERENCES outbound (ref), source_ts TEXT NOT NULL);
 """
-
-
-def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
 
 
 def _row_to_conversation(row: aiosqlite.Row) -> Conversation:
@@ -71,7 +68,7 @@ class TwoWaySql:
                VALUES (?, ?, ?, ?, ?)
                ON CONFLICT (our_number, their_number) DO UPDATE SET channel_id = excluded.channel_id,
                    thread_ts = excluded.thread_ts, updated_at = excluded.updated_at""",
-            (our_number, their_number, channel_id, thread_ts, _ts(now)),
+            (our_number, their_number, channel_id, thread_ts, db_time(now)),
         )
 
     async def conversation_by_thread(self, channel_id: str, thread_ts: str) -> Conversation | None:
@@ -83,7 +80,7 @@ class TwoWaySql:
 
     async def claim_inbound(self, message_id: str, now: datetime) -> bool:
         count = await self._write(
-            "INSERT OR IGNORE INTO inbound (message_id, received_at) VALUES (?, ?)", (message_id, _ts(now))
+            "INSERT OR IGNORE INTO inbound (message_id, received_at) VALUES (?, ?)", (message_id, db_time(now))
         )
         return count == 1
 
@@ -102,7 +99,7 @@ class TwoWaySql:
     async def set_opt_out(self, our_number: str, their_number: str, keyword: str, now: datetime) -> None:
         await self._write(
             "INSERT OR IGNORE INTO opt_out (our_number, their_number, opted_out_at, keyword) VALUES (?, ?, ?, ?)",
-            (our_number, their_number, _ts(now), keyword),
+            (our_number, their_number, db_time(now), keyword),
         )
 
     async def clear_opt_out(self, our_number: str, their_number: str) -> bool:
@@ -112,7 +109,7 @@ class TwoWaySql:
         return count == 1
 
     async def claim_slack_event(self, key: str, now: datetime) -> bool:
-        count = await self._write("INSERT OR IGNORE INTO slack_event (key, seen_at) VALUES (?, ?)", (key, _ts(now)))
+        count = await self._write("INSERT OR IGNORE INTO slack_event (key, seen_at) VALUES (?, ?)", (key, db_time(now)))
         return count == 1
 
     async def set_reply_source(self, ref: str, source_ts: str) -> None:
