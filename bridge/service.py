@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -153,7 +154,8 @@ class Bridge:
         self.simulated = simulated
         self._tasks: set[asyncio.Task[Any]] = set()
         # Thread replies must appear in the order the statuses were accepted: one lock per message.
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Weak: a lock nobody holds or waits for is dropped, so a long-running bridge does not keep one per message.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- background work -------------------------------------------------------------------------------------
 
@@ -182,12 +184,12 @@ class Bridge:
         """No background task running and nothing waiting in the Slack outbox."""
         return not self._tasks and await self.outbox.pending() == 0
 
-    def _lock(self, ref: str) -> asyncio.Lock:
-        return self._locks.setdefault(ref, asyncio.Lock())
-
     def lock(self, key: str) -> asyncio.Lock:
-        """A process-wide lock by name (e.g. one conversation), shared with ``bridge.two_way``."""
-        return self._lock(key)
+        """A process-wide lock by name (one message, or one conversation in ``bridge.two_way``)."""
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
 
     async def opt_out_refusal(self, from_: str, to: str) -> str | None:
         """Why texting ``to`` from ``from_`` is not allowed (they opted out), or None. Every send path asks this."""
@@ -257,7 +259,7 @@ class Bridge:
 
     async def process(self, ref: str, notify: Notify | None = None) -> OutboundSms | None:
         """Post the parent (if new) and hand a pending message to SignalWire. Idempotent: only ``pending`` moves."""
-        async with self._lock(ref):
+        async with self.lock(ref):
             sms = await self.store.get_outbound(ref)
             if sms is None or sms.state is not SendState.PENDING:
                 return sms
@@ -422,7 +424,7 @@ class Bridge:
             await self.store.note_sw_id(ref, event.id, utcnow())
         if sms.sw_id is None and sms.state is SendState.UNKNOWN:
             # The token proves this callback is about our message: SignalWire has it, under event.id.
-            async with self._lock(ref):
+            async with self.lock(ref):
                 current = await self.store.get_outbound(ref)
                 if current is not None and current.state is SendState.UNKNOWN:
                     await self.store.count("reconciled_by_callback")
@@ -441,7 +443,7 @@ class Bridge:
         return change.advanced
 
     async def announce_locked(self, sms: OutboundSms, event: StatusEvent) -> None:
-        async with self._lock(sms.ref):
+        async with self.lock(sms.ref):
             # Re-read: the message may have moved on while we waited for the lock.
             latest = await self.store.get_outbound(sms.ref) or sms
             await self.announce(latest, event.status)

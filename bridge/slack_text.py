@@ -1,7 +1,7 @@
 """Text crossing between Slack and SMS: mrkdwn escaping and reading what Slack sends in a slash command.
 
-Owns: escaping user text for Slack (``&``, ``<``, ``>``), un-escaping Slack's own escapes, Slack's ``<tel:…|…>``
-and ``<mailto:…>`` link forms.
+Owns: escaping user text for Slack (``&``, ``<``, ``>``), un-escaping Slack's own escapes, and Slack's
+``<tel:…|…>`` link form.
 Must not import: aiohttp, Slack packages, storage, ``handlers``. Pure functions.
 """
 
