@@ -91,6 +91,8 @@ EPHEMERAL_ATTEMPTS = 3
 # Removing a reaction that is not there, or adding one that is, means an earlier attempt got through.
 _ALREADY_DONE = {Kind.REACT: "already_reacted", Kind.UNREACT: "no_reaction"}
 _PRUNE_EVERY = 3600.0
+# After cancelling the worker and deliveries, how long stop() waits for them to finish their cleanup.
+STOP_CANCEL_SECONDS = 5.0
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -231,21 +233,34 @@ class SlackOutbox:
             if remaining <= 0:
                 return False
             self._wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), timeout=min(remaining, self.poll_interval))
+            await _wait_event(self._progress, min(remaining, self.poll_interval))
 
-    async def stop(self, flush_timeout: float = 10.0) -> None:
-        """Flush (bounded), then stop the worker. Whatever is left stays stored for the next start."""
+    async def stop(self, flush_timeout: float = 10.0, cancel_timeout: float = STOP_CANCEL_SECONDS) -> None:
+        """Flush (bounded), then stop the worker. Whatever is left stays stored for the next start.
+
+        Bounded whatever happens: the flush by ``flush_timeout``, and the cancelled worker and deliveries by
+        ``cancel_timeout`` (a task that swallows its cancellation is abandoned and logged, never waited on forever).
+        """
         left = 0
-        if flush_timeout > 0 and not await self.flush(flush_timeout):
-            left = await self.pending()
-        tasks = [t for t in (self._worker, *self._inflight.values()) if t is not None]
+        if flush_timeout > 0:
+            try:
+                async with asyncio.timeout(flush_timeout + cancel_timeout):
+                    if not await self.flush(flush_timeout):
+                        left = await self.pending()
+            except (TimeoutError, StoreUnavailable):
+                left = -1
+        tasks = [t for t in (self._worker, *self._inflight.values()) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         self._worker = None
+        if tasks:
+            # asyncio.wait never raises and never cancels what it waits for: it only bounds the wait.
+            _, stuck = await asyncio.wait(tasks, timeout=cancel_timeout)
+            if stuck:
+                log.error("slack outbox: %d task(s) did not stop within %.1fs; abandoned (their claims expire)",
+                          len(stuck), cancel_timeout)
         if left:
-            log.warning("slack outbox stopped with %d item(s) pending; they are delivered after the next start", left)
+            log.warning("slack outbox stopped with item(s) pending; they are delivered after the next start")
 
     # -- worker ----------------------------------------------------------------------------------------------
 
@@ -265,8 +280,7 @@ class SlackOutbox:
                 # The store may be briefly unavailable; the worker must outlive that.
                 log.exception("slack outbox pass failed; retrying in %.1fs", self.poll_interval)
                 wait = self.poll_interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            await _wait_event(self._wake, wait)
 
     async def _pump(self) -> float:
         """Start deliveries for due thread heads; return how long to sleep unless woken."""
@@ -421,6 +435,14 @@ class SlackOutbox:
             return None
         await send(item.channel, payload["user"], payload["text"])
         return None
+
+
+async def _wait_event(event: asyncio.Event, timeout: float) -> None:
+    """Wait until ``event`` is set or ``timeout`` passes. ``asyncio.timeout`` rather than ``wait_for``: on Python
+    3.11 a cancellation arriving as ``wait_for`` times out can be swallowed, and ``stop()`` would wait forever."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
 
 
 def _is_port_error(exc: BaseException) -> bool:

@@ -32,6 +32,7 @@ LOOKUP_RETRY = timedelta(seconds=15)   # when the logs API itself fails
 MAX_LOOKUPS = 20                       # then give up and let the user decide
 WINDOW_BEFORE = timedelta(minutes=2)   # clock skew between us and SignalWire
 WINDOW_AFTER = timedelta(minutes=10)
+STOP_SECONDS = 5.0                     # how long stop() waits for the cancelled sweeper
 FRESH_PENDING = timedelta(seconds=10)   # younger pending messages belong to the request that accepted them
 
 
@@ -60,7 +61,10 @@ class Recovery:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # Bounded: a sweep that swallows its cancellation is abandoned rather than waited on forever.
+            _, stuck = await asyncio.wait({self._task}, timeout=STOP_SECONDS)
+            if stuck:
+                log.error("sweeper did not stop within %.1fs; abandoned", STOP_SECONDS)
             self._task = None
 
     async def _loop(self) -> None:

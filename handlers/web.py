@@ -73,7 +73,10 @@ class SignalWireRoutes:
         # retries, while the task still finishes and announces the receipt — the retry is then a harmless duplicate.
         task = bridge.spawn(bridge.apply_status(ref, token, event), name=f"status-{ref}")
         try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=CALLBACK_ANSWER_SECONDS)
+            # asyncio.timeout around a shield: the task is never cancelled by our deadline, and (unlike 3.11's
+            # wait_for) a cancellation of this request cannot be lost.
+            async with asyncio.timeout(CALLBACK_ANSWER_SECONDS):
+                await asyncio.shield(task)
         except TimeoutError:
             log.warning("status callback ref=%s still waiting on the store; answered 503 so SignalWire retries", ref)
             return web.json_response({"error": "storage busy, retry"}, status=503)

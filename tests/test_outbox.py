@@ -410,3 +410,60 @@ async def test_a_post_cut_off_before_it_was_marked_done_is_not_posted_again(worl
     await outbox.stop()
     assert [m.text for m in world.fake.messages(CHANNEL)] == ["🕓 Queued at SignalWire", "📤 Sent to carrier"]
     assert world.fake.called("conversations.history")
+
+
+# --- shutdown is bounded -------------------------------------------------------------------------------------
+
+
+class _StubbornSlack:
+    """A Slack port whose post ignores cancellation until released (a stuck driver, or 3.11's lost cancel)."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def post(self, channel: str, text: str, blocks: object = None, thread_ts: str | None = None,
+                   *, key: str | None = None) -> str:
+        self.entered.set()
+        while not self.release.is_set():
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                continue  # swallowed: exactly what must not make stop() hang
+        return "1.0"
+
+    async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, object]]) -> None:
+        raise AssertionError("not used")
+
+    async def react(self, channel: str, ts: str, name: str, *, add: bool = True) -> None:
+        raise AssertionError("not used")
+
+
+async def test_stop_returns_even_when_a_delivery_swallows_its_cancellation(world: World) -> None:
+    slack = _StubbornSlack()
+    outbox = SlackOutbox(world.store, slack, render_parent=world.render, on_parent_posted=world.parent_posted,
+                         poll_interval=0.05)
+    outbox.start()
+    await outbox.post("t1", CHANNEL, "stuck")
+    async with asyncio.timeout(5):
+        await slack.entered.wait()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(10):  # without a bound, stop() would wait here forever
+        await outbox.stop(flush_timeout=0.2, cancel_timeout=0.3)
+    assert loop.time() - started < 10
+    assert await outbox.pending() == 1  # not delivered, still stored for the next start
+    slack.release.set()
+    await asyncio.sleep(0.05)  # let the abandoned task finish before the loop closes
+
+
+async def test_stop_during_the_idle_wait_never_hangs_thirty_times(world: World) -> None:
+    # The worker spends its idle time waiting on its wake-up event; stop() cancels it there. With wait_for on
+    # Python 3.11 that cancellation could be lost when the wait timed out at the same moment.
+    for n in range(30):
+        outbox = SlackOutbox(world.store, world.slack, render_parent=world.render,
+                             on_parent_posted=world.parent_posted, poll_interval=0.001 * (n % 5 + 1))
+        outbox.start()
+        await asyncio.sleep(0.001 * (n % 7))
+        async with asyncio.timeout(10):
+            await outbox.stop(flush_timeout=0)

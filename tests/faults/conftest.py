@@ -16,6 +16,15 @@ from faults.procs import World, open_world
 
 WorldFactory = Callable[..., AbstractAsyncContextManager[World]]
 
+# Real processes, restarts and compressed outages: more than the suite-wide 60 s, still a hard stop.
+FAULT_TEST_TIMEOUT = 150
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "faults" in item.nodeid.split("/") and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(FAULT_TEST_TIMEOUT))
+
 
 @pytest.fixture
 async def make_world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[WorldFactory]:
