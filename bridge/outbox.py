@@ -16,9 +16,14 @@ Guarantees:
 - Parent posts and updates are rendered when delivered, from the store's state at that moment, and a parent
   update is not queued while an undelivered one (or the parent post itself) is still waiting: a burst of status
   changes becomes one ``chat.update`` showing the latest state.
-- Delivery is at least once: a post whose answer is lost (timeout after Slack accepted it, or a crash before the
-  item is marked done) can appear twice. Slack has no idempotency key; a parent post is guarded anyway, because
-  its ``ts`` is recorded through ``on_parent_posted`` and a parent that already has one is never posted again.
+- Posts happen once: Slack has no idempotency key, so every post carries its item's key as message metadata, and
+  an item whose earlier attempt may have reached Slack (a claim left by a crash, a counted failed attempt, or a
+  parent the caller already tried to post itself) is looked up in the channel / thread before posting again.
+  A parent's ``ts`` is also recorded through ``on_parent_posted`` and a parent that has one is never posted again.
+- Inbound texts (``Kind.INBOUND``) are routed when delivered: into the conversation's current thread, or — when
+  there is none or that thread no longer takes posts (parent deleted, bot removed) — as a new parent in the
+  inbound channel, which then becomes the conversation's thread. Later items can follow it with
+  ``thread_of_inbound`` (a reply or reaction in whatever thread that text ended up in).
 - Several replicas may share the database: an item is claimed (a lease of ``lease`` seconds) before delivery.
   A process killed mid-delivery leaves a claim that expires after the lease.
 
@@ -55,6 +60,7 @@ class Kind(StrEnum):
     REACT = "react"
     UNREACT = "unreact"
     EPHEMERAL = "ephemeral"
+    INBOUND = "inbound"  # an inbound SMS: into its conversation's thread, else a new parent (routed at delivery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,52 @@ class OutboxItem:
     result: str | None
     last_error: str | None
     uncertain: bool = False  # an earlier attempt may have reached Slack: look before posting again
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """One item to add, for callers that must store it in the same transaction as their own rows
+    (``Store.record_inbound``). Build it with ``post_item`` / ``react_item`` / ``inbound_item``; then ``wake()``."""
+
+    thread_key: str
+    kind: str
+    ref: str | None
+    channel: str | None
+    payload: dict[str, Any]
+
+
+def post_item(thread_key: str, channel: str, text: str, blocks: list[dict[str, Any]] | None = None, *,
+              thread_ts: str | None = None, thread_of_ref: str | None = None,
+              thread_of_inbound: str | None = None) -> Enqueue:
+    """See ``SlackOutbox.post``. ``thread_of_inbound``: reply in the thread an inbound text (by message id) was
+    posted into — in the channel it ended up in, which may not be ``channel`` after a fallback."""
+    payload: dict[str, Any] = {"text": text, "blocks": blocks, "thread_ts": thread_ts}
+    if thread_of_ref is not None:
+        payload["thread_of_ref"] = thread_of_ref
+    if thread_of_inbound is not None:
+        payload["thread_of_inbound"] = thread_of_inbound
+    return Enqueue(thread_key, Kind.POST, thread_of_ref, channel, payload)
+
+
+def react_item(thread_key: str, channel: str, ts: str | None, name: str, *, add: bool = True,
+               parent_of_inbound: str | None = None) -> Enqueue:
+    """A reaction on ``ts``; or, with ``parent_of_inbound``, on the parent of the thread that inbound text was
+    posted into as a reply (nothing if it started a thread itself)."""
+    payload: dict[str, Any] = {"ts": ts, "name": name}
+    if parent_of_inbound is not None:
+        payload["parent_of_inbound"] = parent_of_inbound
+    return Enqueue(thread_key, Kind.REACT if add else Kind.UNREACT, None, channel, payload)
+
+
+def inbound_item(thread_key: str, *, message_id: str, our_number: str, their_number: str, channel: str,
+                 reply: tuple[str, list[dict[str, Any]]], new: tuple[str, list[dict[str, Any]]]) -> Enqueue:
+    """Post an inbound text: ``reply`` (text, blocks) into the conversation's thread as it is when delivered, or
+    ``new`` as a new parent in ``channel`` (the inbound channel; "" if there is none)."""
+    payload: dict[str, Any] = {
+        "message_id": message_id, "our": our_number, "their": their_number,
+        "reply_text": reply[0], "reply_blocks": reply[1], "new_text": new[0], "new_blocks": new[1],
+    }
+    return Enqueue(thread_key, Kind.INBOUND, None, channel, payload)
 
 
 ParentRenderer = Callable[[str], Awaitable[ParentView | None]]
@@ -167,9 +219,10 @@ class SlackOutbox:
 
     # -- enqueue ---------------------------------------------------------------------------------------------
 
-    async def post_parent(self, ref: str, thread_key: str) -> None:
-        """Post ``ref``'s parent (rendered at delivery), then call ``on_parent_posted(ref, ts)``."""
-        await self._add(thread_key, Kind.PARENT, ref, None, {})
+    async def post_parent(self, ref: str, thread_key: str, *, maybe_posted: bool = False) -> None:
+        """Post ``ref``'s parent (rendered at delivery), then call ``on_parent_posted(ref, ts)``. The post carries
+        ``parent_key(ref)``; ``maybe_posted``: the caller's own attempt may have reached Slack, so look first."""
+        await self._add(thread_key, Kind.PARENT, ref, None, {"maybe_posted": maybe_posted})
 
     async def update_parent(self, ref: str, thread_key: str) -> None:
         """``chat.update`` ``ref``'s parent, rendered at delivery; nothing is queued if one is already waiting."""
@@ -193,13 +246,18 @@ class SlackOutbox:
     ) -> None:
         """A message or thread reply. ``thread_of_ref``: reply under ``ref``'s parent, whose ts is looked up when
         delivered — enqueue the parent post earlier under the same ``thread_key`` and it is delivered first."""
-        payload: dict[str, Any] = {"text": text, "blocks": blocks, "thread_ts": thread_ts}
-        if thread_of_ref is not None:
-            payload["thread_of_ref"] = thread_of_ref
-        await self._add(thread_key, Kind.POST, thread_of_ref, channel, payload)
+        await self._enqueue(post_item(thread_key, channel, text, blocks, thread_ts=thread_ts,
+                                      thread_of_ref=thread_of_ref))
 
     async def react(self, thread_key: str, channel: str, ts: str, name: str, *, add: bool = True) -> None:
-        await self._add(thread_key, Kind.REACT if add else Kind.UNREACT, None, channel, {"ts": ts, "name": name})
+        await self._enqueue(react_item(thread_key, channel, ts, name, add=add))
+
+    def wake(self) -> None:
+        """Items were added straight through the store (``Enqueue``): look for them now."""
+        self._wake.set()
+
+    async def _enqueue(self, item: Enqueue) -> None:
+        await self._add(item.thread_key, Kind(item.kind), item.ref, item.channel, item.payload)
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None:
         """Best effort: a few attempts, then dropped. Skipped if the Slack port has no ``ephemeral`` method."""
@@ -377,12 +435,13 @@ class SlackOutbox:
     # -- delivery --------------------------------------------------------------------------------------------
 
     async def _post_once(self, item: OutboxItem, channel: str, text: str, blocks: list[dict[str, Any]] | None,
-                         thread_ts: str | None) -> str:
-        """Post, tagged with the item's key; an item whose earlier attempt may have reached Slack (it was cut off
-        by a crash, a stop or a failure) is first looked up, so a receipt is not posted twice."""
-        key = f"outbox-{item.id}"
+                         thread_ts: str | None, *, key: str | None = None, maybe_posted: bool = False) -> str:
+        """Post, tagged with ``key`` (default: the item's own); an item whose earlier attempt may have reached Slack
+        (it was cut off by a crash, a stop or a failure, or ``maybe_posted``) is first looked up, so nothing is
+        posted twice."""
+        key = key or f"outbox-{item.id}"
         find = getattr(self.slack, "find_posted", None)
-        if item.uncertain and find is not None:
+        if (item.uncertain or maybe_posted) and find is not None:
             found: str | None = await find(channel, key, thread_ts)
             if found is not None:
                 log.info("slack outbox item %d was already posted (%s); not posting it again", item.id, found)
@@ -405,13 +464,18 @@ class SlackOutbox:
                 return view.ts
             if view.ts is not None:
                 return view.ts  # posted and recorded by an earlier attempt that died before marking it done
-            ts = item.result or await self._post_once(item, view.channel, view.text, view.blocks or None, None)
+            ts = item.result or await self._post_once(
+                item, view.channel, view.text, view.blocks or None, None, key=parent_key(item.ref),
+                maybe_posted=bool(payload.get("maybe_posted")))
             try:
                 await self.on_parent_posted(item.ref, ts)
             except Exception as exc:
                 raise _Unrecorded(ts) from exc
             return ts
+        if kind is Kind.INBOUND:
+            return await self._deliver_inbound(item)
         assert item.channel is not None
+        channel = item.channel
         if kind is Kind.POST:
             thread_ts = payload.get("thread_ts")
             thread_of = payload.get("thread_of_ref")
@@ -420,10 +484,22 @@ class SlackOutbox:
                 if sms is None or sms.parent_ts is None:
                     raise _Undeliverable(f"parent_not_posted (ref {thread_of})")
                 thread_ts = sms.parent_ts
-            return await self._post_once(item, item.channel, payload["text"], payload.get("blocks"), thread_ts)
+            if payload.get("thread_of_inbound") is not None:
+                place = await self.store.inbound_posted_at(payload["thread_of_inbound"])
+                if place is None:
+                    raise _Undeliverable("inbound_not_posted")
+                channel, thread_ts = place.channel_id, place.thread_ts
+            return await self._post_once(item, channel, payload["text"], payload.get("blocks"), thread_ts)
         if kind in (Kind.REACT, Kind.UNREACT):
+            target: str | None = payload.get("ts")
+            if payload.get("parent_of_inbound") is not None:
+                where = await self.store.inbound_posted_at(payload["parent_of_inbound"])
+                if where is None or where.started_thread:
+                    return None  # not posted, or it is the parent itself: nothing to mark
+                channel, target = where.channel_id, where.thread_ts
+            assert target is not None
             try:
-                await self.slack.react(item.channel, payload["ts"], payload["name"], add=kind is Kind.REACT)
+                await self.slack.react(channel, target, payload["name"], add=kind is Kind.REACT)
             except Exception as exc:
                 if is_transient(exc) or str(exc) != _ALREADY_DONE[kind]:
                     raise
@@ -435,6 +511,36 @@ class SlackOutbox:
             return None
         await send(item.channel, payload["user"], payload["text"])
         return None
+
+    async def _deliver_inbound(self, item: OutboxItem) -> str:
+        """Into the conversation's thread as it is now; if there is none, or Slack refuses that thread for good,
+        a new parent in the inbound channel, recorded as the conversation's thread. Either way the text is kept."""
+        payload = item.payload
+        message_id = payload["message_id"]
+        current = await self.store.get_conversation(payload["our"], payload["their"])
+        if current is not None:
+            try:
+                ts = await self._post_once(item, current.channel_id, payload["reply_text"], payload["reply_blocks"],
+                                           current.thread_ts)
+            except Exception as exc:
+                if is_transient(exc) or not _is_port_error(exc):
+                    raise
+                log.warning("slack outbox item %d: the conversation's thread no longer takes posts (%s); "
+                            "starting a new parent", item.id, exc)
+            else:
+                await self.store.inbound_posted(message_id, current.channel_id, current.thread_ts, ts, _now())
+                return ts
+        if not item.channel:
+            raise _Undeliverable("no INBOUND_CHANNEL (or NUMBER_CHANNELS entry) for a new conversation; the text is "
+                                 f"kept in the inbound table (message id {message_id})")
+        ts = await self._post_once(item, item.channel, payload["new_text"], payload["new_blocks"], None)
+        await self.store.inbound_posted(message_id, item.channel, ts, ts, _now())
+        return ts
+
+
+def parent_key(ref: str) -> str:
+    """The metadata key a parent post carries, whoever posts it (``Bridge.process`` or this outbox)."""
+    return f"parent-{ref}"
 
 
 async def _wait_event(event: asyncio.Event, timeout: float) -> None:

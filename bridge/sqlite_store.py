@@ -23,8 +23,8 @@ from bridge.sqlite_audit import AUDIT_MIGRATION, AuditSql
 from bridge.sqlite_outbox import MIGRATION as OUTBOX_MIGRATION
 from bridge.sqlite_outbox import OutboxSql
 from bridge.sqlite_time import db_time, py_time
+from bridge.sqlite_two_way import DURABLE_MIGRATION, TwoWaySql
 from bridge.sqlite_two_way import MIGRATION as TWO_WAY_MIGRATION
-from bridge.sqlite_two_way import TwoWaySql
 from bridge.store import StoreUnavailable
 from sw_api.models import MessageStatus
 
@@ -83,6 +83,8 @@ MIGRATIONS: Mapping[int, str] = {
     CREATE INDEX outbound_state ON outbound (state, next_attempt_at);
     CREATE TABLE counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
+    # 6: durable inbound texts, reply / retry intents stored with their claim (bridge.sqlite_two_way).
+    6: DURABLE_MIGRATION,
 }
 
 

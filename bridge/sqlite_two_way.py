@@ -1,21 +1,31 @@
-"""SQLite storage of two-way conversations: migration 2 and the ``Store`` methods ``bridge.two_way`` needs.
+"""SQLite storage of two-way conversations: migrations 2 and 6 and the ``Store`` methods ``bridge.two_way`` needs.
 
-Owns: the conversation, inbound, opt_out, slack_event and reply_source tables. Mixed into
-``bridge.sqlite_store.SqliteStore``, whose ``_one`` / ``_write`` (serialised writes, ``StoreUnavailable``) it uses;
-kept in its own module so the two-way SQL does not tangle with the send/receipt SQL.
+Owns: the conversation, inbound, opt_out, slack_event and reply_source tables, and the intents that must be
+stored atomically with a claim: an inbound text with its opt-out change and outbox items (``record_inbound``), a
+thread reply keyed by its Slack message (``create_reply_intent``) and a Retry (``create_retry_intent``). Mixed into
+``bridge.sqlite_store.SqliteStore``, whose ``_one`` / ``_write`` / ``_db`` / ``_write_lock`` (serialised writes,
+``StoreUnavailable``) it uses; kept in its own module so the two-way SQL does not tangle with the send/receipt SQL.
 Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.sqlite_store`` (it is imported by it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
-from bridge.model import Conversation, OptOut
+from bridge.model import Conversation, OptOut, OutboundSms, SendRequest, SendState
+from bridge.outbox import Enqueue
 from bridge.sqlite_time import db_time
+from bridge.store import InboundPlace, StoreUnavailable
+from sw_api.models import InboundMessage
+
+T = TypeVar("T")
 
 MIGRATION = """
     CREATE TABLE conversation (
@@ -40,19 +50,190 @@ MIGRATION = """
 """
 
 
+# 6: durable inbound texts and intents. An inbound row is the whole message plus where it was posted; rows of
+# migration 2 (ids only) read as already handled. parent_attempt marks a parent post that was started, so a
+# crash between Slack's answer and storing its ts makes the next attempt look before posting again.
+DURABLE_MIGRATION = """
+    ALTER TABLE inbound ADD COLUMN our_number TEXT;
+    ALTER TABLE inbound ADD COLUMN their_number TEXT;
+    ALTER TABLE inbound ADD COLUMN body TEXT;
+    ALTER TABLE inbound ADD COLUMN media TEXT;
+    ALTER TABLE inbound ADD COLUMN channel_id TEXT;
+    ALTER TABLE inbound ADD COLUMN thread_ts TEXT;
+    ALTER TABLE inbound ADD COLUMN ts TEXT;
+    ALTER TABLE inbound ADD COLUMN posted_at TEXT;
+    CREATE INDEX reply_source_ts ON reply_source (source_ts);
+    CREATE TABLE parent_attempt (ref TEXT PRIMARY KEY, started_at TEXT NOT NULL);
+"""
+
+_DB_ERRORS = (sqlite3.Error, ValueError)
+
+_INSERT_OUTBOUND = """INSERT INTO outbound (ref, created_at, updated_at, team_id, channel_id, user_id, to_number,
+       from_number, body, media, send_as_mms, origin, state, parent_ts, retry_of)
+   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+
+def _outbound_params(ref: str, request: SendRequest, now: datetime) -> tuple[Any, ...]:
+    return (ref, db_time(now), db_time(now), request.team_id, request.channel_id, request.user_id, request.to,
+            request.from_, request.body, json.dumps(list(request.media)), int(request.send_as_mms), request.origin,
+            SendState.PENDING.value, request.thread_ts, request.retry_of)
+
+
+_SET_CONVERSATION = """INSERT INTO conversation (our_number, their_number, channel_id, thread_ts, updated_at)
+   VALUES (?, ?, ?, ?, ?)
+   ON CONFLICT (our_number, their_number) DO UPDATE SET channel_id = excluded.channel_id,
+       thread_ts = excluded.thread_ts, updated_at = excluded.updated_at"""
+
+
 def _row_to_conversation(row: aiosqlite.Row) -> Conversation:
     return Conversation(row["our_number"], row["their_number"], row["channel_id"], row["thread_ts"],
                         datetime.fromisoformat(row["updated_at"]))
 
 
 class TwoWaySql:
-    """Methods of ``Store`` for conversations; the host class provides ``_one`` and ``_write``."""
+    """Methods of ``Store`` for conversations; the host class provides ``_one``, ``_write``, ``_db``,
+    ``_write_lock``, ``_check_open`` and ``get_outbound``."""
+
+    _db: aiosqlite.Connection
+    _write_lock: asyncio.Lock
 
     async def _one(self, sql: str, params: Sequence[Any]) -> aiosqlite.Row | None:
         raise NotImplementedError
 
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
         raise NotImplementedError
+
+    def _check_open(self) -> None:
+        raise NotImplementedError
+
+    async def get_outbound(self, ref: str) -> OutboundSms | None:
+        raise NotImplementedError
+
+    async def _atomic(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction: all of its writes commit, or none do."""
+        self._check_open()
+        try:
+            async with self._write_lock:
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = await work(self._db)
+                    await self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        await self._db.execute("ROLLBACK")
+                    raise
+                return result
+        except _DB_ERRORS as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+
+    # -- inbound (durable: stored with its opt-out change and its Slack posts in one transaction) ---------------
+
+    async def record_inbound(
+        self, message: InboundMessage, *, opt_out: str | None, opt_in: bool, items: Sequence[Enqueue], now: datetime,
+    ) -> bool:
+        async def work(db: aiosqlite.Connection) -> bool:
+            media = json.dumps([[m.url, m.content_type] for m in message.media])
+            cur = await db.execute(
+                """INSERT OR IGNORE INTO inbound (message_id, received_at, our_number, their_number, body, media)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                (message.message_id, db_time(now), message.to, message.from_, message.body, media),
+            )
+            if cur.rowcount != 1:
+                return False
+            if opt_out is not None:
+                await db.execute(
+                    """INSERT OR IGNORE INTO opt_out (our_number, their_number, opted_out_at, keyword)
+                       VALUES (?, ?, ?, ?)""", (message.to, message.from_, db_time(now), opt_out))
+            if opt_in:
+                await db.execute("DELETE FROM opt_out WHERE our_number = ? AND their_number = ?",
+                                 (message.to, message.from_))
+            for item in items:
+                await db.execute(
+                    """INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                    (item.thread_key, item.kind, item.ref, item.channel, json.dumps(item.payload), db_time(now),
+                     now.timestamp()),
+                )
+            return True
+
+        return await self._atomic(work)
+
+    async def inbound_posted(self, message_id: str, channel_id: str, thread_ts: str, ts: str, now: datetime) -> None:
+        async def work(db: aiosqlite.Connection) -> None:
+            await db.execute("UPDATE inbound SET channel_id = ?, thread_ts = ?, ts = ?, posted_at = ? "
+                             "WHERE message_id = ?", (channel_id, thread_ts, ts, db_time(now), message_id))
+            async with db.execute("SELECT our_number, their_number FROM inbound WHERE message_id = ?",
+                                  (message_id,)) as cur:
+                row = await cur.fetchone()
+            if row is not None and row["our_number"] is not None:
+                await db.execute(_SET_CONVERSATION,
+                                 (row["our_number"], row["their_number"], channel_id, thread_ts, db_time(now)))
+
+        await self._atomic(work)
+
+    async def inbound_posted_at(self, message_id: str) -> InboundPlace | None:
+        row = await self._one("SELECT channel_id, thread_ts, ts FROM inbound WHERE message_id = ?", (message_id,))
+        if row is None or row["ts"] is None:
+            return None
+        return InboundPlace(row["channel_id"], row["thread_ts"], row["ts"])
+
+    # -- intents stored together with their claim -------------------------------------------------------------
+
+    async def create_reply_intent(self, ref: str, request: SendRequest, now: datetime) -> tuple[OutboundSms, bool]:
+        assert request.source_ts is not None
+
+        async def work(db: aiosqlite.Connection) -> tuple[str, bool]:
+            async with db.execute(
+                """SELECT o.ref FROM outbound o JOIN reply_source r ON r.ref = o.ref
+                   WHERE r.source_ts = ? AND o.channel_id = ? AND o.retry_of IS NULL
+                   ORDER BY o.created_at LIMIT 1""", (request.source_ts, request.channel_id)) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                return str(row["ref"]), False
+            await db.execute(_INSERT_OUTBOUND, _outbound_params(ref, request, now))
+            await db.execute("INSERT INTO reply_source (ref, source_ts) VALUES (?, ?)", (ref, request.source_ts))
+            return ref, True
+
+        stored, created = await self._atomic(work)
+        sms = await self.get_outbound(stored)
+        assert sms is not None
+        return sms, created
+
+    async def create_retry_intent(self, ref: str, request: SendRequest, user_id: str, now: datetime) -> bool:
+        assert request.retry_of is not None
+        retry_of = request.retry_of
+
+        async def work(db: aiosqlite.Connection) -> bool:
+            cur = await db.execute(
+                "UPDATE outbound SET retried_by = ?, updated_at = ? WHERE ref = ? AND retried_by IS NULL",
+                (user_id, db_time(now), retry_of))
+            if cur.rowcount != 1:
+                return False
+            await db.execute(_INSERT_OUTBOUND, _outbound_params(ref, request, now))
+            if request.source_ts is not None:
+                await db.execute("INSERT INTO reply_source (ref, source_ts) VALUES (?, ?)", (ref, request.source_ts))
+            return True
+
+        return await self._atomic(work)
+
+    async def abandon_retry_intent(self, ref: str) -> bool:
+        async def work(db: aiosqlite.Connection) -> bool:
+            async with db.execute("SELECT retry_of FROM outbound WHERE ref = ? AND state = ? AND attempts = 0",
+                                  (ref, SendState.PENDING.value)) as cur:
+                row = await cur.fetchone()
+            if row is None or row["retry_of"] is None:
+                return False
+            await db.execute("DELETE FROM reply_source WHERE ref = ?", (ref,))
+            await db.execute("DELETE FROM outbound WHERE ref = ?", (ref,))
+            await db.execute("UPDATE outbound SET retried_by = NULL WHERE ref = ?", (row["retry_of"],))
+            return True
+
+        return await self._atomic(work)
+
+    async def begin_parent_post(self, ref: str, now: datetime) -> bool:
+        count = await self._write("INSERT OR IGNORE INTO parent_attempt (ref, started_at) VALUES (?, ?)",
+                                  (ref, db_time(now)))
+        return count == 0
 
     async def get_conversation(self, our_number: str, their_number: str) -> Conversation | None:
         row = await self._one(
@@ -63,13 +244,7 @@ class TwoWaySql:
     async def set_conversation(
         self, our_number: str, their_number: str, channel_id: str, thread_ts: str, now: datetime
     ) -> None:
-        await self._write(
-            """INSERT INTO conversation (our_number, their_number, channel_id, thread_ts, updated_at)
-               VALUES (?, ?, ?, ?, ?)
-               ON CONFLICT (our_number, their_number) DO UPDATE SET channel_id = excluded.channel_id,
-                   thread_ts = excluded.thread_ts, updated_at = excluded.updated_at""",
-            (our_number, their_number, channel_id, thread_ts, db_time(now)),
-        )
+        await self._write(_SET_CONVERSATION, (our_number, their_number, channel_id, thread_ts, db_time(now)))
 
     async def conversation_by_thread(self, channel_id: str, thread_ts: str) -> Conversation | None:
         row = await self._one(
@@ -77,15 +252,6 @@ class TwoWaySql:
             (channel_id, thread_ts),
         )
         return None if row is None else _row_to_conversation(row)
-
-    async def claim_inbound(self, message_id: str, now: datetime) -> bool:
-        count = await self._write(
-            "INSERT OR IGNORE INTO inbound (message_id, received_at) VALUES (?, ?)", (message_id, db_time(now))
-        )
-        return count == 1
-
-    async def release_inbound(self, message_id: str) -> None:
-        await self._write("DELETE FROM inbound WHERE message_id = ?", (message_id,))
 
     async def get_opt_out(self, our_number: str, their_number: str) -> OptOut | None:
         row = await self._one(

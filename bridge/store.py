@@ -8,6 +8,7 @@ Must not import: aiohttp, Slack packages, ``handlers``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,11 +17,26 @@ from sw_api.models import MessageStatus
 
 if TYPE_CHECKING:
     from bridge.access import AuditAction, AuditEntry  # bridge.access imports this module too
-    from bridge.outbox import OutboxItem  # bridge.outbox imports this module (StoreUnavailable) at run time
+    from bridge.outbox import Enqueue, OutboxItem  # bridge.outbox imports this module (StoreUnavailable) at run time
+    from sw_api.models import InboundMessage
 
 
 class StoreUnavailable(RuntimeError):
     """The database cannot be reached or answered with an error; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundPlace:
+    """Where an inbound text was posted: its channel, the thread it is in, and its own ``ts``."""
+
+    channel_id: str
+    thread_ts: str
+    ts: str
+
+    @property
+    def started_thread(self) -> bool:
+        """It is the parent of its thread (a new conversation), not a reply in an existing one."""
+        return self.ts == self.thread_ts
 
 
 class Store(Protocol):
@@ -109,11 +125,17 @@ class Store(Protocol):
     async def conversation_by_thread(self, channel_id: str, thread_ts: str) -> Conversation | None:
         """The conversation bridged to that thread (the most recently used one if several were)."""
 
-    async def claim_inbound(self, message_id: str, now: datetime) -> bool:
-        """True for the first delivery of an inbound message id only: duplicates post once."""
+    async def record_inbound(
+        self, message: InboundMessage, *, opt_out: str | None, opt_in: bool, items: Sequence[Enqueue], now: datetime,
+    ) -> bool:
+        """Store an inbound text, apply its opt-out (``opt_out``: the keyword) or opt-in, and add its outbox
+        ``items``, all in one transaction. False (and nothing changes) if its message id was recorded before."""
 
-    async def release_inbound(self, message_id: str) -> None:
-        """Forget a claim whose Slack post failed, so SignalWire's redelivery is handled."""
+    async def inbound_posted(self, message_id: str, channel_id: str, thread_ts: str, ts: str, now: datetime) -> None:
+        """The text is in Slack at ``ts`` in thread ``thread_ts``; that thread becomes its conversation's."""
+
+    async def inbound_posted_at(self, message_id: str) -> InboundPlace | None:
+        """Where the text was posted; None while it is not (or never was: old rows, or it could not be)."""
 
     async def get_opt_out(self, our_number: str, their_number: str) -> OptOut | None: ...
 
@@ -130,6 +152,23 @@ class Store(Protocol):
         """Remember the Slack thread reply an outbound message was sent from (its reactions show the outcome)."""
 
     async def reply_source(self, ref: str) -> str | None: ...
+
+    # -- intents stored with their claim (migration 6, bridge.sqlite_two_way) --------------------------------------
+
+    async def create_reply_intent(self, ref: str, request: SendRequest, now: datetime) -> tuple[OutboundSms, bool]:
+        """Store a thread reply's intent (and its ``source_ts``) unless that Slack message (channel + source_ts)
+        already has one: then return that one and False. Check and insert are one transaction."""
+
+    async def create_retry_intent(self, ref: str, request: SendRequest, user_id: str, now: datetime) -> bool:
+        """Claim the Retry of ``request.retry_of`` for ``user_id`` and store the new intent, atomically; False (and
+        nothing stored) if that message was retried already."""
+
+    async def abandon_retry_intent(self, ref: str) -> bool:
+        """Undo ``create_retry_intent`` for a retry never started (the user was told it was not recorded)."""
+
+    async def begin_parent_post(self, ref: str, now: datetime) -> bool:
+        """Note that ``ref``'s parent is about to be posted; True if an earlier attempt was noted (it may be in
+        Slack already: look before posting again)."""
 
     # -- audit trail (migration 4, bridge.sqlite_audit) ----------------------------------------------------------
 

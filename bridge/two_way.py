@@ -1,22 +1,22 @@
 """Two-way conversations: inbound texts into per-contact Slack threads, thread replies out as SMS, STOP/START/HELP.
 
-Owns: routing an inbound SMS to its conversation's thread (or a new parent in the inbound channel), duplicate
-suppression, recording opt-outs and opt-ins, and turning a human's thread reply into a ``SendRequest`` for
-``Bridge.submit`` (which refuses opted-out numbers for every send path).
-Must not import: aiohttp's server side, Slack packages, ``handlers``. Slack is reached through ``Bridge.slack``.
+Owns: storing an inbound SMS durably with its opt-out / opt-in and its Slack posts (the outbox routes it to its
+conversation's thread, or a new parent in the inbound channel), duplicate suppression, and turning a human's
+thread reply into a ``SendRequest`` for ``Bridge.submit`` (which refuses opted-out numbers for every send path).
+Must not import: aiohttp's server side, Slack packages, ``handlers``. Slack is reached through ``Bridge.outbox``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
 
 from bridge import conversations as conv
+from bridge import outbox
 from bridge.compose import ComposeError, validate_send
 from bridge.model import OutboundSms
-from bridge.service import Bridge, Notify, SlackPortError, utcnow
+from bridge.service import Bridge, Notify, utcnow
 from sw_api.models import InboundMessage
 from sw_api.text import mask_number
 
@@ -25,8 +25,8 @@ log = logging.getLogger("bridge.two_way")
 NEW_REPLY_REACTION = "incoming_envelope"
 
 
-class InboundNotPosted(RuntimeError):
-    """Slack would not take the inbound text; the webhook should answer 503 so SignalWire delivers it again."""
+# The outbox thread of inbound texts that can go nowhere (no conversation, no inbound channel).
+UNROUTED_THREAD = "inbound-unrouted"
 
 
 class TwoWay:
@@ -53,63 +53,53 @@ class TwoWay:
     # -- inbound -----------------------------------------------------------------------------------------------
 
     async def receive(self, message: InboundMessage) -> bool:
-        """Post one inbound text into Slack; False for a duplicate delivery. Raises ``InboundNotPosted``."""
-        store = self.bridge.store
-        if not await store.claim_inbound(message.message_id, utcnow()):
-            log.info("duplicate inbound id=%s ignored", message.message_id)
-            return False
-        try:
-            async with self.bridge.lock(f"conversation:{message.to}:{message.from_}"):
-                channel, thread_ts = await self._post(message)
-                await store.set_conversation(message.to, message.from_, channel, thread_ts, utcnow())
-                await self._apply_keyword(message, channel, thread_ts)
-        except BaseException:
-            await store.release_inbound(message.message_id)
-            raise
-        return True
+        """Store one inbound text durably; False for a duplicate delivery (already stored: nothing changes).
 
-    async def _post(self, message: InboundMessage) -> tuple[str, str]:
-        """(channel, thread ts) the text was posted under."""
-        slack = self.bridge.slack
-        existing = await self.bridge.store.get_conversation(message.to, message.from_)
-        if existing is not None:
-            try:
-                await slack.post(existing.channel_id, conv.inbound_text(message, new_conversation=False),
-                                 conv.inbound_blocks(message, new_conversation=False), thread_ts=existing.thread_ts)
-            except SlackPortError as exc:
-                # The parent was deleted or the bot left the channel: start afresh rather than lose the text.
-                log.warning("inbound into thread failed (%s); starting a new parent", exc)
-            else:
-                # already_reacted is fine: the parent already shows there are replies from the phone.
-                with contextlib.suppress(SlackPortError):
-                    await slack.react(existing.channel_id, existing.thread_ts, NEW_REPLY_REACTION)
-                return existing.channel_id, existing.thread_ts
-        channel = self.channel_for(message.to)
-        if not channel:
-            raise InboundNotPosted("no INBOUND_CHANNEL configured for a new conversation")
-        try:
-            ts = await slack.post(channel, conv.inbound_text(message, new_conversation=True),
-                                  conv.inbound_blocks(message, new_conversation=True))
-        except SlackPortError as exc:
-            raise InboundNotPosted(f"could not post in {channel}: {exc}") from exc
-        return channel, ts
-
-    async def _apply_keyword(self, message: InboundMessage, channel: str, thread_ts: str) -> None:
+        One transaction stores the text, applies STOP/START and queues its Slack posts (the text, 📨 on the
+        parent of an existing thread, the keyword notice), so once this returns SignalWire may be answered: the
+        outbox delivers them, across crashes. If the transaction did not commit, nothing happened and
+        SignalWire's redelivery does it all. Routing (existing thread or a new parent) is decided at delivery.
+        """
         keyword = conv.classify_keyword(message.body)
-        if keyword is None:
-            return
-        store, now = self.bridge.store, utcnow()
+        now = utcnow()
+        async with self.bridge.lock(f"conversation:{message.to}:{message.from_}"):
+            current = await self.bridge.store.get_conversation(message.to, message.from_)
+            channel = self.channel_for(message.to)
+            # Items of one conversation share a key, so each sees the thread the previous one ended up in.
+            key = current.channel_id if current is not None else (channel or UNROUTED_THREAD)
+            items = [
+                outbox.inbound_item(
+                    key, message_id=message.message_id, our_number=message.to, their_number=message.from_,
+                    channel=channel,
+                    reply=(conv.inbound_text(message, new_conversation=False),
+                           conv.inbound_blocks(message, new_conversation=False)),
+                    new=(conv.inbound_text(message, new_conversation=True),
+                         conv.inbound_blocks(message, new_conversation=True)),
+                ),
+                # Only acts if the text went into an existing thread: its parent shows replies from the phone.
+                outbox.react_item(key, channel, None, NEW_REPLY_REACTION, parent_of_inbound=message.message_id),
+            ]
+            if keyword is not None:
+                items.append(outbox.post_item(key, channel, conv.keyword_notice(keyword, message.from_, message.to,
+                                                                                 now),
+                                              thread_of_inbound=message.message_id))
+            stored = await self.bridge.store.record_inbound(
+                message, opt_out=conv.keyword_word(message.body) if keyword is conv.Keyword.OPT_OUT else None,
+                opt_in=keyword is conv.Keyword.OPT_IN, items=items, now=now,
+            )
+        if not stored:
+            log.info("duplicate inbound id=%s ignored (already stored)", message.message_id)
+            return False
+        self.bridge.outbox.wake()
         if keyword is conv.Keyword.OPT_OUT:
-            await store.set_opt_out(message.to, message.from_, conv.keyword_word(message.body), now)
             log.info("opt-out from=%s to=%s", mask_number(message.from_), mask_number(message.to))
         elif keyword is conv.Keyword.OPT_IN:
-            await store.clear_opt_out(message.to, message.from_)
             log.info("opt-in from=%s to=%s", mask_number(message.from_), mask_number(message.to))
-        try:
-            await self.bridge.slack.post(channel, conv.keyword_notice(keyword, message.from_, message.to, now),
-                                         thread_ts=thread_ts)
-        except SlackPortError as exc:
-            log.warning("keyword notice not posted: %s", exc)
+        if current is None and not channel:
+            log.warning("inbound id=%s to=%s starts a conversation but no INBOUND_CHANNEL (or NUMBER_CHANNELS entry) "
+                        "is set: stored (opt-out keywords applied) but not posted in Slack", message.message_id,
+                        mask_number(message.to))
+        return True
 
     # -- thread replies ----------------------------------------------------------------------------------------
 

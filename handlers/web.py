@@ -16,7 +16,7 @@ from aiohttp import web
 
 from bridge.service import Bridge, CallbackRefused
 from bridge.store import StoreUnavailable
-from bridge.two_way import InboundNotPosted, TwoWay
+from bridge.two_way import TwoWay
 from sw_api.errors import MalformedWebhook, SignatureMismatch
 from sw_api.text import mask_number
 from sw_api.webhooks import (
@@ -99,12 +99,22 @@ class SignalWireRoutes:
         log.info("inbound message id=%s from=%s to=%s", message.message_id, mask_number(message.from_),
                  mask_number(message.to))
         if self._two_way is not None:
+            bridge = request.app[self._bridge_key]
+            # 200 only once the text, its opt-out change and its Slack posts are committed (one transaction);
+            # Slack itself is reached later by the outbox. A slow store gets a quick 503 (SignalWire delivers
+            # again) while the task finishes: the redelivery is then a harmless duplicate.
+            task = bridge.spawn(self._two_way(bridge).receive(message), name=f"inbound-{message.message_id}")
             try:
-                await self._two_way(request.app[self._bridge_key]).receive(message)
-            except (InboundNotPosted, StoreUnavailable) as exc:
-                log.warning("inbound id=%s not posted: %s", message.message_id, exc)
-                # 503 makes SignalWire deliver it again; the claim was released so the redelivery is handled.
-                return web.json_response({"error": "not posted, retry"}, status=503)
+                async with asyncio.timeout(CALLBACK_ANSWER_SECONDS):
+                    await asyncio.shield(task)
+            except TimeoutError:
+                log.warning("inbound id=%s still waiting on the store; answered 503 so SignalWire retries",
+                            message.message_id)
+                return web.json_response({"error": "storage busy, retry"}, status=503)
+            except StoreUnavailable as exc:
+                log.warning("inbound id=%s not stored: %s", message.message_id, exc)
+                # Nothing was committed: SignalWire's redelivery is handled as new.
+                return web.json_response({"error": "storage unavailable, retry"}, status=503)
         if message.source_format == "form":
             return web.Response(text=CXML_EMPTY, content_type="text/xml")
         return web.json_response(SWML_RECEIVE)
