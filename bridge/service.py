@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 from bridge import render
 from bridge.conversations import opted_out_refusal
 from bridge.model import OutboundSms, SendRequest, SendState, new_ref
-from bridge.outbox import ParentView, SlackOutbox, is_transient
+from bridge.outbox import ParentView, SlackOutbox, is_transient, parent_key
 from bridge.store import Store, StoreUnavailable
 from sw_api.errors import NotSent, OutcomeUnknown, RateLimited, SignalWireError, ValidationFailed
 from sw_api.models import LogRecord, Message, MessageStatus, StatusEvent
@@ -61,6 +61,12 @@ class SendSettings:
 
 class SlackPortError(RuntimeError):
     """Slack refused or could not take a post; ``str()`` is Slack's error code (e.g. ``channel_not_found``)."""
+
+
+class _AsTransient(SlackPortError):
+    """Looking for an earlier post failed: whether it exists is unknown, so leave the post to the outbox."""
+
+    transient = True
 
 
 class SlackPort(Protocol):
@@ -265,14 +271,13 @@ class Bridge:
                 return sms
             if sms.parent_ts is None and sms.attempts == 0:
                 try:
-                    ts = await self.slack.post(
-                        sms.channel_id, render.parent_text(sms), render.parent_blocks(sms, simulated=self.simulated)
-                    )
+                    ts = await self._post_parent_once(sms)
                 except SlackPortError as exc:
                     if is_transient(exc):
                         # Slack is having trouble, not refusing: the parent waits in the outbox, the SMS goes.
+                        # A timeout may hide a post that Slack took: the outbox looks before posting it.
                         log.warning("parent post deferred ref=%s: %s", ref, exc)
-                        await self.outbox.post_parent(ref, sms.channel_id)
+                        await self.outbox.post_parent(ref, sms.channel_id, maybe_posted=True)
                         return await self.post_to_signalwire(sms)
                     reason = f"could not post in <#{sms.channel_id}> ({exc}); invite the bot or pick another channel"
                     await self.store.mark_rejected(ref, None, reason, utcnow())
@@ -288,6 +293,23 @@ class Bridge:
                 # Their answer comes back into this thread (bridge.two_way routes inbound texts by conversation).
                 await self.store.set_conversation(sms.from_, sms.to, sms.channel_id, sms.parent_ts, utcnow())
             return await self.post_to_signalwire(sms)
+
+    async def _post_parent_once(self, sms: OutboundSms) -> str:
+        """Post the parent, tagged with ``parent_key``. The attempt is noted in the store first, so after a crash
+        between Slack's answer and ``set_parent`` the next attempt finds that post instead of making another."""
+        key = parent_key(sms.ref)
+        if await self.store.begin_parent_post(sms.ref, utcnow()):
+            find: Callable[..., Awaitable[str | None]] | None = getattr(self.slack, "find_posted", None)
+            if find is not None:
+                try:
+                    found = await find(sms.channel_id, key, None)
+                except SlackPortError as exc:
+                    raise _AsTransient(str(exc)) from exc
+                if found is not None:
+                    log.info("parent of ref=%s was already posted (%s); not posting it again", sms.ref, found)
+                    return found
+        return await self.slack.post(sms.channel_id, render.parent_text(sms),
+                                     render.parent_blocks(sms, simulated=self.simulated), key=key)
 
     async def post_to_signalwire(self, sms: OutboundSms) -> OutboundSms:
         """One POST. The caller holds the message's lock. Every outcome is stored before anything else happens."""
