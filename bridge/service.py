@@ -43,6 +43,11 @@ NOT_RECORDED = (
     "⚠️ Your SMS was not sent: sms-bridge could not record it (its database is not answering). "
     "Try again in a minute; if it keeps happening, tell whoever runs sms-bridge."
 )
+RETRY_NOT_RECORDED = (
+    "⚠️ Nothing was sent: sms-bridge could not record your Retry (its database is not answering). "
+    "Press Retry again in a minute; if it keeps happening, tell whoever runs sms-bridge."
+)
+ALREADY_RETRIED = "Someone already pressed Retry on this message; see the thread for the new attempt."
 RECORD_PATIENCE = 60.0     # seconds to keep trying to store a send's outcome before leaving it to reconciliation
 RATE_LIMIT_BACKOFF = 5.0   # seconds, when SignalWire's 429 carries no Retry-After
 LONG_WAIT_NOTICE = 10.0    # tell the thread when a 429 makes a message wait at least this long
@@ -397,19 +402,40 @@ class Bridge:
 
     async def retry(self, ref: str, user_id: str, notify: Notify | None = None) -> OutboundSms | None:
         """Send a failed message again, into the same thread. A second click on the same Retry does nothing."""
+        accepted = await self.accept_retry(ref, user_id)
+        if isinstance(accepted, str):
+            if notify is not None:
+                await notify(accepted)
+            return None
+        return await self.process(accepted.ref, notify)
+
+    async def accept_retry(self, ref: str, user_id: str, *, timeout: float = ACCEPT_TIMEOUT) -> OutboundSms | str:
+        """Claim the Retry of ``ref`` and store its intent in one transaction, before the click is acknowledged:
+        a crash after the ack resumes it (``bridge.recovery``), and a second click is told it was pressed already.
+
+        Returns the stored retry, or what to tell the user (bounded like ``accept``: a database that does not
+        answer within ``timeout`` means nothing was claimed nor will be sent, and Retry can be pressed again).
+        """
+        task = asyncio.ensure_future(self._accept_retry_now(ref, user_id))
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            self.spawn(self._abandon_retry(task), name="abandon-retry")
+            return RETRY_NOT_RECORDED
+        try:
+            return task.result()
+        except StoreUnavailable:
+            log.exception("retry not recorded ref=%s", ref)
+            return RETRY_NOT_RECORDED
+
+    async def _accept_retry_now(self, ref: str, user_id: str) -> OutboundSms | str:
         original = await self.store.get_outbound(ref)
         if original is None:
-            if notify:
-                await notify("That message is not known to this bridge any more; send it again with /sms.")
-            return None
+            return "That message is not known to this bridge any more; send it again with /sms."
         if not render.can_retry(original):
-            if notify:
-                await notify("This message did not fail, so there is nothing to retry.")
-            return None
-        if not await self.store.claim_retry(ref, user_id, utcnow()):
-            if notify:
-                await notify("Someone already pressed Retry on this message; see the thread for the new attempt.")
-            return None
+            return "This message did not fail, so there is nothing to retry."
+        refusal = await self.opt_out_refusal(original.from_, original.to)
+        if refusal is not None:
+            return refusal
         request = SendRequest(
             user_id=user_id,
             channel_id=original.channel_id,
@@ -425,7 +451,22 @@ class Bridge:
             thread_ts=original.parent_ts,
             source_ts=await self.store.reply_source(original.ref),
         )
-        return await self.submit(request, notify)
+        retry_ref = new_ref()
+        if not await self.store.create_retry_intent(retry_ref, request, user_id, utcnow()):
+            return ALREADY_RETRIED
+        log.info("retry requested ref=%s of=%s user=%s", retry_ref, ref, user_id)
+        sms = await self.store.get_outbound(retry_ref)
+        assert sms is not None
+        return sms
+
+    async def _abandon_retry(self, task: asyncio.Future[OutboundSms | str]) -> None:
+        try:
+            outcome = await task
+        except StoreUnavailable:
+            return
+        if isinstance(outcome, OutboundSms):
+            # The user was told nothing was recorded: undo the claim too, so their next click works.
+            await self._stored(lambda: self.store.abandon_retry_intent(outcome.ref))
 
     # -- receipts --------------------------------------------------------------------------------------------
 
