@@ -240,9 +240,17 @@ class Bridge:
 
     async def _store_intent(self, request: SendRequest) -> OutboundSms:
         ref = new_ref()
-        sms = await self.store.create_outbound(ref, request, utcnow())
-        if request.source_ts is not None:
-            await self.store.set_reply_source(ref, request.source_ts)
+        if request.source_ts is not None and request.retry_of is None:
+            # A thread reply: its Slack message is the claim, stored with the intent (Slack's retries of the event
+            # find this one instead of making another).
+            sms, created = await self.store.create_reply_intent(ref, request, utcnow())
+            if not created:
+                log.info("thread reply %s already stored as ref=%s", request.source_ts, sms.ref)
+                return sms
+        else:
+            sms = await self.store.create_outbound(ref, request, utcnow())
+            if request.source_ts is not None:
+                await self.store.set_reply_source(ref, request.source_ts)
         log.info(
             "send requested ref=%s user=%s channel=%s to=%s from=%s origin=%s",
             ref, request.user_id, request.channel_id, mask_number(request.to), mask_number(request.from_),

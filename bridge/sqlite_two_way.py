@@ -79,6 +79,10 @@ def _outbound_params(ref: str, request: SendRequest, now: datetime) -> tuple[Any
             SendState.PENDING.value, request.thread_ts, request.retry_of)
 
 
+# The intent a Slack thread reply created (not a later Retry of it, which shares its source_ts).
+_FIRST_REPLY = """SELECT o.ref FROM outbound o JOIN reply_source r ON r.ref = o.ref
+   WHERE r.source_ts = ? AND o.channel_id = ? AND o.retry_of IS NULL ORDER BY o.created_at LIMIT 1"""
+
 _SET_CONVERSATION = """INSERT INTO conversation (our_number, their_number, channel_id, thread_ts, updated_at)
    VALUES (?, ?, ?, ?, ?)
    ON CONFLICT (our_number, their_number) DO UPDATE SET channel_id = excluded.channel_id,
@@ -179,14 +183,15 @@ class TwoWaySql:
 
     # -- intents stored together with their claim -------------------------------------------------------------
 
+    async def reply_intent(self, channel_id: str, source_ts: str) -> OutboundSms | None:
+        row = await self._one(_FIRST_REPLY, (source_ts, channel_id))
+        return None if row is None else await self.get_outbound(str(row["ref"]))
+
     async def create_reply_intent(self, ref: str, request: SendRequest, now: datetime) -> tuple[OutboundSms, bool]:
         assert request.source_ts is not None
 
         async def work(db: aiosqlite.Connection) -> tuple[str, bool]:
-            async with db.execute(
-                """SELECT o.ref FROM outbound o JOIN reply_source r ON r.ref = o.ref
-                   WHERE r.source_ts = ? AND o.channel_id = ? AND o.retry_of IS NULL
-                   ORDER BY o.created_at LIMIT 1""", (request.source_ts, request.channel_id)) as cur:
+            async with db.execute(_FIRST_REPLY, (request.source_ts, request.channel_id)) as cur:
                 row = await cur.fetchone()
             if row is not None:
                 return str(row["ref"]), False

@@ -159,6 +159,9 @@ class Store(Protocol):
         """Store a thread reply's intent (and its ``source_ts``) unless that Slack message (channel + source_ts)
         already has one: then return that one and False. Check and insert are one transaction."""
 
+    async def reply_intent(self, channel_id: str, source_ts: str) -> OutboundSms | None:
+        """The intent ``create_reply_intent`` stored for that Slack message, if any."""
+
     async def create_retry_intent(self, ref: str, request: SendRequest, user_id: str, now: datetime) -> bool:
         """Claim the Retry of ``request.retry_of`` for ``user_id`` and store the new intent, atomically; False (and
         nothing stored) if that message was retried already."""

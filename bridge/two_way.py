@@ -106,6 +106,22 @@ class TwoWay:
     async def is_bridged(self, channel_id: str, thread_ts: str) -> bool:
         return await self.bridge.store.conversation_by_thread(channel_id, thread_ts) is not None
 
+    async def stored_reply(self, channel_id: str, ts: str) -> OutboundSms | None:
+        """The intent already stored for this Slack message (Slack delivered it again), resumed if a crash left it
+        pending; None if it is new."""
+        sms = await self.bridge.store.reply_intent(channel_id, ts)
+        if sms is not None:
+            return await self.bridge.process(sms.ref)
+        return None
+
+    async def reply_not_texted(self, *, channel_id: str, thread_ts: str, ts: str, why: str) -> None:
+        """Tell the thread (durably, once per Slack message) that this reply was not texted, and mark it ❌."""
+        if not await self.bridge.store.claim_slack_event(f"{channel_id}:{ts}:not-texted", utcnow()):
+            return
+        await self.bridge.outbox.post(channel_id, channel_id, f"⚠️ This reply was not texted: {why}",
+                                      thread_ts=thread_ts)
+        await self.bridge.outbox.react(channel_id, channel_id, ts, "x")
+
     async def send_reply(
         self,
         *,
