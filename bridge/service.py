@@ -276,6 +276,23 @@ class Bridge:
             return None
         return await self.process(accepted.ref, notify)
 
+    async def _post_parent_once(self, sms: OutboundSms) -> str:
+        """Post the parent, tagged with ``parent_key``. The attempt is noted in the store first, so after a crash
+        between Slack's answer and ``set_parent`` the next attempt finds that post instead of making another."""
+        key = parent_key(sms.ref)
+        if await self.store.begin_parent_post(sms.ref, utcnow()):
+            find: Callable[..., Awaitable[str | None]] | None = getattr(self.slack, "find_posted", None)
+            if find is not None:
+                try:
+                    found = await find(sms.channel_id, key, None)
+                except SlackPortError as exc:
+                    raise _AsTransient(str(exc)) from exc
+                if found is not None:
+                    log.info("parent of ref=%s was already posted (%s); not posting it again", sms.ref, found)
+                    return found
+        return await self.slack.post(sms.channel_id, render.parent_text(sms),
+                                     render.parent_blocks(sms, simulated=self.simulated), key=key)
+
     async def process(self, ref: str, notify: Notify | None = None) -> OutboundSms | None:
         """Post the parent (if new) and hand a pending message to SignalWire. Idempotent: only ``pending`` moves."""
         async with self.lock(ref):
@@ -306,23 +323,6 @@ class Bridge:
                 # Their answer comes back into this thread (bridge.two_way routes inbound texts by conversation).
                 await self.store.set_conversation(sms.from_, sms.to, sms.channel_id, sms.parent_ts, utcnow())
             return await self.post_to_signalwire(sms)
-
-    async def _post_parent_once(self, sms: OutboundSms) -> str:
-        """Post the parent, tagged with ``parent_key``. The attempt is noted in the store first, so after a crash
-        between Slack's answer and ``set_parent`` the next attempt finds that post instead of making another."""
-        key = parent_key(sms.ref)
-        if await self.store.begin_parent_post(sms.ref, utcnow()):
-            find: Callable[..., Awaitable[str | None]] | None = getattr(self.slack, "find_posted", None)
-            if find is not None:
-                try:
-                    found = await find(sms.channel_id, key, None)
-                except SlackPortError as exc:
-                    raise _AsTransient(str(exc)) from exc
-                if found is not None:
-                    log.info("parent of ref=%s was already posted (%s); not posting it again", sms.ref, found)
-                    return found
-        return await self.slack.post(sms.channel_id, render.parent_text(sms),
-                                     render.parent_blocks(sms, simulated=self.simulated), key=key)
 
     async def post_to_signalwire(self, sms: OutboundSms) -> OutboundSms:
         """One POST. The caller holds the message's lock. Every outcome is stored before anything else happens."""
