@@ -66,8 +66,9 @@ def kill_on(world: World, match: Match) -> KillSwitch:
     return switch
 
 
-async def restart_after_kill(world: World, timeout: float = 10.0) -> bool:
-    """Wait (up to ``timeout``) for the bot to die, SIGKILL it if it did not, start it again; True if it died."""
+async def restart_after_kill(world: World, timeout: float = 10.0, switch: KillSwitch | None = None) -> bool:
+    """Wait (up to ``timeout``) for the bot to die, SIGKILL it if it did not, start it again; True if it died.
+    ``switch`` is disarmed before the start, so a kill left armed cannot hit the new process while it starts."""
     proc = world.bot.proc
     died = False
     if proc is not None:
@@ -76,5 +77,7 @@ async def restart_after_kill(world: World, timeout: float = 10.0) -> bool:
                 await proc.wait()
                 died = True
     await world.bot.kill()
+    if switch is not None:
+        switch.arm(0)
     await world.bot.start()
     return died

@@ -56,7 +56,7 @@ async def test_ten_kills_at_random_points_leave_every_parent_and_receipt_once(ma
                 assert answer.status == 200, (seed, answer)
                 acked.append(body)
             # If the send makes fewer Slack writes than nth meanwhile, the bot is killed at a random moment.
-            await restart_after_kill(world, timeout=rng.uniform(0.2, 1.5))
+            await restart_after_kill(world, timeout=rng.uniform(0.2, 1.5), switch=switch)
             # One send at a time: SignalWire's callbacks of this one are answered (or given up) before the next
             # kill, so a kill lands in this send's own steps rather than anywhere in another's.
             await world.simulator.settle(timeout=10)
