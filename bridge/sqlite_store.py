@@ -83,8 +83,8 @@ MIGRATIONS: Mapping[int, str] = {
     CREATE INDEX outbound_state ON outbound (state, next_attempt_at);
     CREATE TABLE counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
-    # 6: durable inbound texts, reply / retry intents stored with their claim (bridge.sqlite_two_way).
-    6: DURABLE_MIGRATION,
+    # 8: durable inbound texts, reply / retry intents stored with their claim (bridge.sqlite_two_way).
+    8: DURABLE_MIGRATION,
 }
 
 

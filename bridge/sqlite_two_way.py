@@ -1,4 +1,4 @@
-"""SQLite storage of two-way conversations: migrations 2 and 6 and the ``Store`` methods ``bridge.two_way`` needs.
+"""SQLite storage of two-way conversations: migrations 2 and 8 and the ``Store`` methods ``bridge.two_way`` needs.
 
 Owns: the conversation, inbound, opt_out, slack_event and reply_source tables, and the intents that must be
 stored atomically with a claim: an inbound text with its opt-out change and outbox items (``record_inbound``), a
@@ -50,7 +50,7 @@ MIGRATION = """
 """
 
 
-# 6: durable inbound texts and intents. An inbound row is the whole message plus where it was posted; rows of
+# 8: durable inbound texts and intents. An inbound row is the whole message plus where it was posted; rows of
 # migration 2 (ids only) read as already handled. parent_attempt marks a parent post that was started, so a
 # crash between Slack's answer and storing its ts makes the next attempt look before posting again.
 DURABLE_MIGRATION = """

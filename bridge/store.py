@@ -153,7 +153,7 @@ class Store(Protocol):
 
     async def reply_source(self, ref: str) -> str | None: ...
 
-    # -- intents stored with their claim (migration 6, bridge.sqlite_two_way) --------------------------------------
+    # -- intents stored with their claim (migration 8, bridge.sqlite_two_way) --------------------------------------
 
     async def create_reply_intent(self, ref: str, request: SendRequest, now: datetime) -> tuple[OutboundSms, bool]:
         """Store a thread reply's intent (and its ``source_ts``) unless that Slack message (channel + source_ts)

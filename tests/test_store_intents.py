@@ -1,4 +1,4 @@
-"""The storage contract of the intents stored together with their claim (migration 6): inbound texts with their
+"""The storage contract of the intents stored together with their claim (migration 8): inbound texts with their
 opt-out change and outbox items, thread replies keyed by their Slack message, Retry, parent-post attempts."""
 
 from __future__ import annotations
