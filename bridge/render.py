@@ -209,6 +209,19 @@ def unknown_headline() -> str:
     )
 
 
+# Slack errors that mean the bot cannot post in that channel (rather than a message Slack would not take).
+CHANNEL_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action",
+                            "restricted_action_read_only_channel", "team_access_not_granted", "ekm_access_denied"})
+
+
+def parent_refusal(channel_id: str, code: str) -> str:
+    """Why nothing was sent when Slack refused the parent (completes "⛔ Nothing was sent: I …")."""
+    if code in CHANNEL_ERRORS:
+        return f"could not post in <#{channel_id}> ({code}); invite the bot or pick another channel"
+    return (f"could not post in <#{channel_id}>: Slack refused the message ({shown(code, MAX_ERROR_CODE)}). "
+            "This is a problem in sms-bridge, not in your message; tell whoever runs it")
+
+
 def unknown_failure_headline(why: str) -> str:
     """The give-up reply's headline; ``why`` may quote SignalWire (an error text), so it is escaped and cut."""
     return f"{unknown_headline()} ({shown(why, MAX_SIGNALWIRE_TEXT)})"

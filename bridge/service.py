@@ -275,7 +275,7 @@ class Bridge:
                         log.warning("parent post deferred ref=%s: %s", ref, exc)
                         await self.outbox.post_parent(ref, sms.channel_id)
                         return await self.post_to_signalwire(sms)
-                    reason = f"could not post in <#{sms.channel_id}> ({exc}); invite the bot or pick another channel"
+                    reason = render.parent_refusal(sms.channel_id, str(exc))
                     await self.store.mark_rejected(ref, None, reason, utcnow())
                     await self.store.count("rejected_slack")
                     log.warning("send aborted ref=%s: parent post failed: %s", ref, exc)

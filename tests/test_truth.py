@@ -110,3 +110,68 @@ async def test_created_despite_a_500_is_found_in_the_logs_and_said_so(h: Harness
     counters = await h.bridge.store.counters()
     assert counters.get("reconciled_found") == 1 and counters.get("unknown") == 1
     assert "Checking" not in parent_text(h) and "Sending" not in parent_text(h)
+
+
+# -- 2. a valid SMS is never refused because of how it is rendered ----------------------------------------------
+
+
+def blocks_of_parent(h: Harness) -> list[dict[str, object]]:
+    return h.slack.messages(CHANNEL)[0].blocks
+
+
+async def test_1600_characters_of_escapes_are_sent_and_shown_whole(h: Harness) -> None:
+    body = ("&<>" * 534)[:1600]
+    assert (await h.driver.slash_command(f"{TO} {body}")).status == 200
+    await until(lambda: "Delivered" in parent_text(h), "delivered")
+    await h.settle()
+    [sent] = [m for m in h.simulator.messages.values() if m.to == TO]
+    assert sent.body == body
+    # The body is split over several sections (the fake Slack refuses any over 3000), and shown whole.
+    quoted = [b["text"]["text"] for b in blocks_of_parent(h)[1:] if b["type"] == "section"]  # type: ignore[index]
+    assert len(quoted) >= 3 and all(len(t) <= 3000 for t in quoted)
+    shown = "".join(t.replace("\n", "").replace(">", "") for t in quoted)
+    assert shown.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">") == body
+    assert not any("invite the bot" in m.text for m in h.slack.messages(CHANNEL))
+
+
+# -- 3. an inbound text is always one post Slack accepts ---------------------------------------------------------
+
+
+async def text_in(h: Harness, body: str | None, media: list[tuple[str, str]], fmt: str = "json") -> int | None:
+    delivery = await h.simulator.inject_inbound(
+        PHONE, FROM_NUMBER, body, media, url=h.bot_url + "/signalwire/inbound", fmt=fmt,  # type: ignore[arg-type]
+    )
+    await h.settle()
+    return delivery.status
+
+
+async def test_inbound_with_1000_media_items_is_one_post_with_the_rest_counted(h: Harness) -> None:
+    media = [(f"https://media.example/{i}.jpg", "image/jpeg") for i in range(1000)]
+    assert await text_in(h, "look at all these", media) == 200
+    [parent] = h.slack.messages(INBOUND)
+    assert h.slack.call_count("chat.postMessage") == 1
+    assert "look at all these" in parent.text
+    assert "attachment 10 (image/jpeg)" in parent.text and "attachment 11 " not in parent.text
+    assert "+990 more attachments not shown" in parent.text
+    assert any("+990 more attachments not shown" in b["text"]["text"] for b in parent.blocks)
+
+
+@pytest.mark.parametrize("char", ["x", "&", "\n"], ids=["letters", "escapes", "newlines"])
+async def test_inbound_45000_characters_is_one_post_with_the_rest_counted(h: Harness, char: str) -> None:
+    body = "start " + char * 44_988 + " end"
+    assert len(body) == 44_998
+    assert await text_in(h, body, []) == 200
+    [parent] = h.slack.messages(INBOUND)
+    assert h.slack.call_count("chat.postMessage") == 1
+    assert "start" in parent.text and " end" not in parent.text
+    assert f"…({len(body) - 4000} more characters not shown)" in parent.text
+    assert 2 <= len(parent.blocks) <= 50
+    assert all(len(b["text"]["text"]) <= 3000 for b in parent.blocks)
+
+
+async def test_inbound_url_too_long_for_a_link_is_shown_cut(h: Harness) -> None:
+    url = "https://media.example/" + "a" * 5000 + ".jpg"
+    assert await text_in(h, None, [(url, "image/jpeg")], fmt="form") == 200
+    [parent] = h.slack.messages(INBOUND)
+    assert "📎 attachment 1 (image/jpeg): https://media.example/aaa" in parent.text
+    assert url not in parent.text and "…" in parent.text
