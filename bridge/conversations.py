@@ -1,7 +1,8 @@
 """Text rules of a two-way conversation: opt-out keywords, internal notes, Slack markup → SMS, inbound rendering.
 
 Owns: which inbound texts are STOP/START/HELP, which thread replies stay internal, turning Slack's markup into plain
-SMS text, and the Slack text/blocks of an inbound SMS and of opt-out notices.
+SMS text, and the Slack text/blocks of an inbound SMS (always one post Slack accepts, whatever the payload) and of
+opt-out notices.
 Must not import: aiohttp, Slack packages, storage, ``handlers``. Pure functions.
 """
 

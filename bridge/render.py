@@ -1,6 +1,9 @@
 """What the bridge shows in Slack: the parent message of an SMS, its thread receipts, and failure explanations.
 
-Owns: wording, emoji, Block Kit JSON (as plain dicts) and the plain-language meaning of carrier error codes.
+Owns: wording, emoji, Block Kit JSON (as plain dicts) and the plain-language meaning of carrier error codes;
+what the thread is told while an outcome is unknown (at once: what happened, that the bot is checking, when it
+sends again; then what was found). Every message fits Slack's limits (``bridge.slack_blocks``) whatever the body
+or SignalWire's words: a valid SMS is never refused because of how it is shown.
 Must not import: aiohttp, Slack packages, storage, ``handlers``. Pure functions of ``OutboundSms`` values.
 """
 
