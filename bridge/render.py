@@ -245,8 +245,10 @@ def duration(seconds: float) -> str:
     return f"{hours} h {rest} min" if rest else f"{hours} h"
 
 
-def slack_time(at: datetime) -> str:
+def slack_time(at: datetime, *, with_date: bool = False) -> str:
     """A moment Slack shows in each reader's own time zone (``<!date^…>``), UTC in the fallback."""
+    if with_date:
+        return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{at:%Y-%m-%d %H:%M} UTC>"
     return f"<!date^{int(at.timestamp())}^{{time_secs}}|{at:%H:%M:%S} UTC>"
 
 
@@ -268,11 +270,12 @@ def unknown_notice(exc: OutcomeUnknown, *, resend_at: datetime | None, resend_in
     """The thread reply posted the moment a create's outcome becomes unknown: what happened, what the bridge does
     about it, and when it will send again (``resend_at`` None: it will not, this was already the re-send)."""
     lines = [
-        f"⚠️ {unknown_cause(exc)}, so it is not yet known whether this SMS went out.",
+        f"⚠️ {unknown_cause(exc)}, so it is not yet known whether the message went out.",
         "❓ Checking SignalWire's message logs now; nothing is sent twice.",
     ]
     if resend_at is not None:
-        lines.append(f"If SignalWire has no record of it, it will be sent once more at {slack_time(resend_at)} "
+        when = slack_time(resend_at, with_date=resend_in >= 6 * 3600)
+        lines.append(f"If SignalWire has no record of it, it will be sent once more at {when} "
                      f"(in {duration(resend_in)}). Either way, this thread will say what was found.")
     else:
         lines.append("This was already the second attempt, so it will not be sent again automatically: "

@@ -136,6 +136,13 @@ def test_unknown_notice_says_what_happened_and_when_it_sends_again(exc: Any, cau
     assert f"<!date^{int(at.timestamp())}^{{time_secs}}|12:00:45 UTC>" in notice and "(in 45 s)" in notice
 
 
+def test_unknown_notice_far_ahead_names_the_day() -> None:
+    at = NOW + timedelta(hours=20)
+    notice = render.unknown_notice(ServerError(500, "x"), resend_at=at, resend_in=20 * 3600)
+    assert f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|2025-03-02 08:00 UTC>" in notice
+    assert "(in 20 h)" in notice
+
+
 def test_unknown_notice_after_the_resend_promises_no_third_post() -> None:
     notice = render.unknown_notice(ServerError(500, "x"), resend_at=None, resend_in=0)
     assert "will not be sent again automatically" in notice and "once more" not in notice

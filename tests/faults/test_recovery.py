@@ -50,7 +50,7 @@ async def test_unknown_outcome_without_a_message_is_sent_once_more(world: World,
         await ends_delivered_once(world, body)
         # Told at once what happened and what would follow, then what did: the notice precedes the re-send.
         texts = thread_texts(world, parent_for(world, body))
-        told = next(i for i, t in enumerate(texts) if "not yet known whether this SMS went out" in t)
+        told = next(i for i, t in enumerate(texts) if "not yet known whether the message went out" in t)
         assert told < next(i for i, t in enumerate(texts) if "sending it once more" in t), texts
 
 
