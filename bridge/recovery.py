@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from bridge import render
 from bridge.model import OutboundSms, SendState
-from bridge.service import Bridge, SignalWireSender, utcnow
+from bridge.service import MAX_POSTS, Bridge, SignalWireSender, utcnow
 from bridge.store import StoreUnavailable
 from sw_api.errors import SignalWireError
 from sw_api.models import LogRecord, MessageStatus
@@ -27,7 +27,6 @@ from sw_api.text import mask_number
 
 log = logging.getLogger("bridge.recovery")
 
-MAX_POSTS = 2                          # the original POST and at most one re-send after proven absence
 LOOKUP_RETRY = timedelta(seconds=15)   # when the logs API itself fails
 MAX_LOOKUPS = 20                       # then give up and let the user decide
 WINDOW_BEFORE = timedelta(minutes=2)   # clock skew between us and SignalWire
@@ -123,7 +122,8 @@ class Recovery:
                 log.info("reconciled ref=%s: SignalWire has it as %s (%s)", ref, record.id, record.status)
                 await self.store.count("reconciled_found")
                 await self.bridge.adopt(sms, record.id, record.number_of_segments or 1, record.status,
-                                        record.error_code, record.error_message, record.created_at)
+                                        record.error_code, record.error_message, record.created_at,
+                                        found_via="logs")
             elif len(candidates) > 1:
                 log.warning("reconcile ref=%s: %d candidates to %s, cannot tell which", ref, len(candidates),
                             mask_number(sms.to))
@@ -137,8 +137,7 @@ class Recovery:
                 log.warning("reconcile ref=%s: not in SignalWire's logs after the grace period; sending once more",
                             ref)
                 await self.store.count("reconciled_resent")
-                await self.bridge.reply(sms, "🔁 SignalWire has no record of this message, so it was never "
-                                              "sent: sending it once more.")
+                await self.bridge.reply(sms, render.resend_text())
                 await self.bridge.post_to_signalwire(sms)
             else:
                 await self.store.count("reconciled_gave_up")
@@ -167,6 +166,8 @@ class Recovery:
             await self._give_up(sms, f"SignalWire's logs could not be read ({exc})")
         else:
             await self.store.schedule(sms.ref, utcnow() + LOOKUP_RETRY, utcnow())
+            if count == 1:
+                await self.bridge.reply(sms, render.lookup_failed_text(LOOKUP_RETRY.total_seconds()))
 
     async def _give_up(self, sms: OutboundSms, why: str) -> None:
         """Stop looking; the people decide. The Retry button is offered, with the warning that it may double."""
@@ -175,7 +176,7 @@ class Recovery:
         await self.bridge.audit_outcome(sms, "unknown")
         await self.bridge.react_outcome(sms, failed=True)
         await self.bridge.refresh_parent(sms)
-        await self.bridge.reply_failure(sms, f"{render.unknown_headline()} ({why})")
+        await self.bridge.reply_failure(sms, render.unknown_failure_headline(why))
 
     async def check_receipt(self, sms: OutboundSms) -> None:
         """No final receipt after ``stuck_after``: ask the logs once and tell the thread what they say."""

@@ -46,6 +46,7 @@ NOT_RECORDED = (
 RECORD_PATIENCE = 60.0     # seconds to keep trying to store a send's outcome before leaving it to reconciliation
 RATE_LIMIT_BACKOFF = 5.0   # seconds, when SignalWire's 429 carries no Retry-After
 LONG_WAIT_NOTICE = 10.0    # tell the thread when a 429 makes a message wait at least this long
+MAX_POSTS = 2              # the original POST and at most one re-send after SignalWire's logs prove it absent
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,7 @@ class Bridge:
                         log.warning("parent post deferred ref=%s: %s", ref, exc)
                         await self.outbox.post_parent(ref, sms.channel_id)
                         return await self.post_to_signalwire(sms)
-                    reason = f"could not post in <#{sms.channel_id}> ({exc}); invite the bot or pick another channel"
+                    reason = render.parent_refusal(sms.channel_id, str(exc))
                     await self.store.mark_rejected(ref, None, reason, utcnow())
                     await self.store.count("rejected_slack")
                     log.warning("send aborted ref=%s: parent post failed: %s", ref, exc)
@@ -336,6 +337,13 @@ class Bridge:
                                       utcnow())
             await self.store.count("unknown")
             log.warning("send outcome unknown ref=%s: %s", sms.ref, exc)
+            # Tell the truth at once, not after the grace period: what SignalWire did, that we are checking, and
+            # when bridge.recovery will send again if the logs show nothing. The parent stops saying "Sending…".
+            resend_at = (sms.submitted_at or utcnow()) + timedelta(seconds=self.settings.reconcile_grace)
+            await self.refresh_parent(sms)
+            await self.reply(sms, render.unknown_notice(
+                exc, resend_at=resend_at if sms.attempts < MAX_POSTS else None,
+                resend_in=(resend_at - utcnow()).total_seconds()))
             return sms
         accepted = sms
         return await self._stored(lambda: self.adopt(accepted, message.id, message.number_of_segments,
@@ -359,9 +367,16 @@ class Bridge:
                 await asyncio.sleep(1.0)
 
     async def adopt(self, sms: OutboundSms, sw_id: str, segments: int, status: MessageStatus,
-                    error_code: str | None, error_message: str | None, at: datetime | None) -> OutboundSms:
-        """SignalWire has this message under ``sw_id`` (a 201, a reconciled log record, or an early callback)."""
+                    error_code: str | None, error_message: str | None, at: datetime | None,
+                    *, found_via: str = "callback") -> OutboundSms:
+        """SignalWire has this message under ``sw_id`` (a 201, a reconciled log record, or an early callback).
+
+        An *unknown* message being adopted was announced as "checking": the thread hears what settled it
+        (``found_via``: "logs" or "callback") before its receipts."""
+        was_unknown = sms.state is SendState.UNKNOWN
         sms = await self.store.mark_accepted(sms.ref, sw_id, segments, utcnow())
+        if was_unknown:
+            await self.reply(sms, render.found_text(found_via, status))
         await self.store.count("accepted")
         log.info("send accepted ref=%s sw_id=%s segments=%d", sms.ref, sw_id, segments)
         await self._react(sms, "x", add=False)
