@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from bridge.config import Config
 from bridge.store import StoreUnavailable, open_store
 from handlers.slack_out import make_web_client
+from handlers.web import UNSIGNED_WEBHOOKS_WARNING
 from sw_api.client import NO_RETRY, SignalWireClient
 from sw_api.errors import ConnectError, SignalWireError, Unauthorized
 
@@ -67,6 +68,10 @@ async def run_check(config: Config, out: list[str] | None = None) -> int:
     except StoreUnavailable as exc:
         say(False, f"Database: {exc}")
 
-    if not config.signalwire_signing_key and not config.simulated:
-        print("note SIGNALWIRE_SIGNING_KEY is unset: callbacks are authenticated by per-message tokens only")
+    if config.allow_unsigned_webhooks:
+        # Not a failure (the operator opted in), but never silent.
+        line = f"warn {UNSIGNED_WEBHOOKS_WARNING}"
+        print(line)
+        if out is not None:
+            out.append(line)
     return 1 if failures else 0
