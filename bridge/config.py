@@ -242,10 +242,11 @@ class Config:
 
 
 def _allow_unsigned(text: str) -> bool:
-    """``SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS``: unset, or exactly ``true`` (anything else is a typo to stop for)."""
-    if text and text != "true":
+    """``SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS``: only exactly ``true`` opts in; unset or ``false`` requires signatures,
+    anything else (``yes``, ``1``, ``True``) is a typo worth stopping for rather than guessing which was meant."""
+    if text not in ("", "true", "false"):
         raise ConfigError("SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS",
-                          "must be exactly true (or unset to require SIGNALWIRE_SIGNING_KEY)", "true")
+                          "must be exactly true, or false / unset to require SIGNALWIRE_SIGNING_KEY", "true")
     return text == "true"
 
 

@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 async def make_world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[WorldFactory]:
-    """``async with make_world(step_delay=..., env={...}, script=...) as w``; every bot started is killed at teardown."""
+    """``async with make_world(step_delay=..., env={...}, script=...) as w``; every bot started is killed at the end."""
     worlds: list[World] = []
 
     @asynccontextmanager
