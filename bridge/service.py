@@ -427,6 +427,11 @@ class Bridge:
         # A captured callback URL must not rewrite this message's history with some other message's statuses.
         if not (_same_number(event.to, sms.to) and _same_number(event.from_, sms.from_)):
             raise CallbackRefused(403, "callback to/from do not match the message")
+        if sms.sw_id is None:
+            # Its id is about to be adopted: it must not be one SignalWire already gave another message of ours.
+            owner = await self.store.find_by_sw_id(event.id)
+            if owner is not None and owner.ref != ref:
+                raise CallbackRefused(403, "callback id belongs to another message")
         if sms.state is SendState.SUBMITTING:
             # Faster than the create answer. Remember the id, so even a lost answer leaves no doubt, and record the
             # status without the message's lock: the POST holds it. Its owner announces what was recorded once

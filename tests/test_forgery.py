@@ -4,6 +4,7 @@ go only from our numbers; a status callback must match its message's id, to and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from demo.harness import FROM_NUMBER, SIGNING_SECRET, Harness, running_bridge
 from handlers.check import run_check
 from handlers.web import UNSIGNED_WEBHOOKS_WARNING
 from sw_api.models import MessageStatus, StatusEvent
-from sw_api.simulator import SimMessage
+from sw_api.simulator import Fault, SimMessage
 from sw_api.webhooks import CXML_EMPTY, SIGNATURE_HEADER, SWML_RECEIVE, sign_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,10 +204,11 @@ def _tampered(sms: SimMessage) -> str:
 
 
 async def _callback(h: Harness, sms: SimMessage, status: MessageStatus, *, to: str | None = None,
-                    from_: str | None = None, key: str | None = "right", url: str | None = None) -> int:
+                    from_: str | None = None, key: str | None = "right", url: str | None = None,
+                    sw_id: str | None = None) -> int:
     target = url or sms.status_callback
     assert target is not None
-    event = StatusEvent(id=sms.id, status=status, to=to or sms.to, from_=from_ or sms.from_,
+    event = StatusEvent(id=sw_id or sms.id, status=status, to=to or sms.to, from_=from_ or sms.from_,
                         timestamp=datetime.now(UTC), error_code="30008" if status.is_failure else None,
                         error_message="forged" if status.is_failure else None)
     body = json.dumps(event.to_json()).encode()
@@ -238,3 +240,28 @@ async def test_a_status_callback_for_another_to_or_from_is_refused(h: Harness) -
     assert await _callback(h, sms, MessageStatus.DELIVERED) == 204
     await h.settle()
     assert "Delivered" in h.slack.messages(GENERAL)[0].text
+
+
+async def test_an_early_callback_naming_another_messages_id_is_refused(h: Harness) -> None:
+    # While our POST is in flight the id is not known yet: a callback must not make us adopt one that SignalWire
+    # gave another of our messages.
+    h.simulator.drop_callbacks = True
+    await h.driver.slash_command(f"{PHONE} first")
+    await h.settle()
+    [first] = [m for m in h.simulator.messages.values() if m.direction == "outbound"]
+    h.simulator.add_fault(Fault(kind="hang", create=True, hang_seconds=1.0))
+    await h.driver.slash_command(f"{PHONE} second")
+    for _ in range(200):
+        pending = [m for m in h.simulator.messages.values() if m.direction == "outbound" and m.id != first.id]
+        if pending:
+            break
+        await asyncio.sleep(0.01)
+    [second] = pending  # created at SignalWire, its create answer still held back
+    assert await _callback(h, second, MessageStatus.DELIVERED, sw_id=first.id) == 403
+    await h.settle()
+    first_parent, second_parent = h.slack.messages(GENERAL)
+    assert "Queued" in first_parent.text, first_parent.text  # the other message's history is untouched
+    owner_of_first = await h.bridge.store.find_by_sw_id(first.id)
+    owner_of_second = await h.bridge.store.find_by_sw_id(second.id)  # the create answer's own id was adopted
+    assert owner_of_first is not None and owner_of_second is not None and owner_of_first.ref != owner_of_second.ref
+    assert "“second”" in second_parent.text
