@@ -1,6 +1,7 @@
 """``python bot.py check``: prove the configuration works before going live, and say precisely what does not.
 
-Owns: the checks (Slack ``auth.test``, a SignalWire logs call, the database) and their wording.
+Owns: the checks (Slack ``auth.test``, a SignalWire logs call, the database) and their wording, and a ``warn`` line
+for a risk the operator accepted (``SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS=true``; not a failure).
 Must not import: ``handlers.server`` (checks run without serving anything).
 """
 
