@@ -44,6 +44,8 @@ class Config:
     slack_app_token: str = field(default="", repr=False)
     slack_api_url: str = "https://slack.com/api/"
     signalwire_signing_key: str = field(default="", repr=False)
+    # SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS=true: the operator accepts unsigned webhooks (warned at every start).
+    allow_unsigned_webhooks: bool = False
     host: str = "0.0.0.0"
     port: int = 3000
     database_url: str = "sqlite:///data/sms-bridge.db"
@@ -65,7 +67,8 @@ class Config:
             f"port={self.port}, database_url={self.database_url!r}, socket_mode={self.socket_mode}, "
             f"slack_bot_token={_secret_repr(self.slack_bot_token)}, "
             f"signalwire_api_token={_secret_repr(self.signalwire_api_token)}, "
-            f"signing_key={'set' if self.signalwire_signing_key else 'unset'})"
+            f"signing_key={'set' if self.signalwire_signing_key else 'unset'}"
+            f"{', unsigned webhooks allowed' if self.allow_unsigned_webhooks else ''})"
         )
 
     @property
@@ -122,6 +125,18 @@ class Config:
         project_id = get("SIGNALWIRE_PROJECT_ID") if simulated else required(
             "SIGNALWIRE_PROJECT_ID", "1f0e9c52-5d6f-4a3e-9a77-2b6c0d9e8f10")
         api_token = get("SIGNALWIRE_API_TOKEN") if simulated else required("SIGNALWIRE_API_TOKEN", "PTabc123…")
+
+        signing_key = get("SIGNALWIRE_SIGNING_KEY")
+        allow_unsigned = _allow_unsigned(get("SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS"))
+        # Without a signing key anyone who can reach /signalwire/inbound can forge texts, STOPs and STARTs: only an
+        # explicit opt-in runs like that. The simulator signs with its own key, which the server fills in.
+        if not signing_key and not simulated and not allow_unsigned:
+            raise ConfigError(
+                "SIGNALWIRE_SIGNING_KEY",
+                "is not set: without it anyone can forge SignalWire webhooks (to run unsigned anyway, set "
+                "SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS=true)",
+                "PSKyour-signing-key",
+            )
 
         region = get("DEFAULT_REGION", "US").upper()
         # Two letters is not enough: an unknown region ("ZZ") would surface later as every national number failing.
@@ -210,7 +225,8 @@ class Config:
             signalwire_space_url=space,
             signalwire_project_id=project_id,
             signalwire_api_token=api_token,
-            signalwire_signing_key=get("SIGNALWIRE_SIGNING_KEY"),
+            signalwire_signing_key=signing_key,
+            allow_unsigned_webhooks=allow_unsigned and not signing_key,
             from_numbers=tuple(from_numbers),
             public_url=public_url,
             host=get("HOST", "0.0.0.0"),
@@ -223,6 +239,15 @@ class Config:
             allowed_channels=allowed_channels,
             rate_limit_per_user=int(rate_text),
         )
+
+
+def _allow_unsigned(text: str) -> bool:
+    """``SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS``: only exactly ``true`` opts in; unset or ``false`` requires signatures,
+    anything else (``yes``, ``1``, ``True``) is a typo worth stopping for rather than guessing which was meant."""
+    if text not in ("", "true", "false"):
+        raise ConfigError("SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS",
+                          "must be exactly true, or false / unset to require SIGNALWIRE_SIGNING_KEY", "true")
+    return text == "true"
 
 
 def _slack_ids(text: str, name: str, pattern: str, what: str, example: str) -> tuple[str, ...]:

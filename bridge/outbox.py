@@ -1,13 +1,15 @@
 """The durable Slack outbox: every post, parent update and reaction is stored first and delivered by a worker.
 
 Owns: ``SlackOutbox`` (enqueue, the delivery worker, retry scheduling, coalescing of parent updates, flush/stop),
-``OutboxItem`` / ``ParentView`` and the transient-error test ``is_transient`` / ``retry_after``.
+``OutboxItem`` / ``ParentView``, ``OutboxBatch`` / ``OutboxWrite`` (items added in one transaction with an
+announcement marker) and the transient-error test ``is_transient`` / ``retry_after``.
 Must not import: Slack packages, aiohttp, ``handlers``; ``bridge.service`` only for type checking (or lazily):
 ``bridge.service`` is to import this module, and a cycle would break whichever loads first.
 
 Guarantees:
 - An enqueue returns once the item is committed to the store; a crash or restart loses nothing (a new outbox on
-  the same database delivers whatever is undone).
+  the same database delivers whatever is undone). ``add_announcement`` commits a whole batch together with the
+  marker that a status was announced, so the receipt of a status is queued exactly once.
 - Items sharing a ``thread_key`` are delivered strictly in enqueue order: only the first undone item of a key is
   ever attempted, and the rest wait while it is retried. Different keys are independent.
 - Transient failures (Slack 429 with ``Retry-After``, 5xx, timeouts, connection errors — whatever the port marks
@@ -81,6 +83,61 @@ class OutboxItem:
     result: str | None
     last_error: str | None
     uncertain: bool = False  # an earlier attempt may have reached Slack: look before posting again
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxWrite:
+    """One item to add. ``covered_by``: kinds of which an undone, unclaimed item for the same ``ref`` makes this
+    one unnecessary (a parent update is covered by a waiting update or parent post); empty: always added."""
+
+    thread_key: str
+    kind: str
+    ref: str | None
+    channel: str | None
+    payload: dict[str, Any]
+    covered_by: tuple[str, ...] = ()
+
+
+def _post_payload(text: str, blocks: list[dict[str, Any]] | None, thread_ts: str | None,
+                  thread_of_ref: str | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"text": text, "blocks": blocks, "thread_ts": thread_ts}
+    if thread_of_ref is not None:
+        payload["thread_of_ref"] = thread_of_ref
+    return payload
+
+
+_UPDATE_COVERED_BY = (Kind.UPDATE.value, Kind.PARENT.value)
+
+
+class OutboxBatch:
+    """Outbox items collected to be added together in one transaction (``SlackOutbox.add_announcement``).
+
+    Same enqueue methods as ``SlackOutbox`` (``post``, ``update_parent``, ``react``), so a caller can hand
+    either; nothing is stored until the batch is committed.
+    """
+
+    def __init__(self) -> None:
+        self.writes: list[OutboxWrite] = []
+
+    async def post(
+        self,
+        thread_key: str,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        *,
+        thread_ts: str | None = None,
+        thread_of_ref: str | None = None,
+    ) -> None:
+        self.writes.append(OutboxWrite(thread_key, Kind.POST.value, thread_of_ref, channel,
+                                       _post_payload(text, blocks, thread_ts, thread_of_ref)))
+
+    async def update_parent(self, ref: str, thread_key: str) -> None:
+        self.writes.append(OutboxWrite(thread_key, Kind.UPDATE.value, ref, None, {}, _UPDATE_COVERED_BY))
+
+    async def react(self, thread_key: str, channel: str, ts: str, name: str, *, add: bool = True) -> None:
+        kind = Kind.REACT if add else Kind.UNREACT
+        self.writes.append(OutboxWrite(thread_key, kind.value, None, channel, {"ts": ts, "name": name}))
 
 
 ParentRenderer = Callable[[str], Awaitable[ParentView | None]]
@@ -174,7 +231,7 @@ class SlackOutbox:
     async def update_parent(self, ref: str, thread_key: str) -> None:
         """``chat.update`` ``ref``'s parent, rendered at delivery; nothing is queued if one is already waiting."""
         item_id = await self.store.outbox_add_coalesced(
-            thread_key, Kind.UPDATE, ref, None, {}, (Kind.UPDATE, Kind.PARENT), _now()
+            thread_key, Kind.UPDATE, ref, None, {}, _UPDATE_COVERED_BY, _now()
         )
         if item_id is None:
             self.coalesced += 1
@@ -193,10 +250,8 @@ class SlackOutbox:
     ) -> None:
         """A message or thread reply. ``thread_of_ref``: reply under ``ref``'s parent, whose ts is looked up when
         delivered — enqueue the parent post earlier under the same ``thread_key`` and it is delivered first."""
-        payload: dict[str, Any] = {"text": text, "blocks": blocks, "thread_ts": thread_ts}
-        if thread_of_ref is not None:
-            payload["thread_of_ref"] = thread_of_ref
-        await self._add(thread_key, Kind.POST, thread_of_ref, channel, payload)
+        await self._add(thread_key, Kind.POST, thread_of_ref, channel,
+                        _post_payload(text, blocks, thread_ts, thread_of_ref))
 
     async def react(self, thread_key: str, channel: str, ts: str, name: str, *, add: bool = True) -> None:
         await self._add(thread_key, Kind.REACT if add else Kind.UNREACT, None, channel, {"ts": ts, "name": name})
@@ -204,6 +259,21 @@ class SlackOutbox:
     async def ephemeral(self, channel: str, user: str, text: str) -> None:
         """Best effort: a few attempts, then dropped. Skipped if the Slack port has no ``ephemeral`` method."""
         await self._add(f"ephemeral:{channel}:{user}", Kind.EPHEMERAL, None, channel, {"user": user, "text": text})
+
+    def batch(self) -> OutboxBatch:
+        """Collect items to add atomically with an announcement marker (``add_announcement``)."""
+        return OutboxBatch()
+
+    async def add_announcement(self, ref: str, status: str, batch: OutboxBatch) -> bool:
+        """Add ``batch`` in the same transaction that records ``status`` of ``ref`` as announced.
+
+        False, and nothing added, if that status was already announced (or never advanced the message): a receipt
+        is queued exactly once, even when a redelivered callback or the sweeper asks again after a crash.
+        """
+        done = await self.store.announce_status(ref, status, batch.writes, _now())
+        if done and batch.writes:
+            self._wake.set()
+        return done
 
     async def _add(self, thread_key: str, kind: Kind, ref: str | None, channel: str | None,
                    payload: dict[str, Any]) -> None:

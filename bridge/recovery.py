@@ -6,7 +6,8 @@ Owns: the sweeper loop and its three jobs —
   * ``unknown`` messages are looked up in SignalWire's logs (there is no idempotency key, and the logs do not
     return ``custom_variables`` or bodies, so the match is from/to/created_at): found once → adopt its id;
     clearly absent after the grace period → send once more; ambiguous or still unknown → tell the thread;
-  * accepted messages without a final receipt after ``stuck_after`` are looked up once (``GET /logs/{id}``).
+  * accepted messages without a final receipt after ``stuck_after`` are looked up once (``GET /logs/{id}``);
+  * a recorded status whose receipt was never queued (killed in between) is announced (``announce_unannounced``).
 Everything is driven by the store (state + ``next_attempt_at``), so a restart simply picks up where it was.
 Must not import: aiohttp's server side, Slack packages, ``handlers``.
 """
@@ -99,6 +100,7 @@ class Recovery:
         cutoff = now - timedelta(seconds=self.settings.stuck_after)
         for sms in await self.store.unfinished(cutoff):
             await self.check_receipt(sms)
+        await self.announce_unannounced()
 
     async def reconcile(self, ref: str) -> None:
         async with self.bridge.lock(ref):
@@ -193,7 +195,7 @@ class Recovery:
         if change.advanced and record.status.is_final:
             await self.store.count("receipts_from_logs")
             async with self.bridge.lock(sms.ref):
-                await self.bridge.announce(change.sms, record.status)
+                await self.bridge.announce_pending(sms.ref)
             return
         minutes = self.settings.stuck_after / 60
         if sms.is_mms:
@@ -201,4 +203,20 @@ class Recovery:
         else:
             text = (f"ℹ️ No delivery receipt after {minutes:.0f} min; SignalWire's logs say "
                     f"“{record.status.value}”. Carriers do not always confirm delivery.")
-        await self.bridge.reply(change.sms, text)
+        if change.advanced:
+            # The logs moved it on (e.g. to sent): this note is that status's announcement, not an extra receipt.
+            async with self.bridge.lock(sms.ref):
+                await self.bridge.announce_pending(sms.ref, notes={record.status: text})
+        else:
+            await self.bridge.reply(change.sms, text)
+
+    async def announce_unannounced(self) -> None:
+        """Receipts recorded but never queued (the process died in between, after or before answering SignalWire):
+        queue them now, in order. A live callback holds the message's lock from recording to queuing, so this
+        never races one into a double post."""
+        for ref in await self.store.refs_with_unannounced():
+            async with self.bridge.lock(ref):
+                told = await self.bridge.announce_pending(ref)
+            if told:
+                log.warning("ref=%s: %d recorded status(es) had no receipt queued (interrupted); queued now", ref, told)
+                await self.store.count("receipts_recovered", told)

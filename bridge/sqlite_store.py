@@ -19,9 +19,10 @@ from typing import Any
 import aiosqlite
 
 from bridge.model import OutboundSms, SendRequest, SendState, StatusChange, StatusRecord
+from bridge.outbox import OutboxWrite
 from bridge.sqlite_audit import AUDIT_MIGRATION, AuditSql
 from bridge.sqlite_outbox import MIGRATION as OUTBOX_MIGRATION
-from bridge.sqlite_outbox import OutboxSql
+from bridge.sqlite_outbox import OutboxSql, insert_statement
 from bridge.sqlite_time import db_time, py_time
 from bridge.sqlite_two_way import MIGRATION as TWO_WAY_MIGRATION
 from bridge.sqlite_two_way import TwoWaySql
@@ -82,6 +83,13 @@ MIGRATIONS: Mapping[int, str] = {
     ALTER TABLE outbound ADD COLUMN checked_at TEXT;
     CREATE INDEX outbound_state ON outbound (state, next_attempt_at);
     CREATE TABLE counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """,
+    # 7: when each recorded status's Slack announcement was queued (NULL: it advanced the message and is still
+    # to be told, e.g. the process died between recording it and queuing the receipt). History is told already.
+    7: """
+    ALTER TABLE status_event ADD COLUMN announced_at TEXT;
+    UPDATE status_event SET announced_at = received_at;
+    CREATE INDEX status_event_unannounced ON status_event (ref) WHERE announced_at IS NULL;
     """,
 }
 
@@ -427,15 +435,17 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
                     row = await c.fetchone()
                 if row is None:
                     raise KeyError(f"no outbound message {ref}")
+                current = None if row["status"] is None else MessageStatus(row["status"])
+                outranks = current is None or status.rank > current.rank
+                # A status that does not advance the message is never announced: it is born "told".
                 cur = await self._db.execute(
                     """INSERT OR IGNORE INTO status_event (ref, status, error_code, error_message, event_at,
-                           received_at) VALUES (?, ?, ?, ?, ?, ?)""",
+                           received_at, announced_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
                     (ref, status.value, error_code, error_message, None if event_at is None else db_time(event_at),
-                     db_time(now)),
+                     db_time(now), None if outranks else db_time(now)),
                 )
                 new = cur.rowcount == 1
-                current = None if row["status"] is None else MessageStatus(row["status"])
-                advanced = new and (current is None or status.rank > current.rank)
+                advanced = new and outranks
                 if advanced:
                     await self._db.execute(
                         """UPDATE outbound SET status = ?, error_code = ?, error_message = ?, updated_at = ?
@@ -450,6 +460,44 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
         except _DB_ERRORS as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
         return new, advanced
+
+    async def unannounced(self, ref: str) -> list[MessageStatus]:
+        rows = await self._all(
+            "SELECT status FROM status_event WHERE ref = ? AND announced_at IS NULL ORDER BY rowid", (ref,))
+        return [MessageStatus(r["status"]) for r in rows]
+
+    async def refs_with_unannounced(self, limit: int = 100) -> list[str]:
+        rows = await self._all(
+            """SELECT DISTINCT e.ref FROM status_event e JOIN outbound o ON o.ref = e.ref
+               WHERE e.announced_at IS NULL AND o.state = ? LIMIT ?""",
+            (SendState.ACCEPTED.value, limit),
+        )
+        return [r["ref"] for r in rows]
+
+    async def announce_status(self, ref: str, status: str, writes: Sequence[OutboxWrite], now: datetime) -> bool:
+        self._check_open()
+        try:
+            async with self._write_lock:
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = await self._db.execute(
+                        """UPDATE status_event SET announced_at = ?
+                           WHERE ref = ? AND status = ? AND announced_at IS NULL""",
+                        (db_time(now), ref, status),
+                    )
+                    claimed = cur.rowcount == 1
+                    if claimed:
+                        for write in writes:
+                            async with self._db.execute(*insert_statement(write, now)) as insert:
+                                await insert.fetchall()
+                    await self._db.execute("COMMIT" if claimed else "ROLLBACK")
+                except BaseException:
+                    if self._db.in_transaction:
+                        await self._db.execute("ROLLBACK")
+                    raise
+        except _DB_ERRORS as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+        return claimed
 
     async def history(self, ref: str) -> list[StatusRecord]:
         rows = await self._all("SELECT * FROM status_event WHERE ref = ? ORDER BY received_at, rowid", (ref,))

@@ -16,7 +16,7 @@ from sw_api.models import MessageStatus
 
 if TYPE_CHECKING:
     from bridge.access import AuditAction, AuditEntry  # bridge.access imports this module too
-    from bridge.outbox import OutboxItem  # bridge.outbox imports this module (StoreUnavailable) at run time
+    from bridge.outbox import OutboxItem, OutboxWrite  # bridge.outbox imports this module at run time
 
 
 class StoreUnavailable(RuntimeError):
@@ -93,6 +93,20 @@ class Store(Protocol):
         """
 
     async def history(self, ref: str) -> list[StatusRecord]: ...
+
+    # -- receipts told in Slack (migration 7) --------------------------------------------------------------------
+
+    async def unannounced(self, ref: str) -> list[MessageStatus]:
+        """Statuses that advanced ``ref`` but whose Slack announcement is not queued yet, in recorded (rank) order."""
+
+    async def refs_with_unannounced(self, limit: int = 100) -> list[str]:
+        """Accepted messages with such a status: a process died between recording it and queuing its receipt."""
+
+    async def announce_status(self, ref: str, status: str, writes: Sequence[OutboxWrite], now: datetime) -> bool:
+        """In one transaction: mark ``status`` of ``ref`` announced and add ``writes`` to the Slack outbox.
+
+        False, and nothing added, if it was announced already or never advanced the message: exactly once.
+        """
 
     async def thread_messages(self, channel_id: str, parent_ts: str) -> list[OutboundSms]:
         """Every outbound message whose receipts go to that thread, oldest first."""

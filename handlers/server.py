@@ -158,6 +158,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[request_id_middleware])
     app[CONFIG] = config
     routes = SignalWireRoutes(BRIDGE, public_url=config.public_url, signing_key=config.signalwire_signing_key,
+                              our_numbers=config.from_numbers, default_region=config.default_region,
                               two_way=lambda bridge: two_way(bridge, config))
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -167,6 +168,7 @@ def create_app(config: Config) -> web.Application:
             effective, sim_runner = await _start_simulator(config)
             routes.public_url = effective.public_url
             routes.signing_key = effective.signalwire_signing_key
+        routes.warn_if_unsigned()
         store = await open_store(effective.database_url)
         session = aiohttp.ClientSession()
         signalwire = SignalWireClient(
