@@ -219,7 +219,8 @@ def create_app(config: Config) -> web.Application:
         try:
             # Bolt decodes the body and parses a `payload=` field's JSON itself, letting the errors escape.
             bolt_request = await to_bolt_request(request)
-        except (ValueError, AttributeError, TypeError) as exc:  # bad UTF-8, bad JSON, JSON that is not an object
+        except (ValueError, AttributeError, TypeError, RecursionError) as exc:
+            # bad UTF-8, bad JSON, JSON that is not an object, JSON nested deeper than the interpreter can parse
             log.warning("unreadable Slack request refused: %s", type(exc).__name__)
             return web.json_response({"error": "the body is not a Slack request"}, status=400)
         body: object = bolt_request.body  # typed as a dict by Bolt, but `payload=[]` makes it a list
