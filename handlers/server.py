@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.config import Config
 from bridge.logs import REQUEST_ID, REQUEST_ID_HEADER, bind_request_id
-from bridge.recovery import Recovery
+from bridge.recovery import Recovery, Retention
 from bridge.service import Bridge, CallbackTokens, SendSettings
 from bridge.store import open_store
 from handlers import register_all, two_way
@@ -185,7 +185,8 @@ def create_app(config: Config) -> web.Application:
                 stale_submitting=effective.signalwire_timeout + 60,
             ),
         )
-        recovery = Recovery(bridge, signalwire)
+        recovery = Recovery(bridge, signalwire, Retention(days=effective.retention_days,
+                                                          audit_days=effective.audit_retention_days))
         await recovery.resume()
         recovery.start()
         bridge.outbox.start()
