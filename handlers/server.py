@@ -7,7 +7,9 @@ Nothing imports ``bot.py``; ``bot.py`` and the tests call ``create_app``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -27,6 +29,7 @@ from bridge.recovery import Recovery, Retention
 from bridge.service import Bridge, CallbackTokens, SendSettings
 from bridge.store import open_store
 from handlers import register_all, two_way
+from handlers.limits import GuardedRunner, Limits, body_deadline_middleware
 from handlers.slack_out import SlackOut, make_web_client
 from handlers.web import SignalWireRoutes, healthz
 from sw_api.client import SignalWireClient
@@ -38,6 +41,10 @@ BRIDGE = web.AppKey("bridge", Bridge)
 BOLT = web.AppKey("bolt", AsyncApp)
 
 SHUTDOWN_DRAIN_SECONDS = 20.0
+SHUTDOWN_REQUESTS_SECONDS = 10.0  # SIGTERM: how long requests in flight may finish before the app's clean-up
+KEEPALIVE_SECONDS = 75.0          # an idle keep-alive connection (and a later request's head) is closed after this
+LINGER_SECONDS = 2.0              # after an early answer (408, 413) the rest of a body is read this long, then closed
+LISTEN_BACKLOG = 128
 
 # Slack payloads and SignalWire webhooks are a few KB; anything near this is abuse.
 MAX_BODY_BYTES = 256 * 1024
@@ -155,7 +162,8 @@ async def request_id_middleware(
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[request_id_middleware])
+    app = web.Application(client_max_size=MAX_BODY_BYTES,
+                          middlewares=[request_id_middleware, body_deadline_middleware(config.request_read_timeout)])
     app[CONFIG] = config
     routes = SignalWireRoutes(BRIDGE, public_url=config.public_url, signing_key=config.signalwire_signing_key,
                               two_way=lambda bridge: two_way(bridge, config))
@@ -239,3 +247,47 @@ def create_app(config: Config) -> web.Application:
     app.router.add_post("/signalwire/inbound", routes.inbound)
     app.router.add_get("/healthz", health)
     return app
+
+
+# Parts of an event-loop error context that change on every occurrence (a timer handle's due time) and would make
+# a flood of one error look like distinct lines to the log's repeat limiter.
+_VOLATILE_CONTEXT = ("message", "exception", "handle", "source_traceback", "handle_traceback")
+
+
+def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's default handler, minus the volatile parts: at the file-descriptor limit asyncio reports
+    "socket.accept() out of system resource" (and, once the socket is closed, its retry timers' errors) thousands
+    of times a second; as identical lines they are rate-limited by ``bridge.logs.RepeatLimiter``."""
+    message = str(context.get("message") or "unhandled exception in the event loop")
+    details = "".join(f"\n{key}: {value!r}" for key, value in sorted(context.items())
+                      if key not in _VOLATILE_CONTEXT)
+    exc = context.get("exception")
+    exc_info = (type(exc), exc, exc.__traceback__) if isinstance(exc, BaseException) else None
+    logging.getLogger("asyncio").error("%s%s", message, details, exc_info=exc_info)
+
+
+def run(config: Config, announce: Callable[[str], None] = print) -> None:
+    """Serve until SIGTERM or SIGINT, then stop taking requests, let those in flight finish and clean up."""
+    asyncio.run(_serve(config, announce))
+
+
+async def _serve(config: Config, announce: Callable[[str], None]) -> None:
+    limits = Limits(read_timeout=config.request_read_timeout, max_connections=config.max_connections)
+    runner = GuardedRunner(
+        create_app(config), limits, access_log=None, shutdown_timeout=SHUTDOWN_REQUESTS_SECONDS,
+        keepalive_timeout=KEEPALIVE_SECONDS, lingering_time=LINGER_SECONDS,
+        max_line_size=8190, max_field_size=8190, max_headers=64,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_log_loop_error)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port, backlog=LISTEN_BACKLOG)
+        await site.start()
+        announce(f"sms-bridge listening on http://{config.host}:{config.port}")
+        await stop.wait()
+    finally:
+        await runner.cleanup()
