@@ -46,6 +46,8 @@ KEEPALIVE_SECONDS = 75.0          # an idle keep-alive connection (and a later r
 LINGER_SECONDS = 2.0              # after an early answer (408, 413) the rest of a body is read this long, then closed
 LISTEN_BACKLOG = 128
 
+SLACK_SIGNATURE_HEADERS = ("X-Slack-Signature", "X-Slack-Request-Timestamp")
+
 # Slack payloads and SignalWire webhooks are a few KB; anything near this is abuse.
 MAX_BODY_BYTES = 256 * 1024
 
@@ -225,11 +227,17 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(resources)
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
+        # Bolt compares the signature with hmac.compare_digest, which raises TypeError on non-ASCII text: such a
+        # header cannot be Slack's, so it is refused here as unsigned.
+        if not all(request.headers.get(name, "").isascii() for name in SLACK_SIGNATURE_HEADERS):
+            log.warning("Slack request refused: non-ASCII signature headers")
+            return web.json_response({"error": "invalid signature"}, status=401)
         try:
             # Bolt decodes the body and parses a `payload=` field's JSON itself, letting the errors escape.
             bolt_request = await to_bolt_request(request)
-        except (ValueError, AttributeError, TypeError, RecursionError) as exc:
-            # bad UTF-8, bad JSON, JSON that is not an object, JSON nested deeper than the interpreter can parse
+        except (ValueError, AttributeError, TypeError, RecursionError, LookupError) as exc:
+            # bad UTF-8, bad JSON, JSON that is not an object, JSON nested deeper than the interpreter can parse,
+            # a charset Python does not know (aiohttp decodes the body with the Content-Type's charset)
             log.warning("unreadable Slack request refused: %s", type(exc).__name__)
             return web.json_response({"error": "the body is not a Slack request"}, status=400)
         body: object = bolt_request.body  # typed as a dict by Bolt, but `payload=[]` makes it a list

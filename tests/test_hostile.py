@@ -126,3 +126,33 @@ async def test_lone_surrogates_in_a_slack_command_are_refused(bot: Harness, capt
     response = await bot.driver.raw(body, "application/json")
     assert response.status in (200, 400)
     await _assert_clean(bot, captured)
+
+
+@pytest.mark.parametrize("value", ["é" * 10, "v0=" + "é" * 64, "\u2028", "ÿ" * 44])
+async def test_non_ascii_signature_headers_are_refused(bot: Harness, captured: io.StringIO, value: str) -> None:
+    body = json.dumps({"id": "SM1", "status": "delivered", "to": "+15551234567", "from": FROM_NUMBER}).encode()
+    encoded = value.encode("utf-8")
+    for path in ("/signalwire/status?ref=abc&t=def", "/signalwire/inbound"):
+        async with bot.session.post(bot.bot_url + path, data=body,
+                                    headers={"Content-Type": "application/json",
+                                             SIGNATURE_HEADER: encoded.decode("latin-1")}) as response:
+            await response.read()
+            assert response.status in (400, 401, 403), (path, response.status)
+    slack = await bot.driver.raw(b"command=/sms&text=help", "application/x-www-form-urlencoded", signature=value)
+    assert slack.status in (400, 401)
+    stamped = await bot.driver.raw(b"command=/sms&text=help", "application/x-www-form-urlencoded",
+                                   headers={"X-Slack-Request-Timestamp": encoded.decode("latin-1")})
+    assert stamped.status in (400, 401)
+    await _assert_clean(bot, captured)
+
+
+@pytest.mark.parametrize("path", ["/slack/events", "/signalwire/status?ref=é&t=é", "/signalwire/inbound",
+                                  "/signalwire/inbound?x=%FF%00"])
+async def test_non_ascii_content_type_and_request_id_are_4xx(bot: Harness, captured: io.StringIO, path: str) -> None:
+    for content_type in ("application/jsoné", "application/json; charset=é", "ü/ü", "text/plain; \u2028"):
+        headers = {"Content-Type": content_type.encode().decode("latin-1"),
+                   "X-Request-Id": "é\u2028x".encode().decode("latin-1")}
+        async with bot.session.post(bot.bot_url + path, data="{}".encode(), headers=headers) as response:
+            await response.read()
+            assert 400 <= response.status < 500, (content_type, response.status)
+    await _assert_clean(bot, captured)
