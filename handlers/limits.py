@@ -1,12 +1,13 @@
 """Limits on slow and numerous clients, for the aiohttp server that ``bot.py`` runs (``handlers.server.run``).
 
-Owns: how long a client may take to send its request head (``HEAD_TIMEOUT``: a connection that has not produced a
-complete request by then is answered 408 and closed) and its body (``body_deadline_middleware``: 408 and close),
-and how many connections may be open at once (``max_connections``, also kept under the file-descriptor limit:
-beyond it a new connection is answered 503 and closed at once, so the process never runs out of descriptors).
-aiohttp's own options bound line and header sizes and idle keep-alive time; these are what it lacks. A reverse
-proxy in front (README) is still the real defence; this keeps a directly exposed bot alive.
-Must not import: Slack packages, ``bridge`` beyond ``bridge.logs`` (handlers.server wires the config in).
+Owns: how long a client may take to send a request head (``Limits.read_timeout``, counted from the connection's
+opening or from the first byte of a later request: a head not complete by then is answered 408 and closed) and its
+body (``body_deadline_middleware``: 408 and close), and how many connections may be open at once
+(``max_connections``, also kept under the file-descriptor limit: beyond it a new connection is answered 503 and
+closed at once, so the process does not run out of descriptors). aiohttp's own options bound line and header sizes
+and idle keep-alive time; these are what it lacks. A reverse proxy in front (README) is still the real defence;
+this keeps a directly exposed bot alive.
+Must not import: Slack packages, ``bridge`` (handlers.server passes the configured limits in).
 """
 
 from __future__ import annotations
@@ -44,8 +45,22 @@ def connection_cap(max_connections: int) -> int:
     return max(1, min(max_connections, soft - FD_RESERVE))
 
 
+class GuardedRequestHandler(RequestHandler):
+    """aiohttp's connection protocol, telling its server when bytes of a new request head start to arrive."""
+
+    def data_received(self, data: bytes) -> None:
+        manager = self._manager
+        if isinstance(manager, GuardedServer) and not self._request_in_progress:
+            manager.head_started(self)
+        super().data_received(data)
+
+
 class GuardedServer(web.Server):
-    """aiohttp's low-level server plus a deadline for the first request head and a cap on open connections."""
+    """aiohttp's low-level server plus a deadline for every request head and a cap on open connections.
+
+    A head's deadline starts when the connection opens (first request) or when the first byte of a later request
+    arrives on a kept-alive connection (an idle one is left to ``keepalive_timeout``), and ends when aiohttp has
+    parsed the head and asks the request factory for a request."""
 
     def __init__(self, base: web.Server, limits: Limits) -> None:
         # The same handler, request factory and protocol options the runner built ``base`` with.
@@ -63,6 +78,17 @@ class GuardedServer(web.Server):
             timer.cancel()
         return self._app_request_factory(*args, **kwargs)
 
+    def __call__(self) -> RequestHandler:
+        return GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def head_started(self, handler: RequestHandler) -> None:
+        if handler not in self._head_deadlines and handler.transport is not None:
+            self._arm(handler, handler.transport)
+
+    def _arm(self, handler: RequestHandler, transport: asyncio.BaseTransport) -> None:
+        self._head_deadlines[handler] = self._loop.call_later(self.limits.read_timeout, self._head_too_slow,
+                                                             handler, transport)
+
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
         cap = connection_cap(self.limits.max_connections)
@@ -74,8 +100,7 @@ class GuardedServer(web.Server):
             # leave that task to fail ("Task exception was never retrieved") on every refused connection.
             self._loop.call_later(0, handler.force_close)
             return
-        self._head_deadlines[handler] = self._loop.call_later(self.limits.read_timeout, self._head_too_slow,
-                                                             handler, transport)
+        self._arm(handler, transport)
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
         timer = self._head_deadlines.pop(handler, None)
@@ -83,10 +108,10 @@ class GuardedServer(web.Server):
             timer.cancel()
         super().connection_lost(handler, exc)
 
-    def _head_too_slow(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+    def _head_too_slow(self, handler: RequestHandler, transport: asyncio.BaseTransport) -> None:
         self._head_deadlines.pop(handler, None)
         log.warning("client sent no complete request within %gs: answered 408 and closed", self.limits.read_timeout)
-        if not transport.is_closing():
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
             transport.write(HEAD_TOO_SLOW)
         handler.close()
         transport.close()

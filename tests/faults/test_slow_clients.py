@@ -8,6 +8,7 @@ took: minutes), and order is what is checked (served others while the slow one w
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import resource
 from contextlib import suppress
@@ -32,18 +33,24 @@ async def _open(world: World) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
     return await asyncio.open_connection("127.0.0.1", world.bot.port)
 
 
-async def _trickle_until_closed(world: World, head: bytes, drip: bytes) -> tuple[bytes, list[int]]:
-    """Send ``head``, then ``drip`` one byte at a time every 0.2 s until the bot answers and closes.
+async def _trickle_until_closed(world: World, head: bytes, drip: bytes,
+                                first: bytes = b"") -> tuple[bytes, list[int]]:
+    """Send ``first`` (a complete request, whose answer is read) if given, then ``head``, then ``drip`` one byte
+    at a time every 0.2 s until the bot answers and closes.
 
     Returns what the bot answered and the /healthz statuses other clients got while this one was open."""
     reader, writer = await _open(world)
     served: list[int] = []
+    if first:
+        writer.write(first)
+        async with asyncio.timeout(HARD_CAP):
+            assert (await reader.readuntil(b'{"ok": true}')).startswith(b"HTTP/1.1 200 ")
     writer.write(head)
     answer = asyncio.ensure_future(reader.read())  # everything until the bot closes the connection
     try:
         async with asyncio.timeout(HARD_CAP):
-            for byte in iter(lambda: drip[:1], b""):
-                drip = drip[1:] or drip  # endless: the body/head never completes
+            for n in itertools.count():  # endless: the body/head never completes before the bot gives up
+                byte = drip[n % len(drip):][:1]
                 if answer.done():
                     break
                 with suppress(ConnectionError):
@@ -77,6 +84,15 @@ async def test_a_trickled_request_head_gets_408_and_the_bot_serves_others(make_w
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
         assert served and all(status == 200 for status in served), served
         assert await _healthz(world) == 200
+
+
+async def test_a_trickled_head_of_a_later_request_on_a_kept_alive_connection_gets_408(make_world: Any) -> None:
+    async with make_world(env={"REQUEST_READ_TIMEOUT_SECONDS": READ_TIMEOUT}) as world:
+        first = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        answer, served = await _trickle_until_closed(world, b"POST /signalwire/inbound HTTP/1.1\r\n",
+                                                     b"X-Slow: " + b"a" * 4000, first=first)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert served and all(status == 200 for status in served), served
 
 
 async def test_connections_beyond_the_cap_are_refused_with_503(make_world: Any) -> None:
