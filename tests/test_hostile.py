@@ -152,7 +152,7 @@ async def test_non_ascii_content_type_and_request_id_are_4xx(bot: Harness, captu
     for content_type in ("application/jsoné", "application/json; charset=é", "ü/ü", "text/plain; \u2028"):
         headers = {"Content-Type": content_type.encode().decode("latin-1"),
                    "X-Request-Id": "é\u2028x".encode().decode("latin-1")}
-        async with bot.session.post(bot.bot_url + path, data="{}".encode(), headers=headers) as response:
+        async with bot.session.post(bot.bot_url + path, data=b"{}", headers=headers) as response:
             await response.read()
             assert 400 <= response.status < 500, (content_type, response.status)
     await _assert_clean(bot, captured)
