@@ -1,8 +1,10 @@
 """The application factory: one aiohttp app serving Slack (Bolt mounted in it), SignalWire webhooks and health.
 
 Owns: ``create_app(config)``, the lifetime of every long-lived resource (store, HTTP sessions, Socket Mode,
-the in-process simulator in ``simulator`` mode) through ``cleanup_ctx``, and the typed app keys.
-Nothing imports ``bot.py``; ``bot.py`` and the tests call ``create_app``.
+the in-process simulator in ``simulator`` mode) through ``cleanup_ctx``, the typed app keys, and ``run(config)``:
+serving the app until SIGTERM/SIGINT behind the client limits of ``handlers.limits``, with event-loop errors
+logged in a form the log's repeat limiter can collapse.
+Nothing imports ``bot.py``; ``bot.py`` calls ``run``, the tests call ``create_app`` (or run ``bot.py``).
 """
 
 from __future__ import annotations
