@@ -59,6 +59,12 @@ class Config:
     reconcile_grace: float = 60.0
     stuck_after: float = 900.0
     sweep_interval: float = 2.0
+    # Retention (bridge.recovery prunes in small batches); 0 keeps rows forever.
+    retention_days: int = 90          # inbound claims, Slack event ids, status-callback history
+    audit_retention_days: int = 365   # the audit trail
+    # Slow or abusive clients (handlers.server): time to send the request headers, and then the body.
+    request_read_timeout: float = 10.0
+    max_connections: int = 500        # open client connections at once; more are answered 503 and closed
 
     def __repr__(self) -> str:
         return (
@@ -216,8 +222,24 @@ class Config:
             raise ConfigError("SMS_RATE_LIMIT_PER_USER", "must be a positive whole number of messages per minute",
                               "20")
 
+        def whole(name: str, default: str, low: int, high: int, what: str) -> int:
+            text = get(name, default)
+            if not text.isdigit() or not low <= int(text) <= high:
+                raise ConfigError(name, f"must be a whole number of {what} between {low} and {high}", default)
+            return int(text)
+
+        days = "days (0 keeps rows forever)"
+        retention_days = whole("RETENTION_DAYS", "90", 0, 36500, days)
+        audit_retention_days = whole("AUDIT_RETENTION_DAYS", "365", 0, 36500, days)
+        request_read_timeout = seconds("REQUEST_READ_TIMEOUT_SECONDS", "10", 0.5, 300)
+        max_connections = whole("MAX_CONNECTIONS", "500", 1, 100000, "connections")
+
         return cls(
             **durations,
+            retention_days=retention_days,
+            audit_retention_days=audit_retention_days,
+            request_read_timeout=request_read_timeout,
+            max_connections=max_connections,
             slack_bot_token=bot_token,
             slack_signing_secret=signing_secret,
             slack_app_token=app_token,

@@ -8,6 +8,9 @@ Owns: the sweeper loop and its three jobs —
     clearly absent after the grace period → send once more; ambiguous or still unknown → tell the thread;
   * accepted messages without a final receipt after ``stuck_after`` are looked up once (``GET /logs/{id}``);
   * a recorded status whose receipt was never queued (killed in between) is announced (``announce_unannounced``).
+  * retention: at most once an hour, inbound claims, Slack event ids and status-callback rows older than
+    ``RETENTION_DAYS`` and audit rows older than ``AUDIT_RETENTION_DAYS`` are deleted, ``PRUNE_BATCH`` rows per
+    statement and a few statements per round (a backlog continues next round), so no delete holds the lock long.
 Everything is driven by the store (state + ``next_attempt_at``), so a restart simply picks up where it was.
 Must not import: aiohttp's server side, Slack packages, ``handlers``.
 """
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from bridge import render
 from bridge.model import OutboundSms, SendState
@@ -34,16 +39,29 @@ WINDOW_BEFORE = timedelta(minutes=2)   # clock skew between us and SignalWire
 WINDOW_AFTER = timedelta(minutes=10)
 STOP_SECONDS = 5.0                     # how long stop() waits for the cancelled sweeper
 FRESH_PENDING = timedelta(seconds=10)   # younger pending messages belong to the request that accepted them
+PRUNE_EVERY = timedelta(hours=1)       # retention runs at most this often (sooner while a backlog remains)
+PRUNE_BATCH = 500                      # rows per DELETE: each statement holds SQLite's write lock only briefly
+PRUNE_STATEMENTS = 4                   # DELETEs per table per sweep round
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long rows are kept (``RETENTION_DAYS`` / ``AUDIT_RETENTION_DAYS``); 0 keeps them forever."""
+
+    days: int = 90
+    audit_days: int = 365
 
 
 class Recovery:
-    def __init__(self, bridge: Bridge, signalwire: SignalWireSender) -> None:
+    def __init__(self, bridge: Bridge, signalwire: SignalWireSender, retention: Retention | None = None) -> None:
         self.bridge = bridge
         self.store = bridge.store
         self.signalwire = signalwire
         self.settings = bridge.settings
+        self.retention = retention or Retention()
         self._task: asyncio.Task[None] | None = None
         self._lookups: dict[str, int] = {}
+        self._next_prune: datetime | None = None  # None: at the first round
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -75,7 +93,46 @@ class Recovery:
                 log.warning("sweeper: store unavailable; trying again shortly")
             except Exception:
                 log.exception("sweeper round failed")
+            try:
+                await self.prune_if_due()
+            except StoreUnavailable:
+                log.warning("retention: store unavailable; trying again next round")
+            except Exception:
+                log.exception("retention round failed")
             await asyncio.sleep(self.settings.sweep_interval)
+
+    # -- retention -------------------------------------------------------------------------------------------
+
+    async def prune_if_due(self) -> None:
+        now = utcnow()
+        if self._next_prune is not None and now < self._next_prune:
+            return
+        backlog = await self.prune(now)
+        self._next_prune = now if backlog else now + PRUNE_EVERY
+
+    async def prune(self, now: datetime, statements: int = PRUNE_STATEMENTS) -> bool:
+        """One bounded round of retention; True if some table still has rows past their time (call again)."""
+        jobs: list[tuple[str, Callable[[datetime, int], Awaitable[int]], datetime]] = []
+        if self.retention.days:
+            cutoff = now - timedelta(days=self.retention.days)
+            jobs += [("inbound", self.store.prune_inbound, cutoff),
+                     ("slack_event", self.store.prune_slack_events, cutoff),
+                     ("status_event", self.store.prune_status_events, cutoff)]
+        if self.retention.audit_days:
+            jobs.append(("audit", self.store.audit_prune, now - timedelta(days=self.retention.audit_days)))
+        backlog = False
+        for table, prune, cutoff in jobs:
+            deleted = 0
+            for _ in range(statements):
+                count = await prune(cutoff, PRUNE_BATCH)
+                deleted += count
+                if count < PRUNE_BATCH:
+                    break
+            else:
+                backlog = True
+            if deleted:
+                log.info("retention: deleted %d %s rows from before %s", deleted, table, cutoff.date().isoformat())
+        return backlog
 
     # -- one round -------------------------------------------------------------------------------------------
 

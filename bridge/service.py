@@ -130,6 +130,10 @@ class CallbackTokens:
         return f"{self._public_url}{STATUS_PATH}?{urlencode({'ref': ref, 't': self.token(ref)})}"
 
     def valid(self, ref: str, token: str) -> bool:
+        """Constant-time check. Any string is an answer, never an error: ours are ASCII hex, and
+        ``compare_digest`` raises TypeError on non-ASCII text (``t=é``), so anything else is simply wrong."""
+        if not (ref.isascii() and token.isascii()):
+            return False
         return hmac.compare_digest(self.token(ref), token)
 
 

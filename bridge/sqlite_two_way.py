@@ -118,3 +118,24 @@ class TwoWaySql:
     async def reply_source(self, ref: str) -> str | None:
         row = await self._one("SELECT source_ts FROM reply_source WHERE ref = ?", (ref,))
         return None if row is None else str(row["source_ts"])
+
+    # -- retention (bridge.recovery; migration 6 indexes the age columns) ----------------------------------------
+
+    async def prune_inbound(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` inbound rows received before ``before`` (oldest first); returns how many."""
+        # Pruned by age alone. If inbound rows carry a delivery state (a message stored before its Slack post),
+        # add that condition to the inner WHERE (e.g. "AND state = 'posted'"): an undelivered message is never
+        # pruned, however old.
+        return await self._write(
+            """DELETE FROM inbound WHERE rowid IN (
+                   SELECT rowid FROM inbound WHERE received_at < ? ORDER BY received_at LIMIT ?)""",
+            (db_time(before), max(0, int(limit))),
+        )
+
+    async def prune_slack_events(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` Slack event ids first seen before ``before`` (Slack retries for minutes only)."""
+        return await self._write(
+            """DELETE FROM slack_event WHERE rowid IN (
+                   SELECT rowid FROM slack_event WHERE seen_at < ? ORDER BY seen_at LIMIT ?)""",
+            (db_time(before), max(0, int(limit))),
+        )

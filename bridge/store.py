@@ -222,6 +222,21 @@ class Store(Protocol):
     async def outbox_prune(self, before: datetime) -> int:
         """Delete items finished (done or failed) before ``before``; returns how many."""
 
+    # -- retention (migration 6; bridge.recovery calls these in small batches so no delete holds the lock long) --
+
+    async def prune_inbound(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` inbound rows received before ``before``, oldest first; returns how many.
+        Never an inbound message that is not yet delivered to Slack (if the store keeps such messages)."""
+
+    async def prune_slack_events(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` Slack event ids seen before ``before``, oldest first; returns how many."""
+
+    async def prune_status_events(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` status-callback rows received before ``before``, oldest first."""
+
+    async def audit_prune(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` audit rows older than ``before``, oldest first; returns how many."""
+
 
 async def open_store(database_url: str) -> Store:
     """Open (creating and migrating if needed) the store named by ``DATABASE_URL``."""
