@@ -54,10 +54,17 @@ SLACK_SIGNATURE_HEADERS = ("X-Slack-Signature", "X-Slack-Request-Timestamp")
 MAX_BODY_BYTES = 256 * 1024
 
 
-async def _step(name: str, closing: Awaitable[Any]) -> None:
-    """One shutdown step; a failure is logged and the next step still runs (nothing else may be skipped)."""
+# Each shutdown step has its own bounds inside (drain, flush); this is the outer cap that makes SIGTERM always end.
+SHUTDOWN_STEP_SECONDS = SHUTDOWN_DRAIN_SECONDS + 10.0
+
+
+async def _step(name: str, closing: Awaitable[Any], limit: float = SHUTDOWN_STEP_SECONDS) -> None:
+    """One shutdown step, bounded; a failure or overrun is logged and the next step still runs."""
     try:
-        await closing
+        async with asyncio.timeout(limit):
+            await closing
+    except TimeoutError:
+        log.error("shutdown: %s did not finish within %.0fs; moving on", name, limit)
     except Exception:
         log.exception("shutdown: %s did not close cleanly", name)
 
