@@ -46,12 +46,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(run_check(config))
 
-    from aiohttp import web
+    from handlers.server import run
 
-    from handlers.server import create_app
-
-    web.run_app(create_app(config), host=config.host, port=config.port, access_log=None,
-                print=lambda text: print(f"sms-bridge listening on http://{config.host}:{config.port}"))
+    run(config)
     return 0
 
 

@@ -44,6 +44,8 @@ class Config:
     slack_app_token: str = field(default="", repr=False)
     slack_api_url: str = "https://slack.com/api/"
     signalwire_signing_key: str = field(default="", repr=False)
+    # SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS=true: the operator accepts unsigned webhooks (warned at every start).
+    allow_unsigned_webhooks: bool = False
     host: str = "0.0.0.0"
     port: int = 3000
     database_url: str = "sqlite:///data/sms-bridge.db"
@@ -57,6 +59,12 @@ class Config:
     reconcile_grace: float = 60.0
     stuck_after: float = 900.0
     sweep_interval: float = 2.0
+    # Retention (bridge.recovery prunes in small batches); 0 keeps rows forever.
+    retention_days: int = 90          # inbound claims, Slack event ids, status-callback history
+    audit_retention_days: int = 365   # the audit trail
+    # Slow or abusive clients (handlers.server): time to send the request headers, and then the body.
+    request_read_timeout: float = 10.0
+    max_connections: int = 500        # open client connections at once; more are answered 503 and closed
 
     def __repr__(self) -> str:
         return (
@@ -65,7 +73,8 @@ class Config:
             f"port={self.port}, database_url={self.database_url!r}, socket_mode={self.socket_mode}, "
             f"slack_bot_token={_secret_repr(self.slack_bot_token)}, "
             f"signalwire_api_token={_secret_repr(self.signalwire_api_token)}, "
-            f"signing_key={'set' if self.signalwire_signing_key else 'unset'})"
+            f"signing_key={'set' if self.signalwire_signing_key else 'unset'}"
+            f"{', unsigned webhooks allowed' if self.allow_unsigned_webhooks else ''})"
         )
 
     @property
@@ -122,6 +131,18 @@ class Config:
         project_id = get("SIGNALWIRE_PROJECT_ID") if simulated else required(
             "SIGNALWIRE_PROJECT_ID", "1f0e9c52-5d6f-4a3e-9a77-2b6c0d9e8f10")
         api_token = get("SIGNALWIRE_API_TOKEN") if simulated else required("SIGNALWIRE_API_TOKEN", "PTabc123…")
+
+        signing_key = get("SIGNALWIRE_SIGNING_KEY")
+        allow_unsigned = _allow_unsigned(get("SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS"))
+        # Without a signing key anyone who can reach /signalwire/inbound can forge texts, STOPs and STARTs: only an
+        # explicit opt-in runs like that. The simulator signs with its own key, which the server fills in.
+        if not signing_key and not simulated and not allow_unsigned:
+            raise ConfigError(
+                "SIGNALWIRE_SIGNING_KEY",
+                "is not set: without it anyone can forge SignalWire webhooks (to run unsigned anyway, set "
+                "SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS=true)",
+                "PSKyour-signing-key",
+            )
 
         region = get("DEFAULT_REGION", "US").upper()
         # Two letters is not enough: an unknown region ("ZZ") would surface later as every national number failing.
@@ -201,8 +222,24 @@ class Config:
             raise ConfigError("SMS_RATE_LIMIT_PER_USER", "must be a positive whole number of messages per minute",
                               "20")
 
+        def whole(name: str, default: str, low: int, high: int, what: str) -> int:
+            text = get(name, default)
+            if not text.isdigit() or not low <= int(text) <= high:
+                raise ConfigError(name, f"must be a whole number of {what} between {low} and {high}", default)
+            return int(text)
+
+        days = "days (0 keeps rows forever)"
+        retention_days = whole("RETENTION_DAYS", "90", 0, 36500, days)
+        audit_retention_days = whole("AUDIT_RETENTION_DAYS", "365", 0, 36500, days)
+        request_read_timeout = seconds("REQUEST_READ_TIMEOUT_SECONDS", "10", 0.5, 300)
+        max_connections = whole("MAX_CONNECTIONS", "500", 1, 100000, "connections")
+
         return cls(
             **durations,
+            retention_days=retention_days,
+            audit_retention_days=audit_retention_days,
+            request_read_timeout=request_read_timeout,
+            max_connections=max_connections,
             slack_bot_token=bot_token,
             slack_signing_secret=signing_secret,
             slack_app_token=app_token,
@@ -210,7 +247,8 @@ class Config:
             signalwire_space_url=space,
             signalwire_project_id=project_id,
             signalwire_api_token=api_token,
-            signalwire_signing_key=get("SIGNALWIRE_SIGNING_KEY"),
+            signalwire_signing_key=signing_key,
+            allow_unsigned_webhooks=allow_unsigned and not signing_key,
             from_numbers=tuple(from_numbers),
             public_url=public_url,
             host=get("HOST", "0.0.0.0"),
@@ -223,6 +261,15 @@ class Config:
             allowed_channels=allowed_channels,
             rate_limit_per_user=int(rate_text),
         )
+
+
+def _allow_unsigned(text: str) -> bool:
+    """``SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS``: only exactly ``true`` opts in; unset or ``false`` requires signatures,
+    anything else (``yes``, ``1``, ``True``) is a typo worth stopping for rather than guessing which was meant."""
+    if text not in ("", "true", "false"):
+        raise ConfigError("SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS",
+                          "must be exactly true, or false / unset to require SIGNALWIRE_SIGNING_KEY", "true")
+    return text == "true"
 
 
 def _slack_ids(text: str, name: str, pattern: str, what: str, example: str) -> tuple[str, ...]:

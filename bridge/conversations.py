@@ -1,7 +1,8 @@
 """Text rules of a two-way conversation: opt-out keywords, internal notes, Slack markup → SMS, inbound rendering.
 
 Owns: which inbound texts are STOP/START/HELP, which thread replies stay internal, turning Slack's markup into plain
-SMS text, and the Slack text/blocks of an inbound SMS and of opt-out notices.
+SMS text, and the Slack text/blocks of an inbound SMS (always one post Slack accepts, whatever the payload) and of
+opt-out notices.
 Must not import: aiohttp, Slack packages, storage, ``handlers``. Pure functions.
 """
 
@@ -14,7 +15,18 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from bridge.slack_text import escape_mrkdwn, quote
+from bridge.slack_blocks import (
+    SECTION_TEXT,
+    clip,
+    fit_blocks,
+    fit_text,
+    more_note,
+    pack,
+    quote_lines,
+    sections,
+    shown,
+)
+from bridge.slack_text import escape_mrkdwn
 from sw_api.models import InboundMessage, MediaItem
 from sw_api.text import format_number
 
@@ -109,48 +121,85 @@ def slack_to_sms(text: str, user_names: Mapping[str, str] | None = None) -> str:
 # -- rendering inbound texts and notices for Slack ----------------------------------------------------------------
 
 
+# An inbound text is always one Slack post that Slack accepts, whatever SignalWire delivered: a real SMS is at
+# most ~1600 characters (10 concatenated segments) and an MMS carries at most 10 attachments. Longer bodies are
+# shown up to MAX_INBOUND_SHOWN characters (split over sections) with "…(N more characters not shown)"; more
+# media than MAX_MEDIA_SHOWN get "+N more attachments not shown". Nothing is posted as a continuation, so the
+# inbound text stays one outbox item / one post, and the thread does not fill with fragments of a flood.
+MAX_INBOUND_SHOWN = 4000
+MAX_MEDIA_SHOWN = 10
+MAX_URL_SHOWN = 300
+MAX_NUMBER_SHOWN = 40
+MAX_TYPE_SHOWN = 80
+
+
 def _safe_url(url: str) -> str | None:
     # Only web links become clickable; the URL itself is escaped so a crafted one cannot close the link early.
-    if not url.lower().startswith(("https://", "http://")):
+    # A URL too long to show whole is not made a (broken) link: it is shown cut, as text.
+    if not url.lower().startswith(("https://", "http://")) or len(url) > MAX_URL_SHOWN:
         return None
     return escape_mrkdwn(url).replace("|", "%7C")
 
 
-def media_lines(media: Sequence[MediaItem]) -> list[str]:
+def media_lines(media: Sequence[MediaItem], more: int = 0) -> list[str]:
+    """One line per attachment (at most ``MAX_MEDIA_SHOWN``), then how many more were not shown."""
     lines: list[str] = []
-    for index, item in enumerate(media, start=1):
-        kind = escape_mrkdwn(item.content_type or "unknown type")
+    for index, item in enumerate(media[:MAX_MEDIA_SHOWN], start=1):
+        kind = shown(item.content_type or "unknown type", MAX_TYPE_SHOWN)
         url = _safe_url(item.url)
         label = f"📎 attachment {index} ({kind})"
-        lines.append(f"<{url}|{label}>" if url else f"{label}: {escape_mrkdwn(item.url)}")
+        lines.append(f"<{url}|{label}>" if url else f"{label}: {shown(item.url, MAX_URL_SHOWN)}")
+    hidden = more + max(0, len(media) - MAX_MEDIA_SHOWN)
+    if hidden:
+        lines.append(f"_+{hidden} more attachment{'s' if hidden != 1 else ''} not shown_")
     return lines
 
 
+def _inbound_head(message: InboundMessage, new_conversation: bool) -> str:
+    sender = shown(format_number(message.from_), MAX_NUMBER_SHOWN)
+    if new_conversation:
+        return f"📥 *New conversation:* {sender} texted {shown(format_number(message.to), MAX_NUMBER_SHOWN)}"
+    return f"📥 *{sender}* replied"
+
+
+_INBOUND_FOOTER = ("_Reply in this thread to text them back. Start a reply with `note:` or `//` to keep it "
+                   "internal._")
+
+
+def _inbound_body(message: InboundMessage) -> tuple[list[str], str | None]:
+    """(quoted lines of the body as far as it is shown, the "N more characters" note or None)."""
+    if not message.body:
+        return ([] if message.media or message.more_media else ["_(empty message)_"]), None
+    body, hidden = clip(message.body, MAX_INBOUND_SHOWN)
+    return quote_lines(body, SECTION_TEXT), (more_note(hidden) if hidden else None)
+
+
 def inbound_text(message: InboundMessage, *, new_conversation: bool) -> str:
-    """The Slack message for one inbound SMS; every byte of the sender's text is escaped (mentions stay inert)."""
-    sender = format_number(message.from_)
+    """The Slack message for one inbound SMS; every byte of the sender's text is escaped (mentions stay inert).
+
+    Always within Slack's 40,000-character limit for a message's text (see ``MAX_INBOUND_SHOWN``)."""
+    body, note = _inbound_body(message)
+    parts = [_inbound_head(message, new_conversation), *body]
+    if note:
+        parts.append(note)
+    parts.extend(media_lines(message.media, message.more_media))
     if new_conversation:
-        head = f"📥 *New conversation:* {sender} texted {format_number(message.to)}"
-    else:
-        head = f"📥 *{sender}* replied"
-    parts = [head]
-    if message.body:
-        parts.append(quote(message.body))
-    elif not message.media:
-        parts.append("_(empty message)_")
-    parts.extend(media_lines(message.media))
-    if new_conversation:
-        parts.append("_Reply in this thread to text them back. Start a reply with `note:` or `//` to keep it "
-                     "internal._")
-    return "\n".join(parts)
+        parts.append(_INBOUND_FOOTER)
+    return fit_text("\n".join(parts))
 
 
 def inbound_blocks(message: InboundMessage, *, new_conversation: bool) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": inbound_text(message, new_conversation=new_conversation)
-                                     [:3000]}},
-    ]
-    return blocks
+    """The same as ``inbound_text`` as blocks: the body split over sections of at most 3000 characters, never
+    more than Slack's 50 blocks: whatever the input, Slack takes the post."""
+    body, note = _inbound_body(message)
+    chunks = pack([_inbound_head(message, new_conversation), *body], SECTION_TEXT)
+    tail = [note] if note else []
+    tail.extend(media_lines(message.media, message.more_media))
+    if new_conversation:
+        tail.append(_INBOUND_FOOTER)
+    if tail:
+        chunks.extend(pack(tail, SECTION_TEXT))
+    return fit_blocks(sections(chunks))
 
 
 def _when(at: datetime) -> str:

@@ -3,7 +3,9 @@ phone numbers out of every line.
 
 Owns: the log format (``LogfmtFormatter``: ``ts=… level=… logger=… request_id=… msg="…"``), the request id
 (``REQUEST_ID`` contextvar, ``bind_request_id`` / ``RequestIdFilter``; tasks created inside a request copy it) and
-the redaction rules (Slack tokens, our configured secrets, E.164 numbers → masked).
+the redaction rules (Slack tokens, our configured secrets, E.164 numbers → masked), the repeat limit
+(``RepeatLimiter``: a flood of one identical line becomes a few lines and a count) and which third-party loggers
+stay at INFO because they print parameters at DEBUG (``PARAMETER_LOGGERS``).
 Must not import: aiohttp, Slack packages, ``handlers`` (the aiohttp middleware in ``handlers.server`` calls
 ``bind_request_id``).
 """
@@ -14,9 +16,11 @@ import contextvars
 import logging
 import re
 import secrets
-from collections.abc import Iterable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from sw_api.text import mask_number
 
@@ -106,15 +110,24 @@ class RequestIdFilter(logging.Filter):
 
 
 _NEEDS_QUOTES = re.compile(r'[\s"=\\]|^$')
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def logfmt_value(value: str) -> str:
-    """A logfmt value: bare when it can be, else double-quoted with ``\\``, ``"`` and line breaks escaped."""
+    """A logfmt value: bare when it can be, else double-quoted with ``\\``, ``"`` and every non-printable character
+    escaped (``\\n``, ``\\x1b``, ``\\u2028``…), so no value can end a line or move a terminal's cursor."""
     if not _NEEDS_QUOTES.search(value) and value.isprintable():
         return value
-    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-               .replace("\t", "\\t"))
-    return f'"{escaped}"'
+    return '"' + "".join(map(_escape_char, value)) + '"'
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -137,20 +150,124 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(f"{key}={logfmt_value(value)}" for key, value in fields)
 
 
-def log_handler(stream: TextIO | None = None, secrets: Iterable[str] = ()) -> logging.Handler:
-    """A stream handler with the bridge's format, request ids and redaction (tests attach it to capture logs)."""
-    handler: logging.Handler = logging.StreamHandler(stream)
+# Third-party loggers that print request bodies or SQL parameters (message bodies, the callback secret) at DEBUG.
+PARAMETER_LOGGERS = ("slack_sdk", "slack_bolt", "aiosqlite")
+
+REPEAT_LIMIT = 10          # identical lines let through per window…
+REPEAT_WINDOW = 60.0       # …of this many seconds; the rest are counted and reported in one line
+_REPEAT_KEYS = 1000        # windows remembered at once (distinct lines beyond this are never held back)
+
+
+class RepeatLimiter:
+    """Lets the first ``limit`` identical lines (same logger, level and message) through per ``window`` seconds and
+    counts the rest; when a window with suppressed lines ends, one "suppressed K identical lines" line says so.
+
+    A flood of one error (asyncio's "socket.accept() out of system resource" at the file-descriptor limit, a client
+    hammering a broken route) costs ``limit`` lines a minute instead of the disk.
+    """
+
+    def __init__(self, limit: int = REPEAT_LIMIT, window: float = REPEAT_WINDOW,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        # key → [window start, lines seen in the window, a record to name the summary after]; oldest window first.
+        self._windows: OrderedDict[tuple[str, int, str], list[Any]] = OrderedDict()
+
+    def check(self, record: logging.LogRecord) -> tuple[bool, list[logging.LogRecord]]:
+        """(let this record through?, summary records of windows that have ended, to be written first)."""
+        now = self._clock()
+        summaries = self._expire(now)
+        key = (record.name, record.levelno, record.getMessage())
+        entry = self._windows.get(key)
+        if entry is None:
+            if len(self._windows) >= _REPEAT_KEYS:
+                summaries.extend(self._close(*self._windows.popitem(last=False)))
+            self._windows[key] = [now, 1, record]
+            return True, summaries
+        entry[1] += 1
+        return entry[1] <= self.limit, summaries
+
+    def flush(self) -> list[logging.LogRecord]:
+        """Summaries of every open window (at shutdown)."""
+        summaries: list[logging.LogRecord] = []
+        while self._windows:
+            summaries.extend(self._close(*self._windows.popitem(last=False)))
+        return summaries
+
+    def _expire(self, now: float) -> list[logging.LogRecord]:
+        summaries: list[logging.LogRecord] = []
+        while self._windows:
+            key, entry = next(iter(self._windows.items()))
+            if now - entry[0] < self.window:
+                break
+            del self._windows[key]
+            summaries.extend(self._close(key, entry))
+        return summaries
+
+    def _close(self, key: tuple[str, int, str], entry: list[Any]) -> list[logging.LogRecord]:
+        suppressed = entry[1] - self.limit
+        if suppressed <= 0:
+            return []
+        name, level, message = key
+        first = message.splitlines()[0] if message else ""
+        summary = logging.LogRecord(
+            "bridge.logs", max(level, logging.WARNING), __file__, 0,
+            "suppressed %d identical lines in %.0fs (logger=%s): %s", (suppressed, self.window, name, first[:200]),
+            None,
+        )
+        summary.request_id = "-"
+        return [summary]
+
+
+class BridgeLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The bridge's stream handler: filters (request id, redaction) first, then the repeat limiter."""
+
+    def __init__(self, stream: TextIO | None = None, limiter: RepeatLimiter | None = None) -> None:
+        super().__init__(stream)
+        self.limiter = limiter or RepeatLimiter()
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if not self.filter(record):  # redaction runs before the limiter: identical means identical once redacted
+            return False
+        self.acquire()
+        try:
+            allowed, summaries = self.limiter.check(record)
+            for summary in summaries:
+                self.emit(summary)
+            if allowed:
+                self.emit(record)
+        finally:
+            self.release()
+        return allowed
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            for summary in self.limiter.flush():
+                self.emit(summary)
+        finally:
+            self.release()
+        super().close()
+
+
+def log_handler(stream: TextIO | None = None, secrets: Iterable[str] = (),
+                limiter: RepeatLimiter | None = None) -> logging.Handler:
+    """A stream handler with the bridge's format, request ids, redaction and repeat limit (tests attach it)."""
+    handler = BridgeLogHandler(stream, limiter)
     handler.setFormatter(LogfmtFormatter())
     handler.addFilter(RequestIdFilter())
     handler.addFilter(RedactingFilter(secrets))
     return handler
 
 
-def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
-    handler = log_handler(secrets=secrets)
+def setup_logging(level: str = "INFO", secrets: Iterable[str] = (), stream: TextIO | None = None) -> None:
+    handler = log_handler(stream, secrets=secrets)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # slack_sdk logs full request bodies at DEBUG; keep them out even when the app runs at DEBUG.
-    logging.getLogger("slack_sdk").setLevel(max(logging.INFO, root.level))
+    # These print request bodies or SQL parameters (SMS bodies, the callback secret) at DEBUG: keep them at INFO
+    # even when the app runs at DEBUG.
+    for name in PARAMETER_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,13 +1,15 @@
 """The durable Slack outbox: every post, parent update and reaction is stored first and delivered by a worker.
 
 Owns: ``SlackOutbox`` (enqueue, the delivery worker, retry scheduling, coalescing of parent updates, flush/stop),
-``OutboxItem`` / ``ParentView`` and the transient-error test ``is_transient`` / ``retry_after``.
+``OutboxItem`` / ``ParentView``, ``OutboxBatch`` / ``OutboxWrite`` (items added in one transaction with an
+announcement marker) and the transient-error test ``is_transient`` / ``retry_after``.
 Must not import: Slack packages, aiohttp, ``handlers``; ``bridge.service`` only for type checking (or lazily):
 ``bridge.service`` is to import this module, and a cycle would break whichever loads first.
 
 Guarantees:
 - An enqueue returns once the item is committed to the store; a crash or restart loses nothing (a new outbox on
-  the same database delivers whatever is undone).
+  the same database delivers whatever is undone). ``add_announcement`` commits a whole batch together with the
+  marker that a status was announced, so the receipt of a status is queued exactly once.
 - Items sharing a ``thread_key`` are delivered strictly in enqueue order: only the first undone item of a key is
   ever attempted, and the rest wait while it is retried. Different keys are independent.
 - Transient failures (Slack 429 with ``Retry-After``, 5xx, timeouts, connection errors — whatever the port marks
@@ -90,49 +92,90 @@ class OutboxItem:
 
 
 @dataclass(frozen=True, slots=True)
-class Enqueue:
-    """One item to add, for callers that must store it in the same transaction as their own rows
-    (``Store.record_inbound``). Build it with ``post_item`` / ``react_item`` / ``inbound_item``; then ``wake()``."""
+class OutboxWrite:
+    """One item to add. ``covered_by``: kinds of which an undone, unclaimed item for the same ``ref`` makes this
+    one unnecessary (a parent update is covered by a waiting update or parent post); empty: always added."""
 
     thread_key: str
     kind: str
     ref: str | None
     channel: str | None
     payload: dict[str, Any]
+    covered_by: tuple[str, ...] = ()
+
+
+def _post_payload(text: str, blocks: list[dict[str, Any]] | None, thread_ts: str | None,
+                  thread_of_ref: str | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"text": text, "blocks": blocks, "thread_ts": thread_ts}
+    if thread_of_ref is not None:
+        payload["thread_of_ref"] = thread_of_ref
+    return payload
+
+
+_UPDATE_COVERED_BY = (Kind.UPDATE.value, Kind.PARENT.value)
+
+
+class OutboxBatch:
+    """Outbox items collected to be added together in one transaction (``SlackOutbox.add_announcement``).
+
+    Same enqueue methods as ``SlackOutbox`` (``post``, ``update_parent``, ``react``), so a caller can hand
+    either; nothing is stored until the batch is committed.
+    """
+
+    def __init__(self) -> None:
+        self.writes: list[OutboxWrite] = []
+
+    async def post(
+        self,
+        thread_key: str,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        *,
+        thread_ts: str | None = None,
+        thread_of_ref: str | None = None,
+    ) -> None:
+        self.writes.append(OutboxWrite(thread_key, Kind.POST.value, thread_of_ref, channel,
+                                       _post_payload(text, blocks, thread_ts, thread_of_ref)))
+
+    async def update_parent(self, ref: str, thread_key: str) -> None:
+        self.writes.append(OutboxWrite(thread_key, Kind.UPDATE.value, ref, None, {}, _UPDATE_COVERED_BY))
+
+    async def react(self, thread_key: str, channel: str, ts: str, name: str, *, add: bool = True) -> None:
+        kind = Kind.REACT if add else Kind.UNREACT
+        self.writes.append(OutboxWrite(thread_key, kind.value, None, channel, {"ts": ts, "name": name}))
 
 
 def post_item(thread_key: str, channel: str, text: str, blocks: list[dict[str, Any]] | None = None, *,
               thread_ts: str | None = None, thread_of_ref: str | None = None,
-              thread_of_inbound: str | None = None) -> Enqueue:
+              thread_of_inbound: str | None = None) -> OutboxWrite:
     """See ``SlackOutbox.post``. ``thread_of_inbound``: reply in the thread an inbound text (by message id) was
     posted into — in the channel it ended up in, which may not be ``channel`` after a fallback."""
-    payload: dict[str, Any] = {"text": text, "blocks": blocks, "thread_ts": thread_ts}
-    if thread_of_ref is not None:
-        payload["thread_of_ref"] = thread_of_ref
+    payload = _post_payload(text, blocks, thread_ts, thread_of_ref)
     if thread_of_inbound is not None:
         payload["thread_of_inbound"] = thread_of_inbound
-    return Enqueue(thread_key, Kind.POST, thread_of_ref, channel, payload)
+    return OutboxWrite(thread_key, Kind.POST.value, thread_of_ref, channel, payload)
 
 
 def react_item(thread_key: str, channel: str, ts: str | None, name: str, *, add: bool = True,
-               parent_of_inbound: str | None = None) -> Enqueue:
+               parent_of_inbound: str | None = None) -> OutboxWrite:
     """A reaction on ``ts``; or, with ``parent_of_inbound``, on the parent of the thread that inbound text was
     posted into as a reply (nothing if it started a thread itself)."""
     payload: dict[str, Any] = {"ts": ts, "name": name}
     if parent_of_inbound is not None:
         payload["parent_of_inbound"] = parent_of_inbound
-    return Enqueue(thread_key, Kind.REACT if add else Kind.UNREACT, None, channel, payload)
+    return OutboxWrite(thread_key, (Kind.REACT if add else Kind.UNREACT).value, None, channel, payload)
 
 
 def inbound_item(thread_key: str, *, message_id: str, our_number: str, their_number: str, channel: str,
-                 reply: tuple[str, list[dict[str, Any]]], new: tuple[str, list[dict[str, Any]]]) -> Enqueue:
+                 reply: tuple[str, list[dict[str, Any]]], new: tuple[str, list[dict[str, Any]]]) -> OutboxWrite:
     """Post an inbound text: ``reply`` (text, blocks) into the conversation's thread as it is when delivered, or
     ``new`` as a new parent in ``channel`` (the inbound channel; "" if there is none)."""
     payload: dict[str, Any] = {
         "message_id": message_id, "our": our_number, "their": their_number,
         "reply_text": reply[0], "reply_blocks": reply[1], "new_text": new[0], "new_blocks": new[1],
     }
-    return Enqueue(thread_key, Kind.INBOUND, None, channel, payload)
+    return OutboxWrite(thread_key, Kind.INBOUND.value, None, channel, payload)
 
 
 ParentRenderer = Callable[[str], Awaitable[ParentView | None]]
@@ -227,7 +270,7 @@ class SlackOutbox:
     async def update_parent(self, ref: str, thread_key: str) -> None:
         """``chat.update`` ``ref``'s parent, rendered at delivery; nothing is queued if one is already waiting."""
         item_id = await self.store.outbox_add_coalesced(
-            thread_key, Kind.UPDATE, ref, None, {}, (Kind.UPDATE, Kind.PARENT), _now()
+            thread_key, Kind.UPDATE, ref, None, {}, _UPDATE_COVERED_BY, _now()
         )
         if item_id is None:
             self.coalesced += 1
@@ -253,15 +296,30 @@ class SlackOutbox:
         await self._enqueue(react_item(thread_key, channel, ts, name, add=add))
 
     def wake(self) -> None:
-        """Items were added straight through the store (``Enqueue``): look for them now."""
+        """Items were added straight through the store (``OutboxWrite``): look for them now."""
         self._wake.set()
 
-    async def _enqueue(self, item: Enqueue) -> None:
+    async def _enqueue(self, item: OutboxWrite) -> None:
         await self._add(item.thread_key, Kind(item.kind), item.ref, item.channel, item.payload)
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None:
         """Best effort: a few attempts, then dropped. Skipped if the Slack port has no ``ephemeral`` method."""
         await self._add(f"ephemeral:{channel}:{user}", Kind.EPHEMERAL, None, channel, {"user": user, "text": text})
+
+    def batch(self) -> OutboxBatch:
+        """Collect items to add atomically with an announcement marker (``add_announcement``)."""
+        return OutboxBatch()
+
+    async def add_announcement(self, ref: str, status: str, batch: OutboxBatch) -> bool:
+        """Add ``batch`` in the same transaction that records ``status`` of ``ref`` as announced.
+
+        False, and nothing added, if that status was already announced (or never advanced the message): a receipt
+        is queued exactly once, even when a redelivered callback or the sweeper asks again after a crash.
+        """
+        done = await self.store.announce_status(ref, status, batch.writes, _now())
+        if done and batch.writes:
+            self._wake.set()
+        return done
 
     async def _add(self, thread_key: str, kind: Kind, ref: str | None, channel: str | None,
                    payload: dict[str, Any]) -> None:

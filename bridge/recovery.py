@@ -6,7 +6,11 @@ Owns: the sweeper loop and its three jobs —
   * ``unknown`` messages are looked up in SignalWire's logs (there is no idempotency key, and the logs do not
     return ``custom_variables`` or bodies, so the match is from/to/created_at): found once → adopt its id;
     clearly absent after the grace period → send once more; ambiguous or still unknown → tell the thread;
-  * accepted messages without a final receipt after ``stuck_after`` are looked up once (``GET /logs/{id}``).
+  * accepted messages without a final receipt after ``stuck_after`` are looked up once (``GET /logs/{id}``);
+  * a recorded status whose receipt was never queued (killed in between) is announced (``announce_unannounced``).
+  * retention: at most once an hour, inbound claims, Slack event ids and status-callback rows older than
+    ``RETENTION_DAYS`` and audit rows older than ``AUDIT_RETENTION_DAYS`` are deleted, ``PRUNE_BATCH`` rows per
+    statement and a few statements per round (a backlog continues next round), so no delete holds the lock long.
 Everything is driven by the store (state + ``next_attempt_at``), so a restart simply picks up where it was.
 Must not import: aiohttp's server side, Slack packages, ``handlers``.
 """
@@ -15,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from bridge import render
 from bridge.model import OutboundSms, SendState
-from bridge.service import Bridge, SignalWireSender, utcnow
+from bridge.service import MAX_POSTS, Bridge, SignalWireSender, utcnow
 from bridge.store import StoreUnavailable
 from sw_api.errors import SignalWireError
 from sw_api.models import LogRecord, MessageStatus
@@ -27,23 +33,35 @@ from sw_api.text import mask_number
 
 log = logging.getLogger("bridge.recovery")
 
-MAX_POSTS = 2                          # the original POST and at most one re-send after proven absence
 LOOKUP_RETRY = timedelta(seconds=15)   # when the logs API itself fails
 MAX_LOOKUPS = 20                       # then give up and let the user decide
 WINDOW_BEFORE = timedelta(minutes=2)   # clock skew between us and SignalWire
 WINDOW_AFTER = timedelta(minutes=10)
 STOP_SECONDS = 5.0                     # how long stop() waits for the cancelled sweeper
 FRESH_PENDING = timedelta(seconds=10)   # younger pending messages belong to the request that accepted them
+PRUNE_EVERY = timedelta(hours=1)       # retention runs at most this often (sooner while a backlog remains)
+PRUNE_BATCH = 500                      # rows per DELETE: each statement holds SQLite's write lock only briefly
+PRUNE_STATEMENTS = 4                   # DELETEs per table per sweep round
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long rows are kept (``RETENTION_DAYS`` / ``AUDIT_RETENTION_DAYS``); 0 keeps them forever."""
+
+    days: int = 90
+    audit_days: int = 365
 
 
 class Recovery:
-    def __init__(self, bridge: Bridge, signalwire: SignalWireSender) -> None:
+    def __init__(self, bridge: Bridge, signalwire: SignalWireSender, retention: Retention | None = None) -> None:
         self.bridge = bridge
         self.store = bridge.store
         self.signalwire = signalwire
         self.settings = bridge.settings
+        self.retention = retention or Retention()
         self._task: asyncio.Task[None] | None = None
         self._lookups: dict[str, int] = {}
+        self._next_prune: datetime | None = None  # None: at the first round
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -75,7 +93,46 @@ class Recovery:
                 log.warning("sweeper: store unavailable; trying again shortly")
             except Exception:
                 log.exception("sweeper round failed")
+            try:
+                await self.prune_if_due()
+            except StoreUnavailable:
+                log.warning("retention: store unavailable; trying again next round")
+            except Exception:
+                log.exception("retention round failed")
             await asyncio.sleep(self.settings.sweep_interval)
+
+    # -- retention -------------------------------------------------------------------------------------------
+
+    async def prune_if_due(self) -> None:
+        now = utcnow()
+        if self._next_prune is not None and now < self._next_prune:
+            return
+        backlog = await self.prune(now)
+        self._next_prune = now if backlog else now + PRUNE_EVERY
+
+    async def prune(self, now: datetime, statements: int = PRUNE_STATEMENTS) -> bool:
+        """One bounded round of retention; True if some table still has rows past their time (call again)."""
+        jobs: list[tuple[str, Callable[[datetime, int], Awaitable[int]], datetime]] = []
+        if self.retention.days:
+            cutoff = now - timedelta(days=self.retention.days)
+            jobs += [("inbound", self.store.prune_inbound, cutoff),
+                     ("slack_event", self.store.prune_slack_events, cutoff),
+                     ("status_event", self.store.prune_status_events, cutoff)]
+        if self.retention.audit_days:
+            jobs.append(("audit", self.store.audit_prune, now - timedelta(days=self.retention.audit_days)))
+        backlog = False
+        for table, prune, cutoff in jobs:
+            deleted = 0
+            for _ in range(statements):
+                count = await prune(cutoff, PRUNE_BATCH)
+                deleted += count
+                if count < PRUNE_BATCH:
+                    break
+            else:
+                backlog = True
+            if deleted:
+                log.info("retention: deleted %d %s rows from before %s", deleted, table, cutoff.date().isoformat())
+        return backlog
 
     # -- one round -------------------------------------------------------------------------------------------
 
@@ -100,6 +157,7 @@ class Recovery:
         cutoff = now - timedelta(seconds=self.settings.stuck_after)
         for sms in await self.store.unfinished(cutoff):
             await self.check_receipt(sms)
+        await self.announce_unannounced()
 
     async def reconcile(self, ref: str) -> None:
         async with self.bridge.lock(ref):
@@ -123,7 +181,8 @@ class Recovery:
                 log.info("reconciled ref=%s: SignalWire has it as %s (%s)", ref, record.id, record.status)
                 await self.store.count("reconciled_found")
                 await self.bridge.adopt(sms, record.id, record.number_of_segments or 1, record.status,
-                                        record.error_code, record.error_message, record.created_at)
+                                        record.error_code, record.error_message, record.created_at,
+                                        found_via="logs")
             elif len(candidates) > 1:
                 log.warning("reconcile ref=%s: %d candidates to %s, cannot tell which", ref, len(candidates),
                             mask_number(sms.to))
@@ -137,8 +196,7 @@ class Recovery:
                 log.warning("reconcile ref=%s: not in SignalWire's logs after the grace period; sending once more",
                             ref)
                 await self.store.count("reconciled_resent")
-                await self.bridge.reply(sms, "🔁 SignalWire has no record of this message, so it was never "
-                                              "sent: sending it once more.")
+                await self.bridge.reply(sms, render.resend_text())
                 await self.bridge.post_to_signalwire(sms)
             else:
                 await self.store.count("reconciled_gave_up")
@@ -167,6 +225,8 @@ class Recovery:
             await self._give_up(sms, f"SignalWire's logs could not be read ({exc})")
         else:
             await self.store.schedule(sms.ref, utcnow() + LOOKUP_RETRY, utcnow())
+            if count == 1:
+                await self.bridge.reply(sms, render.lookup_failed_text(LOOKUP_RETRY.total_seconds()))
 
     async def _give_up(self, sms: OutboundSms, why: str) -> None:
         """Stop looking; the people decide. The Retry button is offered, with the warning that it may double."""
@@ -175,7 +235,7 @@ class Recovery:
         await self.bridge.audit_outcome(sms, "unknown")
         await self.bridge.react_outcome(sms, failed=True)
         await self.bridge.refresh_parent(sms)
-        await self.bridge.reply_failure(sms, f"{render.unknown_headline()} ({why})")
+        await self.bridge.reply_failure(sms, render.unknown_failure_headline(why))
 
     async def check_receipt(self, sms: OutboundSms) -> None:
         """No final receipt after ``stuck_after``: ask the logs once and tell the thread what they say."""
@@ -192,7 +252,7 @@ class Recovery:
         if change.advanced and record.status.is_final:
             await self.store.count("receipts_from_logs")
             async with self.bridge.lock(sms.ref):
-                await self.bridge.announce(change.sms, record.status)
+                await self.bridge.announce_pending(sms.ref)
             return
         minutes = self.settings.stuck_after / 60
         if sms.is_mms:
@@ -200,4 +260,20 @@ class Recovery:
         else:
             text = (f"ℹ️ No delivery receipt after {minutes:.0f} min; SignalWire's logs say "
                     f"“{record.status.value}”. Carriers do not always confirm delivery.")
-        await self.bridge.reply(change.sms, text)
+        if change.advanced:
+            # The logs moved it on (e.g. to sent): this note is that status's announcement, not an extra receipt.
+            async with self.bridge.lock(sms.ref):
+                await self.bridge.announce_pending(sms.ref, notes={record.status: text})
+        else:
+            await self.bridge.reply(change.sms, text)
+
+    async def announce_unannounced(self) -> None:
+        """Receipts recorded but never queued (the process died in between, after or before answering SignalWire):
+        queue them now, in order. A live callback holds the message's lock from recording to queuing, so this
+        never races one into a double post."""
+        for ref in await self.store.refs_with_unannounced():
+            async with self.bridge.lock(ref):
+                told = await self.bridge.announce_pending(ref)
+            if told:
+                log.warning("ref=%s: %d recorded status(es) had no receipt queued (interrupted); queued now", ref, told)
+                await self.store.count("receipts_recovered", told)

@@ -1,16 +1,32 @@
 """What the bridge shows in Slack: the parent message of an SMS, its thread receipts, and failure explanations.
 
-Owns: wording, emoji, Block Kit JSON (as plain dicts) and the plain-language meaning of carrier error codes.
+Owns: wording, emoji, Block Kit JSON (as plain dicts) and the plain-language meaning of carrier error codes;
+what the thread is told while an outcome is unknown (at once: what happened, that the bot is checking, when it
+sends again; then what was found). Every message fits Slack's limits (``bridge.slack_blocks``) whatever the body
+or SignalWire's words: a valid SMS is never refused because of how it is shown.
 Must not import: aiohttp, Slack packages, storage, ``handlers``. Pure functions of ``OutboundSms`` values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bridge.model import OutboundSms, SendState
-from bridge.slack_text import escape_mrkdwn, quote
+from bridge.slack_blocks import (
+    CONTEXT_TEXT,
+    SECTION_TEXT,
+    cut,
+    fit_blocks,
+    fit_text,
+    pack,
+    quote_chunks,
+    sections,
+    shown,
+)
+from bridge.slack_text import escape_mrkdwn
+from sw_api.errors import OutcomeUnknown
 from sw_api.models import MessageStatus
 from sw_api.text import format_number, segment_info
 
@@ -50,7 +66,8 @@ def badge(sms: OutboundSms) -> Badge:
     if sms.state is SendState.REJECTED:
         return Badge("⛔", "Not sent")
     if sms.state is SendState.UNKNOWN and sms.status is None:
-        return Badge("❓", "Outcome unknown")
+        # checked_at is set once the bridge stopped looking (ambiguous, or the logs stayed unreadable).
+        return Badge("❓", "Outcome unknown" if sms.checked_at is not None else "Checking with SignalWire…")
     if sms.state in (SendState.PENDING, SendState.SUBMITTING) and sms.status is None:
         return Badge("⏳", "Sending…")
     status = sms.status or MessageStatus.QUEUED
@@ -107,32 +124,40 @@ def parent_text(sms: OutboundSms) -> str:
     return f"{b.emoji} {b.label} · {'MMS' if sms.is_mms else 'SMS'} to {format_number(sms.to)}{said}"
 
 
+# How much of what we did not write ourselves is shown: a valid SMS body is shown whole (1600 characters
+# escape to at most 8000, i.e. three sections); SignalWire's words and codes are cut, with "…".
+MAX_ERROR_CODE = 60
+MAX_SIGNALWIRE_TEXT = 500
+MAX_MEDIA_URL = 500
+
+
 def parent_blocks(sms: OutboundSms, *, simulated: bool = False) -> list[dict[str, Any]]:
+    """The parent: who, to whom, the body (split over as many sections as Slack's 3000-character limit needs),
+    media, status. Whatever the body, it fits Slack's limits: a valid SMS is never refused for its rendering."""
     b = badge(sms)
     kind = "MMS" if sms.is_mms else "SMS"
     head = (
         f"{b.emoji} *{kind} to {format_number(sms.to)}* from {format_number(sms.from_)}"
         f" · sent by <@{sms.user_id}>"
     )
-    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": head}}]
+    blocks: list[dict[str, Any]] = sections([head])
     if sms.body:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": quote(sms.body)}})
+        blocks += sections(quote_chunks(sms.body, SECTION_TEXT))
     if sms.media:
-        links = "\n".join(f"📎 {escape_mrkdwn(url)}" for url in sms.media)
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": links}})
+        blocks += sections(pack([f"📎 {shown(url, MAX_MEDIA_URL)}" for url in sms.media], SECTION_TEXT))
     info = segment_info(sms.body)
     detail = f"*{b.label}*"
     if sms.body:
         detail += f" · {info.characters} chars, {info.encoding}, {sms.segments or info.segments} segment(s)"
     if sms.error_code:
-        detail += f" · error {escape_mrkdwn(sms.error_code)}"
-    context: list[dict[str, Any]] = [{"type": "mrkdwn", "text": detail}]
+        detail += f" · error {shown(sms.error_code, MAX_ERROR_CODE)}"
+    context: list[dict[str, Any]] = [{"type": "mrkdwn", "text": cut(detail, CONTEXT_TEXT)}]
     if simulated:
         context.append({"type": "mrkdwn", "text": SIMULATED_NOTE})
     blocks.append({"type": "context", "elements": context})
     if can_retry(sms):
         blocks.append(_retry_button(sms))
-    return blocks
+    return fit_blocks(blocks)
 
 
 def receipt_text(sms: OutboundSms, status: MessageStatus) -> str:
@@ -147,15 +172,15 @@ def receipt_text(sms: OutboundSms, status: MessageStatus) -> str:
 
 def failure_text(sms: OutboundSms, headline: str) -> str:
     """The failure reply as mrkdwn text: headline, code, SignalWire's own words, what it means."""
-    return "\n".join(_failure_lines(sms, headline))
+    return fit_text("\n".join(_failure_lines(sms, headline)))
 
 
 def _failure_lines(sms: OutboundSms, headline: str) -> list[str]:
     lines = [headline]
     if sms.error_code:
-        lines.append(f"Error code *{escape_mrkdwn(sms.error_code)}*")
+        lines.append(f"Error code *{shown(sms.error_code, MAX_ERROR_CODE)}*")
     if sms.error_message:
-        lines.append(f"SignalWire says: “{escape_mrkdwn(sms.error_message)}”")
+        lines.append(f"SignalWire says: “{shown(sms.error_message, MAX_SIGNALWIRE_TEXT)}”")
     meaning = explain(sms.error_code)
     if meaning:
         lines.append(meaning)
@@ -164,12 +189,11 @@ def _failure_lines(sms: OutboundSms, headline: str) -> list[str]:
 
 def failure_blocks(sms: OutboundSms, headline: str, *, simulated: bool = False) -> list[dict[str, Any]]:
     """A thread reply that says what failed, SignalWire's own words, what it means, and offers Retry."""
-    text = failure_text(sms, headline)
-    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    blocks: list[dict[str, Any]] = sections(pack(_failure_lines(sms, headline), SECTION_TEXT))
     if simulated:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": SIMULATED_NOTE}]})
     blocks.append(_retry_button(sms))
-    return blocks
+    return fit_blocks(blocks)
 
 
 def delivery_failure_headline(sms: OutboundSms) -> str:
@@ -186,3 +210,90 @@ def unknown_headline() -> str:
         "❓ *Outcome unknown*: SignalWire did not answer clearly, so the message may or may not have been sent. "
         "Check with the recipient before pressing Retry."
     )
+
+
+# Slack errors that mean the bot cannot post in that channel (rather than a message Slack would not take).
+CHANNEL_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action",
+                            "restricted_action_read_only_channel", "team_access_not_granted", "ekm_access_denied"})
+
+
+def parent_refusal(channel_id: str, code: str) -> str:
+    """Why nothing was sent when Slack refused the parent (completes "⛔ Nothing was sent: I …")."""
+    if code in CHANNEL_ERRORS:
+        return f"could not post in <#{channel_id}> ({code}); invite the bot or pick another channel"
+    return (f"could not post in <#{channel_id}>: Slack refused the message ({shown(code, MAX_ERROR_CODE)}). "
+            "This is a problem in sms-bridge, not in your message; tell whoever runs it")
+
+
+def unknown_failure_headline(why: str) -> str:
+    """The give-up reply's headline; ``why`` may quote SignalWire (an error text), so it is escaped and cut."""
+    return f"{unknown_headline()} ({shown(why, MAX_SIGNALWIRE_TEXT)})"
+
+
+# -- an unknown outcome, told at once and then settled ----------------------------------------------------------
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``2 min``, ``1 h 30 min``: how long until something happens, for people."""
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def slack_time(at: datetime, *, with_date: bool = False) -> str:
+    """A moment Slack shows in each reader's own time zone (``<!date^…>``), UTC in the fallback."""
+    if with_date:
+        return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{at:%Y-%m-%d %H:%M} UTC>"
+    return f"<!date^{int(at.timestamp())}^{{time_secs}}|{at:%H:%M:%S} UTC>"
+
+
+def unknown_cause(exc: OutcomeUnknown) -> str:
+    """What SignalWire did instead of answering the create, in one clause."""
+    status = exc.http_status
+    if exc.kind == "server_error" and status is not None:
+        return f"SignalWire answered *{status}* (a server error on its side) instead of confirming the message"
+    if exc.kind == "timeout":
+        return "SignalWire did not answer in time (the request timed out)"
+    if exc.kind == "connection_lost":
+        return "The connection to SignalWire dropped before it answered"
+    if exc.kind == "invalid_response":
+        return "SignalWire's answer could not be read"
+    return "SignalWire did not answer clearly"
+
+
+def unknown_notice(exc: OutcomeUnknown, *, resend_at: datetime | None, resend_in: float) -> str:
+    """The thread reply posted the moment a create's outcome becomes unknown: what happened, what the bridge does
+    about it, and when it will send again (``resend_at`` None: it will not, this was already the re-send)."""
+    lines = [
+        f"⚠️ {unknown_cause(exc)}, so it is not yet known whether the message went out.",
+        "❓ Checking SignalWire's message logs now; nothing is sent twice.",
+    ]
+    if resend_at is not None:
+        when = slack_time(resend_at, with_date=resend_in >= 6 * 3600)
+        lines.append(f"If SignalWire has no record of it, it will be sent once more at {when} "
+                     f"(in {duration(resend_in)}). Either way, this thread will say what was found.")
+    else:
+        lines.append("This was already the second attempt, so it will not be sent again automatically: "
+                     "if the logs do not settle it, this thread will offer Retry.")
+    return "\n".join(lines)
+
+
+def found_text(via: str, status: MessageStatus | None = None) -> str:
+    """An unknown outcome settled: SignalWire has the message (``via`` is "logs" or "callback")."""
+    how = "SignalWire's message logs show it" if via == "logs" else "SignalWire's status callback confirms it"
+    said = f" (status “{status.value}”)" if status is not None else ""
+    return f"✅ Found it: {how}{said}. It went out once and will not be sent again."
+
+
+def resend_text() -> str:
+    return "🔁 SignalWire has no record of this message, so it was never sent: sending it once more."
+
+
+def lookup_failed_text(retry_in: float) -> str:
+    return (f"⏳ SignalWire's message logs could not be read just now; looking again in {duration(retry_in)}. "
+            "Nothing is sent until they settle it.")

@@ -1,7 +1,8 @@
 """The send flow and the receipt flow: from a validated request to a Slack thread that tells the truth.
 
 Owns: ordering (intent stored → parent posted → SignalWire called → outcome stored → thread told), the
-per-message callback token, applying status callbacks exactly once and never backwards, Retry.
+per-message callback token, applying status callbacks exactly once and never backwards (a callback whose id, to
+or from is not its message's is refused), queuing each receipt durably before the callback is answered, Retry.
 Must not import: aiohttp's server side, Slack packages (Slack is reached through the ``SlackPort`` protocol),
 ``handlers``.
 """
@@ -22,8 +23,8 @@ from urllib.parse import urlencode
 
 from bridge import render
 from bridge.conversations import opted_out_refusal
-from bridge.model import OutboundSms, SendRequest, SendState, new_ref
-from bridge.outbox import ParentView, SlackOutbox, is_transient, parent_key
+from bridge.model import OutboundSms, SendRequest, SendState, StatusChange, new_ref
+from bridge.outbox import OutboxBatch, ParentView, SlackOutbox, is_transient, parent_key
 from bridge.store import Store, StoreUnavailable
 from sw_api.errors import NotSent, OutcomeUnknown, RateLimited, SignalWireError, ValidationFailed
 from sw_api.models import LogRecord, Message, MessageStatus, StatusEvent
@@ -36,6 +37,8 @@ T = TypeVar("T")
 STATUS_PATH = "/signalwire/status"
 
 Notify = Callable[[str], Awaitable[None]]
+# Where Slack work is queued: the outbox itself, or a batch committed in one transaction (``Bridge.announce``).
+Enqueue = SlackOutbox | OutboxBatch
 
 # Recording the intent is a local insert; if it takes longer than this the user is refused, not left guessing.
 ACCEPT_TIMEOUT = 1.0
@@ -51,6 +54,7 @@ ALREADY_RETRIED = "Someone already pressed Retry on this message; see the thread
 RECORD_PATIENCE = 60.0     # seconds to keep trying to store a send's outcome before leaving it to reconciliation
 RATE_LIMIT_BACKOFF = 5.0   # seconds, when SignalWire's 429 carries no Retry-After
 LONG_WAIT_NOTICE = 10.0    # tell the thread when a 429 makes a message wait at least this long
+MAX_POSTS = 2              # the original POST and at most one re-send after SignalWire's logs prove it absent
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,10 @@ class CallbackTokens:
         return f"{self._public_url}{STATUS_PATH}?{urlencode({'ref': ref, 't': self.token(ref)})}"
 
     def valid(self, ref: str, token: str) -> bool:
+        """Constant-time check. Any string is an answer, never an error: ours are ASCII hex, and
+        ``compare_digest`` raises TypeError on non-ASCII text (``t=é``), so anything else is simply wrong."""
+        if not (ref.isascii() and token.isascii()):
+            return False
         return hmac.compare_digest(self.token(ref), token)
 
 
@@ -309,7 +317,7 @@ class Bridge:
                         log.warning("parent post deferred ref=%s: %s", ref, exc)
                         await self.outbox.post_parent(ref, sms.channel_id, maybe_posted=True)
                         return await self.post_to_signalwire(sms)
-                    reason = f"could not post in <#{sms.channel_id}> ({exc}); invite the bot or pick another channel"
+                    reason = render.parent_refusal(sms.channel_id, str(exc))
                     await self.store.mark_rejected(ref, None, reason, utcnow())
                     await self.store.count("rejected_slack")
                     log.warning("send aborted ref=%s: parent post failed: %s", ref, exc)
@@ -371,6 +379,13 @@ class Bridge:
                                       utcnow())
             await self.store.count("unknown")
             log.warning("send outcome unknown ref=%s: %s", sms.ref, exc)
+            # Tell the truth at once, not after the grace period: what SignalWire did, that we are checking, and
+            # when bridge.recovery will send again if the logs show nothing. The parent stops saying "Sending…".
+            resend_at = (sms.submitted_at or utcnow()) + timedelta(seconds=self.settings.reconcile_grace)
+            await self.refresh_parent(sms)
+            await self.reply(sms, render.unknown_notice(
+                exc, resend_at=resend_at if sms.attempts < MAX_POSTS else None,
+                resend_in=(resend_at - utcnow()).total_seconds()))
             return sms
         accepted = sms
         return await self._stored(lambda: self.adopt(accepted, message.id, message.number_of_segments,
@@ -394,17 +409,23 @@ class Bridge:
                 await asyncio.sleep(1.0)
 
     async def adopt(self, sms: OutboundSms, sw_id: str, segments: int, status: MessageStatus,
-                    error_code: str | None, error_message: str | None, at: datetime | None) -> OutboundSms:
-        """SignalWire has this message under ``sw_id`` (a 201, a reconciled log record, or an early callback)."""
+                    error_code: str | None, error_message: str | None, at: datetime | None,
+                    *, found_via: str = "callback") -> OutboundSms:
+        """SignalWire has this message under ``sw_id`` (a 201, a reconciled log record, or an early callback).
+
+        An *unknown* message being adopted was announced as "checking": the thread hears what settled it
+        (``found_via``: "logs" or "callback") before its receipts."""
+        was_unknown = sms.state is SendState.UNKNOWN
         sms = await self.store.mark_accepted(sms.ref, sw_id, segments, utcnow())
+        if was_unknown:
+            await self.reply(sms, render.found_text(found_via, status))
         await self.store.count("accepted")
         log.info("send accepted ref=%s sw_id=%s segments=%d", sms.ref, sw_id, segments)
         await self._react(sms, "x", add=False)
         await self._react(sms, "outbox_tray")
         change = await self.store.record_status(sms.ref, status, error_code, error_message, at, utcnow())
-        if change.advanced:
-            await self.announce(change.sms, status)
-        else:
+        # This status, and any an early callback recorded while the POST was in flight, are told now, in order.
+        if not await self.announce_pending(sms.ref):
             await self.refresh_parent(change.sms)
         return change.sms
 
@@ -479,9 +500,12 @@ class Bridge:
     # -- receipts --------------------------------------------------------------------------------------------
 
     async def apply_status(self, ref: str, token: str, event: StatusEvent) -> bool:
-        """Authenticate and record a callback; returns True when it moved the message forward.
+        """Authenticate and record a callback, and queue its Slack announcement; True when it moved the message on.
 
-        Raises ``CallbackRefused`` (and changes nothing) for unknown refs, bad tokens or a mismatched id.
+        Returns only once the receipt is durably queued in the outbox (or, while our POST is still in flight, left
+        to the POST's owner, which announces it as soon as SignalWire's answer is stored): the route answers 204
+        after this, and SignalWire never retries a 204. Raises ``CallbackRefused`` (and changes nothing) for unknown
+        refs, bad tokens, and an ``id`` / ``to`` / ``from`` that is not this message's.
         """
         if not token or not self.tokens.valid(ref, token):
             raise CallbackRefused(403, "bad callback token")
@@ -490,18 +514,42 @@ class Bridge:
             raise CallbackRefused(404, "unknown message reference")
         if sms.sw_id is not None and sms.sw_id != event.id:
             raise CallbackRefused(403, "callback id does not match the message")
-        if sms.sw_id is None and sms.state is SendState.SUBMITTING:
-            # Faster than the create answer: remember the id, so even a lost answer leaves no doubt.
-            await self.store.note_sw_id(ref, event.id, utcnow())
-        if sms.sw_id is None and sms.state is SendState.UNKNOWN:
-            # The token proves this callback is about our message: SignalWire has it, under event.id.
-            async with self.lock(ref):
+        # A captured callback URL must not rewrite this message's history with some other message's statuses.
+        if not (_same_number(event.to, sms.to) and _same_number(event.from_, sms.from_)):
+            raise CallbackRefused(403, "callback to/from do not match the message")
+        if sms.sw_id is None:
+            # Its id is about to be adopted: it must not be one SignalWire already gave another message of ours.
+            owner = await self.store.find_by_sw_id(event.id)
+            if owner is not None and owner.ref != ref:
+                raise CallbackRefused(403, "callback id belongs to another message")
+        if sms.state is SendState.SUBMITTING:
+            # Faster than the create answer. Remember the id, so even a lost answer leaves no doubt, and record the
+            # status without the message's lock: the POST holds it. Its owner announces what was recorded once
+            # SignalWire's answer is stored (``adopt``); after a crash, reconciliation does.
+            if sms.sw_id is None:
+                await self.store.note_sw_id(ref, event.id, utcnow())
+            change = await self._record(ref, event)
+            if change.sms.state is SendState.ACCEPTED:
+                # The answer was stored meanwhile and its owner may have announced before our status was there.
+                async with self.lock(ref):
+                    await self.announce_pending(ref)
+            return change.advanced
+        async with self.lock(ref):
+            if sms.state is SendState.UNKNOWN:
                 current = await self.store.get_outbound(ref)
                 if current is not None and current.state is SendState.UNKNOWN:
+                    # The token proves this callback is about our message: SignalWire has it, under event.id.
                     await self.store.count("reconciled_by_callback")
-                    await self.adopt(current, event.id, event.number_of_segments or 1, event.status,
+                    await self.adopt(current, current.sw_id or event.id, event.number_of_segments or 1, event.status,
                                      event.error_code, event.error_message, event.timestamp)
                     return True
+            # Recorded and announced under the lock, so receipts are queued in the order statuses were recorded;
+            # a redelivery after a crash between the two finds the status unannounced and announces it.
+            change = await self._record(ref, event)
+            await self.announce_pending(ref)
+        return change.advanced
+
+    async def _record(self, ref: str, event: StatusEvent) -> StatusChange:
         change = await self.store.record_status(
             ref, event.status, event.error_code, event.error_message, event.timestamp, utcnow()
         )
@@ -509,33 +557,43 @@ class Bridge:
             "status ref=%s sw_id=%s status=%s new=%s advanced=%s", ref, event.id, event.status, change.new,
             change.advanced,
         )
-        if change.advanced:
-            self.spawn(self.announce_locked(change.sms, event), name=f"announce-{ref}")
-        return change.advanced
+        return change
 
-    async def announce_locked(self, sms: OutboundSms, event: StatusEvent) -> None:
-        async with self.lock(sms.ref):
-            # Re-read: the message may have moved on while we waited for the lock.
-            latest = await self.store.get_outbound(sms.ref) or sms
-            await self.announce(latest, event.status)
+    async def announce_pending(self, ref: str, notes: Mapping[MessageStatus, str] | None = None) -> int:
+        """Announce every status that advanced ``ref`` and is not announced yet, oldest first; how many were.
 
-    async def announce(self, sms: OutboundSms, status: Any) -> None:
+        The caller holds ``lock(ref)``. ``notes``: a status's thread reply is this text instead of the receipt.
+        """
+        told = 0
+        for status in await self.store.unannounced(ref):
+            sms = await self.store.get_outbound(ref)
+            if sms is not None and await self.announce(sms, status, note=(notes or {}).get(status)):
+                told += 1
+        return told
+
+    async def announce(self, sms: OutboundSms, status: MessageStatus, *, note: str | None = None) -> bool:
+        """Queue what Slack must show for ``status`` (receipt, parent repaint, reactions) in the transaction that
+        marks it announced; False, with nothing queued, if it already was. Call with ``lock(sms.ref)`` held."""
         if status.is_failure:
             await self._note_opt_out(sms)
         if status.is_final:
             await self.audit_outcome(sms, status.value)
+        batch = self.outbox.batch()
         if sms.origin == "reply":
             # A thread reply shows its outcome as reactions on itself; only a failure adds a note to the thread.
             if status is MessageStatus.DELIVERED or status.is_failure:
-                await self.react_outcome(sms, failed=status.is_failure)
+                await self.react_outcome(sms, failed=status.is_failure, out=batch)
                 if status.is_failure:
-                    await self.reply_failure(sms, render.delivery_failure_headline(sms))
-            return
-        await self.refresh_parent(sms)
+                    await self.reply_failure(sms, render.delivery_failure_headline(sms), out=batch)
+            if note is not None:
+                await self.reply(sms, note, out=batch)
+            return await self.outbox.add_announcement(sms.ref, status.value, batch)
+        await self.refresh_parent(sms, out=batch)
         if status.is_failure:
-            await self.reply_failure(sms, render.delivery_failure_headline(sms))
+            await self.reply_failure(sms, render.delivery_failure_headline(sms), out=batch)
         else:
-            await self.reply(sms, render.receipt_text(sms, status))
+            await self.reply(sms, note if note is not None else render.receipt_text(sms, status), out=batch)
+        return await self.outbox.add_announcement(sms.ref, status.value, batch)
 
     async def audit_outcome(self, sms: OutboundSms, outcome: str) -> None:
         """The audit trail's row for this send learns how it ended (best effort: the thread is the record)."""
@@ -550,30 +608,33 @@ class Bridge:
         if sms.error_code == "21610":
             await self.store.set_opt_out(sms.from_, sms.to, "21610", utcnow())
 
-    async def _react(self, sms: OutboundSms, name: str, *, add: bool = True) -> None:
+    # ``out``: the outbox itself (each item committed at once) or a batch committed later in one transaction.
+
+    async def _react(self, sms: OutboundSms, name: str, *, add: bool = True, out: Enqueue | None = None) -> None:
         source_ts = await self.store.reply_source(sms.ref) if sms.origin == "reply" else None
         if source_ts is not None:
-            await self.outbox.react(sms.channel_id, sms.channel_id, source_ts, name, add=add)
+            await (out or self.outbox).react(sms.channel_id, sms.channel_id, source_ts, name, add=add)
 
-    async def react_outcome(self, sms: OutboundSms, *, failed: bool) -> None:
-        await self._react(sms, "outbox_tray", add=False)
-        await self._react(sms, "x" if failed else "white_check_mark")
+    async def react_outcome(self, sms: OutboundSms, *, failed: bool, out: Enqueue | None = None) -> None:
+        await self._react(sms, "outbox_tray", add=False, out=out)
+        await self._react(sms, "x" if failed else "white_check_mark", out=out)
 
-    async def reply_failure(self, sms: OutboundSms, headline: str) -> None:
+    async def reply_failure(self, sms: OutboundSms, headline: str, *, out: Enqueue | None = None) -> None:
         await self.reply(sms, render.failure_text(sms, headline),
-                          render.failure_blocks(sms, headline, simulated=self.simulated))
+                         render.failure_blocks(sms, headline, simulated=self.simulated), out=out)
 
-    async def refresh_parent(self, sms: OutboundSms) -> None:
+    async def refresh_parent(self, sms: OutboundSms, *, out: Enqueue | None = None) -> None:
         """Queue a repaint of the parent; it is rendered from the store when delivered, so bursts coalesce."""
         # A thread reply's parent is the conversation's (another message or an inbound text): never repaint it.
         if sms.origin == "reply":
             return
-        await self.outbox.update_parent(sms.ref, sms.channel_id)
+        await (out or self.outbox).update_parent(sms.ref, sms.channel_id)
 
-    async def reply(self, sms: OutboundSms, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+    async def reply(self, sms: OutboundSms, text: str, blocks: list[dict[str, Any]] | None = None, *,
+                    out: Enqueue | None = None) -> None:
         """Queue a thread reply; if the parent is itself still queued, the reply follows it into its thread."""
-        await self.outbox.post(sms.channel_id, sms.channel_id, text, blocks, thread_ts=sms.parent_ts,
-                               thread_of_ref=None if sms.parent_ts else sms.ref)
+        await (out or self.outbox).post(sms.channel_id, sms.channel_id, text, blocks, thread_ts=sms.parent_ts,
+                                        thread_of_ref=None if sms.parent_ts else sms.ref)
 
     # -- the outbox's view of a parent -----------------------------------------------------------------------
 
@@ -587,6 +648,12 @@ class Bridge:
     async def parent_posted(self, ref: str, ts: str) -> None:
         sms = await self.store.set_parent(ref, ts, utcnow())
         await self.store.set_conversation(sms.from_, sms.to, sms.channel_id, ts, utcnow())
+
+
+def _same_number(a: str, b: str) -> bool:
+    """Whether a callback's ``to`` / ``from`` names the number we stored (formatting aside, e.g. a missing +)."""
+    digits_a, digits_b = "".join(c for c in a if c.isdigit()), "".join(c for c in b if c.isdigit())
+    return bool(digits_a) and digits_a == digits_b
 
 
 def _error_parts(exc: SignalWireError) -> tuple[str | None, str]:

@@ -118,3 +118,10 @@ class AuditSql:
     async def audit_list(self, limit: int = 100) -> list[AuditEntry]:
         rows = await self._all("SELECT * FROM audit ORDER BY at DESC, rowid DESC LIMIT ?", (max(0, int(limit)),))
         return [_row_to_entry(r) for r in rows]
+
+    async def audit_prune(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` audit rows older than ``before`` (oldest first); returns how many."""
+        return await self._write(
+            "DELETE FROM audit WHERE rowid IN (SELECT rowid FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
+            (db_time(before), max(0, int(limit))),
+        )

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiosqlite
 
-from bridge.outbox import OutboxItem
+from bridge.outbox import OutboxItem, OutboxWrite
 from bridge.sqlite_time import db_time
 
 MIGRATION = """
@@ -47,6 +47,26 @@ MIGRATION = """
 _UNDONE = "done_at IS NULL AND failed_at IS NULL"
 # The first undone item of every thread: only it may be delivered, so order within a thread holds.
 _HEADS = f"SELECT MIN(id) FROM slack_outbox WHERE {_UNDONE} GROUP BY thread_key"
+
+
+def insert_statement(write: OutboxWrite, now: datetime) -> tuple[str, tuple[Any, ...]]:
+    """The INSERT … RETURNING id of one item; with ``covered_by`` it inserts nothing if such an item is waiting.
+
+    One statement, so two concurrent callers cannot both see "nothing queued". An item whose delivery has started
+    (live claim) may already have rendered older state, so it does not count.
+    """
+    values = (write.thread_key, write.kind, write.ref, write.channel, json.dumps(write.payload), db_time(now),
+              now.timestamp())
+    if not write.covered_by:
+        return ("""INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id""", values)
+    marks = ", ".join("?" * len(write.covered_by))
+    return (f"""INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
+                SELECT ?, ?, ?, ?, ?, ?, ?
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM slack_outbox WHERE ref = ? AND kind IN ({marks}) AND {_UNDONE}
+                        AND (claimed_until IS NULL OR claimed_until <= ?))
+                RETURNING id""", (*values, write.ref, *write.covered_by, now.timestamp()))
 
 
 def _row_to_item(row: aiosqlite.Row) -> OutboxItem:
@@ -88,11 +108,7 @@ class OutboxSql:
         self, thread_key: str, kind: str, ref: str | None, channel: str | None, payload: dict[str, Any],
         now: datetime,
     ) -> int:
-        item_id = await self._insert(
-            """INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id""",
-            (thread_key, kind, ref, channel, json.dumps(payload), db_time(now), now.timestamp()),
-        )
+        item_id = await self._insert(*insert_statement(OutboxWrite(thread_key, kind, ref, channel, payload), now))
         assert item_id is not None
         return item_id
 
@@ -100,20 +116,8 @@ class OutboxSql:
         self, thread_key: str, kind: str, ref: str, channel: str | None, payload: dict[str, Any],
         covered_by: Sequence[str], now: datetime,
     ) -> int | None:
-        # One statement, so two concurrent callers cannot both see "nothing queued". An item whose delivery has
-        # started (live claim) may already have rendered older state, so it does not count.
-        kinds = tuple(covered_by)
-        marks = ", ".join("?" * len(kinds))
         return await self._insert(
-            f"""INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
-                SELECT ?, ?, ?, ?, ?, ?, ?
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM slack_outbox WHERE ref = ? AND kind IN ({marks}) AND {_UNDONE}
-                        AND (claimed_until IS NULL OR claimed_until <= ?))
-                RETURNING id""",
-            (thread_key, kind, ref, channel, json.dumps(payload), db_time(now), now.timestamp(), ref, *kinds,
-             now.timestamp()),
-        )
+            *insert_statement(OutboxWrite(thread_key, kind, ref, channel, payload, tuple(covered_by)), now))
 
     async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]:
         rows = await self._all(

@@ -7,9 +7,12 @@ Must not import: aiohttp, Slack packages, ``handlers``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import secrets
 import sqlite3
+import stat
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -19,9 +22,10 @@ from typing import Any
 import aiosqlite
 
 from bridge.model import OutboundSms, SendRequest, SendState, StatusChange, StatusRecord
+from bridge.outbox import OutboxWrite
 from bridge.sqlite_audit import AUDIT_MIGRATION, AuditSql
 from bridge.sqlite_outbox import MIGRATION as OUTBOX_MIGRATION
-from bridge.sqlite_outbox import OutboxSql
+from bridge.sqlite_outbox import OutboxSql, insert_statement
 from bridge.sqlite_time import db_time, py_time
 from bridge.sqlite_two_way import DURABLE_MIGRATION, TwoWaySql
 from bridge.sqlite_two_way import MIGRATION as TWO_WAY_MIGRATION
@@ -83,9 +87,43 @@ MIGRATIONS: Mapping[int, str] = {
     CREATE INDEX outbound_state ON outbound (state, next_attempt_at);
     CREATE TABLE counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
+    # 6: retention (bridge.recovery prunes by age in small batches): the age columns it deletes by, indexed.
+    6: """
+    CREATE INDEX IF NOT EXISTS inbound_received_at ON inbound (received_at);
+    CREATE INDEX IF NOT EXISTS slack_event_seen_at ON slack_event (seen_at);
+    CREATE INDEX IF NOT EXISTS status_event_received_at ON status_event (received_at);
+    """,
+    # 7: when each recorded status's Slack announcement was queued (NULL: it advanced the message and is still
+    # to be told, e.g. the process died between recording it and queuing the receipt). History is told already.
+    7: """
+    ALTER TABLE status_event ADD COLUMN announced_at TEXT;
+    UPDATE status_event SET announced_at = received_at;
+    CREATE INDEX status_event_unannounced ON status_event (ref) WHERE announced_at IS NULL;
+    """,
     # 8: durable inbound texts, reply / retry intents stored with their claim (bridge.sqlite_two_way).
     8: DURABLE_MIGRATION,
 }
+
+# The database holds the callback HMAC secret and message bodies: owner-only, like a key file.
+DB_FILE_MODE = 0o600
+_DB_DIR_MODE = 0o700
+
+
+def _private_files(path: str) -> None:
+    """Create the database file owner-only if missing, and tighten it and its -wal/-shm if they are looser.
+
+    SQLite gives -wal and -shm the main file's permissions when it creates them, so creating the main file 0600
+    (before SQLite does, with the process umask) covers all three; chmod covers files an older version left."""
+    main = Path(path)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(main, os.O_RDWR | os.O_CREAT | os.O_EXCL, DB_FILE_MODE))
+    for file in (main, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & ~DB_FILE_MODE:
+                file.chmod(mode & DB_FILE_MODE)
+        except FileNotFoundError:
+            continue
 
 
 # aiosqlite raises ValueError("no active connection") once closed; callers must see one error type.
@@ -168,11 +206,13 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
     @classmethod
     async def open(cls, path: str, *, busy_timeout_ms: int = 5000) -> SqliteStore:
         """``busy_timeout_ms``: how long a write waits for another connection's lock before ``StoreUnavailable``."""
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        on_disk = path != ":memory:" and not path.startswith("file:")
         try:
+            if on_disk:
+                Path(path).parent.mkdir(mode=_DB_DIR_MODE, parents=True, exist_ok=True)
+                _private_files(path)
             db = await aiosqlite.connect(path, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open SQLite database {path}: {exc}") from exc
         try:
             db.row_factory = aiosqlite.Row
@@ -183,6 +223,8 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
             await db.execute("PRAGMA synchronous=NORMAL")
             store = cls(db, path)
             await store._migrate()
+            if on_disk:
+                _private_files(path)  # -wal and -shm exist now
         except BaseException as exc:
             # Nobody will get this connection: close it, or its thread keeps the process alive.
             await db.close()
@@ -429,15 +471,17 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
                     row = await c.fetchone()
                 if row is None:
                     raise KeyError(f"no outbound message {ref}")
+                current = None if row["status"] is None else MessageStatus(row["status"])
+                outranks = current is None or status.rank > current.rank
+                # A status that does not advance the message is never announced: it is born "told".
                 cur = await self._db.execute(
                     """INSERT OR IGNORE INTO status_event (ref, status, error_code, error_message, event_at,
-                           received_at) VALUES (?, ?, ?, ?, ?, ?)""",
+                           received_at, announced_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
                     (ref, status.value, error_code, error_message, None if event_at is None else db_time(event_at),
-                     db_time(now)),
+                     db_time(now), None if outranks else db_time(now)),
                 )
                 new = cur.rowcount == 1
-                current = None if row["status"] is None else MessageStatus(row["status"])
-                advanced = new and (current is None or status.rank > current.rank)
+                advanced = new and outranks
                 if advanced:
                     await self._db.execute(
                         """UPDATE outbound SET status = ?, error_code = ?, error_message = ?, updated_at = ?
@@ -452,6 +496,53 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
         except _DB_ERRORS as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
         return new, advanced
+
+    async def unannounced(self, ref: str) -> list[MessageStatus]:
+        rows = await self._all(
+            "SELECT status FROM status_event WHERE ref = ? AND announced_at IS NULL ORDER BY rowid", (ref,))
+        return [MessageStatus(r["status"]) for r in rows]
+
+    async def refs_with_unannounced(self, limit: int = 100) -> list[str]:
+        rows = await self._all(
+            """SELECT DISTINCT e.ref FROM status_event e JOIN outbound o ON o.ref = e.ref
+               WHERE e.announced_at IS NULL AND o.state = ? LIMIT ?""",
+            (SendState.ACCEPTED.value, limit),
+        )
+        return [r["ref"] for r in rows]
+
+    async def announce_status(self, ref: str, status: str, writes: Sequence[OutboxWrite], now: datetime) -> bool:
+        self._check_open()
+        try:
+            async with self._write_lock:
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = await self._db.execute(
+                        """UPDATE status_event SET announced_at = ?
+                           WHERE ref = ? AND status = ? AND announced_at IS NULL""",
+                        (db_time(now), ref, status),
+                    )
+                    claimed = cur.rowcount == 1
+                    if claimed:
+                        for write in writes:
+                            async with self._db.execute(*insert_statement(write, now)) as insert:
+                                await insert.fetchall()
+                    await self._db.execute("COMMIT" if claimed else "ROLLBACK")
+                except BaseException:
+                    if self._db.in_transaction:
+                        await self._db.execute("ROLLBACK")
+                    raise
+        except _DB_ERRORS as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+        return claimed
+
+    async def prune_status_events(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` status-callback rows received before ``before`` (oldest first)."""
+        return await self._write(
+            """DELETE FROM status_event WHERE rowid IN (
+                   SELECT rowid FROM status_event WHERE received_at < ? AND announced_at IS NOT NULL
+                   ORDER BY received_at LIMIT ?)""",
+            (db_time(before), max(0, int(limit))),
+        )
 
     async def history(self, ref: str) -> list[StatusRecord]:
         rows = await self._all("SELECT * FROM status_event WHERE ref = ? ORDER BY received_at, rowid", (ref,))

@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from bridge.model import Conversation, OptOut, OutboundSms, SendRequest, SendState
-from bridge.outbox import Enqueue
+from bridge.outbox import OutboxWrite
+from bridge.sqlite_outbox import insert_statement
 from bridge.sqlite_time import db_time
 from bridge.store import InboundPlace, StoreUnavailable
 from sw_api.models import InboundMessage
@@ -133,7 +134,8 @@ class TwoWaySql:
     # -- inbound (durable: stored with its opt-out change and its Slack posts in one transaction) ---------------
 
     async def record_inbound(
-        self, message: InboundMessage, *, opt_out: str | None, opt_in: bool, items: Sequence[Enqueue], now: datetime,
+        self, message: InboundMessage, *, opt_out: str | None, opt_in: bool, items: Sequence[OutboxWrite],
+        now: datetime,
     ) -> bool:
         async def work(db: aiosqlite.Connection) -> bool:
             media = json.dumps([[m.url, m.content_type] for m in message.media])
@@ -152,12 +154,8 @@ class TwoWaySql:
                 await db.execute("DELETE FROM opt_out WHERE our_number = ? AND their_number = ?",
                                  (message.to, message.from_))
             for item in items:
-                await db.execute(
-                    """INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?)""",
-                    (item.thread_key, item.kind, item.ref, item.channel, json.dumps(item.payload), db_time(now),
-                     now.timestamp()),
-                )
+                async with db.execute(*insert_statement(item, now)) as insert:
+                    await insert.fetchall()
             return True
 
         return await self._atomic(work)
@@ -289,3 +287,24 @@ class TwoWaySql:
     async def reply_source(self, ref: str) -> str | None:
         row = await self._one("SELECT source_ts FROM reply_source WHERE ref = ?", (ref,))
         return None if row is None else str(row["source_ts"])
+
+    # -- retention (bridge.recovery; migration 6 indexes the age columns) ----------------------------------------
+
+    async def prune_inbound(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` inbound rows received before ``before`` (oldest first); returns how many."""
+        # By age, and only once posted (or a migration-2 row, ids only): a text still waiting for Slack, or never
+        # postable (no inbound channel), is never pruned however old — its outbox items still refer to it.
+        return await self._write(
+            """DELETE FROM inbound WHERE rowid IN (
+                   SELECT rowid FROM inbound WHERE received_at < ? AND (posted_at IS NOT NULL OR our_number IS NULL)
+                   ORDER BY received_at LIMIT ?)""",
+            (db_time(before), max(0, int(limit))),
+        )
+
+    async def prune_slack_events(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` Slack event ids first seen before ``before`` (Slack retries for minutes only)."""
+        return await self._write(
+            """DELETE FROM slack_event WHERE rowid IN (
+                   SELECT rowid FROM slack_event WHERE seen_at < ? ORDER BY seen_at LIMIT ?)""",
+            (db_time(before), max(0, int(limit))),
+        )

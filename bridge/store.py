@@ -17,7 +17,7 @@ from sw_api.models import MessageStatus
 
 if TYPE_CHECKING:
     from bridge.access import AuditAction, AuditEntry  # bridge.access imports this module too
-    from bridge.outbox import Enqueue, OutboxItem  # bridge.outbox imports this module (StoreUnavailable) at run time
+    from bridge.outbox import OutboxItem, OutboxWrite  # bridge.outbox imports this module at run time
     from sw_api.models import InboundMessage
 
 
@@ -110,6 +110,20 @@ class Store(Protocol):
 
     async def history(self, ref: str) -> list[StatusRecord]: ...
 
+    # -- receipts told in Slack (migration 7) --------------------------------------------------------------------
+
+    async def unannounced(self, ref: str) -> list[MessageStatus]:
+        """Statuses that advanced ``ref`` but whose Slack announcement is not queued yet, in recorded (rank) order."""
+
+    async def refs_with_unannounced(self, limit: int = 100) -> list[str]:
+        """Accepted messages with such a status: a process died between recording it and queuing its receipt."""
+
+    async def announce_status(self, ref: str, status: str, writes: Sequence[OutboxWrite], now: datetime) -> bool:
+        """In one transaction: mark ``status`` of ``ref`` announced and add ``writes`` to the Slack outbox.
+
+        False, and nothing added, if it was announced already or never advanced the message: exactly once.
+        """
+
     async def thread_messages(self, channel_id: str, parent_ts: str) -> list[OutboundSms]:
         """Every outbound message whose receipts go to that thread, oldest first."""
 
@@ -126,7 +140,8 @@ class Store(Protocol):
         """The conversation bridged to that thread (the most recently used one if several were)."""
 
     async def record_inbound(
-        self, message: InboundMessage, *, opt_out: str | None, opt_in: bool, items: Sequence[Enqueue], now: datetime,
+        self, message: InboundMessage, *, opt_out: str | None, opt_in: bool, items: Sequence[OutboxWrite],
+        now: datetime,
     ) -> bool:
         """Store an inbound text, apply its opt-out (``opt_out``: the keyword) or opt-in, and add its outbox
         ``items``, all in one transaction. False (and nothing changes) if its message id was recorded before."""
@@ -249,6 +264,21 @@ class Store(Protocol):
 
     async def outbox_prune(self, before: datetime) -> int:
         """Delete items finished (done or failed) before ``before``; returns how many."""
+
+    # -- retention (migration 6; bridge.recovery calls these in small batches so no delete holds the lock long) --
+
+    async def prune_inbound(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` inbound rows received before ``before``, oldest first; returns how many.
+        Never an inbound message that is not yet delivered to Slack (if the store keeps such messages)."""
+
+    async def prune_slack_events(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` Slack event ids seen before ``before``, oldest first; returns how many."""
+
+    async def prune_status_events(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` status-callback rows received before ``before``, oldest first."""
+
+    async def audit_prune(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` audit rows older than ``before``, oldest first; returns how many."""
 
 
 async def open_store(database_url: str) -> Store:

@@ -18,7 +18,7 @@ from bridge.compose import ComposeError, validate_send
 from bridge.model import OutboundSms
 from bridge.service import Bridge, Notify, utcnow
 from sw_api.models import InboundMessage
-from sw_api.text import mask_number
+from sw_api.text import format_number, mask_number
 
 log = logging.getLogger("bridge.two_way")
 
@@ -143,13 +143,28 @@ class TwoWay:
         body = conv.slack_to_sms(text, user_names)
         if not body:
             return None
+        if conversation.our_number not in self.from_numbers:
+            # The conversation is with a number we no longer send from (removed from SIGNALWIRE_FROM_NUMBERS):
+            # never text from a number that may not be ours any more; say so where everyone sees it.
+            log.warning("thread reply not texted: conversation number %s is not in SIGNALWIRE_FROM_NUMBERS",
+                        mask_number(conversation.our_number))
+            await self.bridge.outbox.post(channel_id, channel_id, sender_gone_notice(conversation.our_number),
+                                          thread_ts=thread_ts)
+            return None
         try:
             request = validate_send(
                 to=conversation.their_number, body=body, from_=conversation.our_number,
-                from_numbers=(*self.from_numbers, conversation.our_number), default_region=self.default_region,
+                from_numbers=self.from_numbers, default_region=self.default_region,
                 user_id=user_id, channel_id=channel_id, team_id=team_id, origin="reply",
             )
         except ComposeError as exc:
             await notify(f"⚠️ Your reply was not texted: {exc.message}")
             return None
         return await self.bridge.submit(replace(request, thread_ts=thread_ts, source_ts=ts), notify)
+
+
+def sender_gone_notice(our_number: str) -> str:
+    """The thread's answer to a reply that cannot be texted: its conversation's number is no longer ours."""
+    return (f"⚠️ Not texted: this conversation is with our number {format_number(our_number)}, which is no longer "
+            "one of sms-bridge's sender numbers (SIGNALWIRE_FROM_NUMBERS), so no SMS was sent. Text them from a "
+            "current number with `/sms`, or add the number back to SIGNALWIRE_FROM_NUMBERS.")

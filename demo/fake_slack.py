@@ -198,6 +198,8 @@ def _check_blocks(blocks: Any, limit: int, pointer: str) -> list[str]:
             errors.append(f"[ERROR] missing required field: type [json-pointer:{where}]")
             continue
         block_id = block.get("block_id")
+        if isinstance(block_id, str) and len(block_id) > 255:
+            errors.append(f"[ERROR] must be less than 256 characters [json-pointer:{where}/block_id]")
         if isinstance(block_id, str):
             if block_id in seen_block_ids:
                 errors.append(f"[ERROR] duplicate block_id [json-pointer:{where}/block_id]")
@@ -208,6 +210,23 @@ def _check_blocks(blocks: Any, limit: int, pointer: str) -> list[str]:
                 errors.append(f"[ERROR] must provide text or fields [json-pointer:{where}]")
             if _plain_len(block.get("text")) > 3000:
                 errors.append(f"[ERROR] must be less than 3001 characters [json-pointer:{where}/text/text]")
+            fields = block.get("fields")
+            if fields is not None:
+                if not isinstance(fields, list) or len(fields) > 10:
+                    errors.append(f"[ERROR] no more than 10 items allowed [json-pointer:{where}/fields]")
+                else:
+                    for j, item in enumerate(fields):
+                        if _plain_len(item) > 2000:
+                            errors.append(f"[ERROR] must be less than 2001 characters "
+                                          f"[json-pointer:{where}/fields/{j}/text]")
+        elif kind == "context":
+            elements = block.get("elements", [])
+            if not isinstance(elements, list) or not 1 <= len(elements) <= 10:
+                errors.append(f"[ERROR] must have 1 to 10 elements [json-pointer:{where}/elements]")
+                continue
+            for j, element in enumerate(elements):
+                if _plain_len(element) > 3000:
+                    errors.append(f"[ERROR] must be less than 3001 characters [json-pointer:{where}/elements/{j}/text]")
         elif kind == "header" and _plain_len(block.get("text")) > 150:
             errors.append(f"[ERROR] must be less than 151 characters [json-pointer:{where}/text/text]")
         elif kind == "actions":
@@ -222,6 +241,9 @@ def _check_blocks(blocks: Any, limit: int, pointer: str) -> list[str]:
                 if isinstance(element, dict) and _plain_len(element.get("text")) > 75:
                     pointer_j = f"{where}/elements/{j}/text/text"
                     errors.append(f"[ERROR] must be less than 76 characters [json-pointer:{pointer_j}]")
+                if isinstance(element, dict) and len(str(element.get("value", ""))) > 2000:
+                    pointer_j = f"{where}/elements/{j}/value"
+                    errors.append(f"[ERROR] must be less than 2001 characters [json-pointer:{pointer_j}]")
         elif kind == "input" and "element" not in block:
             errors.append(f"[ERROR] missing required field: element [json-pointer:{where}]")
     return errors

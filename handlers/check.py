@@ -1,6 +1,7 @@
 """``python bot.py check``: prove the configuration works before going live, and say precisely what does not.
 
-Owns: the checks (Slack ``auth.test``, a SignalWire logs call, the database) and their wording.
+Owns: the checks (Slack ``auth.test``, a SignalWire logs call, the database) and their wording, and a ``warn`` line
+for a risk the operator accepted (``SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS=true``; not a failure).
 Must not import: ``handlers.server`` (checks run without serving anything).
 """
 
@@ -12,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bridge.config import Config
 from bridge.store import StoreUnavailable, open_store
 from handlers.slack_out import make_web_client
+from handlers.web import UNSIGNED_WEBHOOKS_WARNING
 from sw_api.client import NO_RETRY, SignalWireClient
 from sw_api.errors import ConnectError, SignalWireError, Unauthorized
 
@@ -67,6 +69,10 @@ async def run_check(config: Config, out: list[str] | None = None) -> int:
     except StoreUnavailable as exc:
         say(False, f"Database: {exc}")
 
-    if not config.signalwire_signing_key and not config.simulated:
-        print("note SIGNALWIRE_SIGNING_KEY is unset: callbacks are authenticated by per-message tokens only")
+    if config.allow_unsigned_webhooks:
+        # Not a failure (the operator opted in), but never silent.
+        line = f"warn {UNSIGNED_WEBHOOKS_WARNING}"
+        print(line)
+        if out is not None:
+            out.append(line)
     return 1 if failures else 0

@@ -1,13 +1,17 @@
 """The application factory: one aiohttp app serving Slack (Bolt mounted in it), SignalWire webhooks and health.
 
 Owns: ``create_app(config)``, the lifetime of every long-lived resource (store, HTTP sessions, Socket Mode,
-the in-process simulator in ``simulator`` mode) through ``cleanup_ctx``, and the typed app keys.
-Nothing imports ``bot.py``; ``bot.py`` and the tests call ``create_app``.
+the in-process simulator in ``simulator`` mode) through ``cleanup_ctx``, the typed app keys, and ``run(config)``:
+serving the app until SIGTERM/SIGINT behind the client limits of ``handlers.limits``, with event-loop errors
+logged in a form the log's repeat limiter can collapse.
+Nothing imports ``bot.py``; ``bot.py`` calls ``run``, the tests call ``create_app`` (or run ``bot.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -23,10 +27,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.config import Config
 from bridge.logs import REQUEST_ID, REQUEST_ID_HEADER, bind_request_id
-from bridge.recovery import Recovery
+from bridge.recovery import Recovery, Retention
 from bridge.service import Bridge, CallbackTokens, SendSettings
 from bridge.store import open_store
 from handlers import register_all, two_way
+from handlers.limits import GuardedRunner, Limits, body_deadline_middleware
 from handlers.slack_out import SlackOut, make_web_client
 from handlers.web import SignalWireRoutes, healthz
 from sw_api.client import SignalWireClient
@@ -38,15 +43,28 @@ BRIDGE = web.AppKey("bridge", Bridge)
 BOLT = web.AppKey("bolt", AsyncApp)
 
 SHUTDOWN_DRAIN_SECONDS = 20.0
+SHUTDOWN_REQUESTS_SECONDS = 10.0  # SIGTERM: how long requests in flight may finish before the app's clean-up
+KEEPALIVE_SECONDS = 75.0          # an idle keep-alive connection (and a later request's head) is closed after this
+LINGER_SECONDS = 2.0              # after an early answer (408, 413) the rest of a body is read this long, then closed
+LISTEN_BACKLOG = 128
+
+SLACK_SIGNATURE_HEADERS = ("X-Slack-Signature", "X-Slack-Request-Timestamp")
 
 # Slack payloads and SignalWire webhooks are a few KB; anything near this is abuse.
 MAX_BODY_BYTES = 256 * 1024
 
 
-async def _step(name: str, closing: Awaitable[Any]) -> None:
-    """One shutdown step; a failure is logged and the next step still runs (nothing else may be skipped)."""
+# Each shutdown step has its own bounds inside (drain, flush); this is the outer cap that makes SIGTERM always end.
+SHUTDOWN_STEP_SECONDS = SHUTDOWN_DRAIN_SECONDS + 10.0
+
+
+async def _step(name: str, closing: Awaitable[Any], limit: float = SHUTDOWN_STEP_SECONDS) -> None:
+    """One shutdown step, bounded; a failure or overrun is logged and the next step still runs."""
     try:
-        await closing
+        async with asyncio.timeout(limit):
+            await closing
+    except TimeoutError:
+        log.error("shutdown: %s did not finish within %.0fs; moving on", name, limit)
     except Exception:
         log.exception("shutdown: %s did not close cleanly", name)
 
@@ -155,9 +173,11 @@ async def request_id_middleware(
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[request_id_middleware])
+    app = web.Application(client_max_size=MAX_BODY_BYTES,
+                          middlewares=[request_id_middleware, body_deadline_middleware(config.request_read_timeout)])
     app[CONFIG] = config
     routes = SignalWireRoutes(BRIDGE, public_url=config.public_url, signing_key=config.signalwire_signing_key,
+                              our_numbers=config.from_numbers, default_region=config.default_region,
                               two_way=lambda bridge: two_way(bridge, config))
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -167,6 +187,7 @@ def create_app(config: Config) -> web.Application:
             effective, sim_runner = await _start_simulator(config)
             routes.public_url = effective.public_url
             routes.signing_key = effective.signalwire_signing_key
+        routes.warn_if_unsigned()
         store = await open_store(effective.database_url)
         session = aiohttp.ClientSession()
         signalwire = SignalWireClient(
@@ -185,7 +206,8 @@ def create_app(config: Config) -> web.Application:
                 stale_submitting=effective.signalwire_timeout + 60,
             ),
         )
-        recovery = Recovery(bridge, signalwire)
+        recovery = Recovery(bridge, signalwire, Retention(days=effective.retention_days,
+                                                          audit_days=effective.audit_retention_days))
         await recovery.resume()
         recovery.start()
         bridge.outbox.start()
@@ -216,10 +238,17 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(resources)
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
+        # Bolt compares the signature with hmac.compare_digest, which raises TypeError on non-ASCII text: such a
+        # header cannot be Slack's, so it is refused here as unsigned.
+        if not all(request.headers.get(name, "").isascii() for name in SLACK_SIGNATURE_HEADERS):
+            log.warning("Slack request refused: non-ASCII signature headers")
+            return web.json_response({"error": "invalid signature"}, status=401)
         try:
             # Bolt decodes the body and parses a `payload=` field's JSON itself, letting the errors escape.
             bolt_request = await to_bolt_request(request)
-        except (ValueError, AttributeError, TypeError) as exc:  # bad UTF-8, bad JSON, JSON that is not an object
+        except (ValueError, AttributeError, TypeError, RecursionError, LookupError) as exc:
+            # bad UTF-8, bad JSON, JSON that is not an object, JSON nested deeper than the interpreter can parse,
+            # a charset Python does not know (aiohttp decodes the body with the Content-Type's charset)
             log.warning("unreadable Slack request refused: %s", type(exc).__name__)
             return web.json_response({"error": "the body is not a Slack request"}, status=400)
         body: object = bolt_request.body  # typed as a dict by Bolt, but `payload=[]` makes it a list
@@ -237,3 +266,47 @@ def create_app(config: Config) -> web.Application:
     app.router.add_post("/signalwire/inbound", routes.inbound)
     app.router.add_get("/healthz", health)
     return app
+
+
+# Parts of an event-loop error context that change on every occurrence (a timer handle's due time) and would make
+# a flood of one error look like distinct lines to the log's repeat limiter.
+_VOLATILE_CONTEXT = ("message", "exception", "handle", "source_traceback", "handle_traceback")
+
+
+def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's default handler, minus the volatile parts: at the file-descriptor limit asyncio reports
+    "socket.accept() out of system resource" (and, once the socket is closed, its retry timers' errors) thousands
+    of times a second; as identical lines they are rate-limited by ``bridge.logs.RepeatLimiter``."""
+    message = str(context.get("message") or "unhandled exception in the event loop")
+    details = "".join(f"\n{key}: {value!r}" for key, value in sorted(context.items())
+                      if key not in _VOLATILE_CONTEXT)
+    exc = context.get("exception")
+    exc_info = (type(exc), exc, exc.__traceback__) if isinstance(exc, BaseException) else None
+    logging.getLogger("asyncio").error("%s%s", message, details, exc_info=exc_info)
+
+
+def run(config: Config, announce: Callable[[str], None] = print) -> None:
+    """Serve until SIGTERM or SIGINT, then stop taking requests, let those in flight finish and clean up."""
+    asyncio.run(_serve(config, announce))
+
+
+async def _serve(config: Config, announce: Callable[[str], None]) -> None:
+    limits = Limits(read_timeout=config.request_read_timeout, max_connections=config.max_connections)
+    runner = GuardedRunner(
+        create_app(config), limits, access_log=None, shutdown_timeout=SHUTDOWN_REQUESTS_SECONDS,
+        keepalive_timeout=KEEPALIVE_SECONDS, lingering_time=LINGER_SECONDS,
+        max_line_size=8190, max_field_size=8190, max_headers=64,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_log_loop_error)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port, backlog=LISTEN_BACKLOG)
+        await site.start()
+        announce(f"sms-bridge listening on http://{config.host}:{config.port}")
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -1,7 +1,8 @@
 """SignalWire's webhooks and the health check, as aiohttp routes.
 
 Owns: ``POST /signalwire/status`` (status callbacks), ``POST /signalwire/inbound`` (inbound messages),
-``GET /healthz``; refusing forged, unknown and malformed webhooks without side effects.
+``GET /healthz``; refusing forged, unknown and malformed webhooks without side effects, and inbound texts
+addressed to a number that is not one of ours (``SIGNALWIRE_FROM_NUMBERS``).
 Must not import: Slack packages (Slack is reached through the bridge).
 """
 
@@ -18,7 +19,7 @@ from bridge.service import Bridge, CallbackRefused
 from bridge.store import StoreUnavailable
 from bridge.two_way import TwoWay
 from sw_api.errors import MalformedWebhook, SignatureMismatch
-from sw_api.text import mask_number
+from sw_api.text import InvalidNumber, mask_number, normalize_sender
 from sw_api.webhooks import (
     CXML_EMPTY,
     SIGNATURE_HEADER,
@@ -34,14 +35,36 @@ log = logging.getLogger("handlers.web")
 # SignalWire reads a callback's answer for 5 s before it counts the attempt as failed.
 CALLBACK_ANSWER_SECONDS = 2.0
 
+UNSIGNED_WEBHOOKS_WARNING = (
+    "SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS=true and no SIGNALWIRE_SIGNING_KEY: SignalWire webhooks are accepted "
+    "unsigned, so anyone who can reach /signalwire/inbound can post fake texts, STOPs and STARTs into real "
+    "conversations (status callbacks still need their per-message token). Set SIGNALWIRE_SIGNING_KEY to close this."
+)
+
 
 class SignalWireRoutes:
     def __init__(self, bridge_key: web.AppKey[Bridge], *, public_url: str, signing_key: str,
-                 two_way: Callable[[Bridge], TwoWay] | None = None) -> None:
+                 our_numbers: tuple[str, ...], two_way: Callable[[Bridge], TwoWay] | None = None,
+                 default_region: str = "US") -> None:
         self._bridge_key = bridge_key
         self._two_way = two_way
         self.public_url = public_url.rstrip("/")
         self.signing_key = signing_key
+        # SIGNALWIRE_FROM_NUMBERS: an inbound text must be addressed to one of them.
+        self.our_numbers = our_numbers
+        self.default_region = default_region
+
+    def warn_if_unsigned(self) -> None:
+        """At every start: say loudly that webhooks are not signature-checked (the operator opted in)."""
+        if not self.signing_key:
+            log.warning(UNSIGNED_WEBHOOKS_WARNING)
+
+    def is_ours(self, number: str) -> bool:
+        try:
+            number = normalize_sender(number, self.default_region)
+        except InvalidNumber:
+            return False
+        return number in self.our_numbers
 
     def _check_signature(self, request: web.Request, raw: bytes) -> None:
         """With a signing key configured, every webhook must carry a valid signature."""
@@ -87,6 +110,8 @@ class SignalWireRoutes:
             log.exception("status callback not stored ref=%s", ref)
             # 503 makes SignalWire try again; the receipt is not lost to a locked database.
             return web.json_response({"error": "storage unavailable, retry"}, status=503)
+        # Only now: the status is recorded and its Slack receipt queued (committed), so a crash after this 204,
+        # which SignalWire never retries, loses nothing.
         return web.Response(status=204)
 
     async def inbound(self, request: web.Request) -> web.StreamResponse:
@@ -98,7 +123,12 @@ class SignalWireRoutes:
             return web.json_response({"error": str(exc)}, status=400)
         log.info("inbound message id=%s from=%s to=%s", message.message_id, mask_number(message.from_),
                  mask_number(message.to))
-        if self._two_way is not None:
+        if not self.is_ours(message.to):
+            # Not a number we text from: posting it would open a conversation we could never answer (replies go
+            # only from our own numbers), and its STOP/START would change opt-outs of a number we do not own.
+            log.warning("inbound id=%s to=%s ignored: not one of SIGNALWIRE_FROM_NUMBERS", message.message_id,
+                        mask_number(message.to))
+        elif self._two_way is not None:
             bridge = request.app[self._bridge_key]
             # 200 only once the text, its opt-out change and its Slack posts are committed (one transaction);
             # Slack itself is reached later by the outbox. A slow store gets a quick 503 (SignalWire delivers

@@ -43,7 +43,20 @@ class NotSent(SignalWireError):
 
 
 class OutcomeUnknown(SignalWireError):
-    """The request may or may not have created a message. Reconcile via the logs before trying again."""
+    """The request may or may not have created a message. Reconcile via the logs before trying again.
+
+    ``kind`` says what went wrong, so the people waiting can be told at once (``bridge.render`` words it):
+    ``"server_error"`` (``status`` is SignalWire's 5xx), ``"timeout"`` (no answer in time), ``"connection_lost"``
+    (the connection broke or the answer was cut off) or ``"invalid_response"`` (a 2xx we cannot read).
+    """
+
+    kind: str = "unknown"
+
+    @property
+    def http_status(self) -> int | None:
+        """SignalWire's HTTP status when it answered at all (5xx, or 2xx with an unreadable body), else None."""
+        status = getattr(self, "status", None)
+        return status if isinstance(status, int) else None
 
 
 class HTTPError(SignalWireError):
@@ -119,17 +132,25 @@ class RateLimited(ClientError):
 class ServerError(HTTPError, OutcomeUnknown):
     """A 5xx answer: SignalWire may have created the message before failing."""
 
+    kind = "server_error"
+
 
 class ResponseTimeout(OutcomeUnknown):
     """No answer within the timeout after the request was sent."""
+
+    kind = "timeout"
 
 
 class ConnectionLost(OutcomeUnknown):
     """The connection broke after the request was (possibly) written."""
 
+    kind = "connection_lost"
+
 
 class InvalidResponse(OutcomeUnknown):
     """A success status whose body is not the documented shape."""
+
+    kind = "invalid_response"
 
 
 class WebhookError(SignalWireError):

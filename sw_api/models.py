@@ -307,3 +307,4 @@ class InboundMessage:
     segments: int | None = None
     timestamp: datetime | None = None
     source_format: Literal["json", "form"] = "json"
+    more_media: int = 0  # attachments beyond the first ten, not kept (the JSON format has no NumMedia cap)

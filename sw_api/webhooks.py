@@ -301,6 +301,12 @@ def parse_status_callback(body: bytes) -> StatusEvent:
     )
 
 
+# Inbound MMS carry at most 10 attachments (Twilio's limit, which SignalWire's cXML mirrors); a larger
+# NumMedia is a forged or broken request, not something to loop over. The
+# JSON format keeps the first 10 and counts the rest (``InboundMessage.more_media``).
+_MAX_INBOUND_MEDIA = 10
+
+
 def parse_inbound(body: bytes, content_type: str | None) -> InboundMessage:
     """An inbound-message webhook → ``InboundMessage``; ``MalformedWebhook`` for anything else.
 
@@ -350,7 +356,9 @@ def _parse_inbound_json(body: bytes) -> InboundMessage:
         raw_media = []
     if not isinstance(raw_media, list):
         raise MalformedWebhook(f"{where}: field 'media' must be an array, got {json_type(raw_media)}")
-    media = tuple(_media_item(item, i, what) for i, item in enumerate(raw_media))
+    # The same cap as the cXML format's NumMedia, but a longer list is kept as "N more" rather than refused:
+    # the text still reaches Slack (items past the cap are not even read, so one malformed item there is moot).
+    media = tuple(_media_item(item, i, what) for i, item in enumerate(raw_media[:_MAX_INBOUND_MEDIA]))
     # An unknown ``type`` is not fatal: the media list decides, so a new message type is not dropped.
     message_type = _optional_str(message, "type", where)
     return InboundMessage(
@@ -364,12 +372,10 @@ def _parse_inbound_json(body: bytes) -> InboundMessage:
         segments=_optional_int(message, "segments", where),
         timestamp=_timestamp(message.get("timestamp"), "timestamp", where),
         source_format="json",
+        more_media=max(0, len(raw_media) - _MAX_INBOUND_MEDIA),
     )
 
 
-# Inbound MMS carry at most 10 attachments (Twilio's limit, which SignalWire's cXML mirrors); a larger
-# NumMedia is a forged or broken request, not something to loop over.
-_MAX_INBOUND_MEDIA = 10
 
 
 def _is_small_count(text: str) -> bool:

@@ -189,15 +189,16 @@ def test_setup_logging_installs_the_filter_on_the_root_handler(capsys: pytest.Ca
     try:
         setup_logging("DEBUG", secrets=[API_TOKEN])
         logging.getLogger("third.party").info("to %s with %s", "+15551234567", API_TOKEN)
-        assert logging.getLogger("slack_sdk").getEffectiveLevel() >= logging.INFO
+        for name in ("slack_sdk", "slack_bolt", "aiosqlite"):
+            assert logging.getLogger(name).getEffectiveLevel() >= logging.INFO, name
         err = capsys.readouterr().err
         assert "to +1555•••4567 with [redacted]" in err
         assert API_TOKEN not in err
     finally:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
-        logging.getLogger("slack_sdk").setLevel(logging.NOTSET)
-        logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)
+        for name in ("slack_sdk", "slack_bolt", "aiosqlite", "aiohttp.access"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 # --- the line format and the request id -------------------------------------------------------------------------
@@ -384,3 +385,121 @@ async def test_every_answer_echoes_a_request_id_even_a_413(tmp_path: Path) -> No
         async with h.session.get(h.bot_url + "/healthz") as response:
             assert response.status == 200 and re.fullmatch(r"[0-9a-f]{12}", response.headers[REQUEST_ID_HEADER])
         assert h.simulator.created_count() == 0 and not h.slack.called("chat.postMessage")
+
+
+async def test_full_send_at_debug_logs_no_message_body_and_no_callback_secret(tmp_path: Path) -> None:
+    """``LOG_LEVEL=DEBUG`` as bot.py sets it up, from before the first start (when the callback secret is created):
+    third-party loggers that print SQL parameters or request bodies (aiosqlite, slack_sdk, slack_bolt) stay quiet,
+    so neither an SMS body nor the callback HMAC secret reaches the log."""
+    from bridge.logs import PARAMETER_LOGGERS
+    from sw_api.simulator import SimulatorConfig
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    sim = SimulatorConfig()
+    body, reply = "Secret plan: meet at the old mill", "Confidential reply about the mill"
+    try:
+        setup_logging("DEBUG", ["xoxb-fake", "demo-slack-signing-secret", sim.api_token, sim.signing_key], stream)
+        async with running_bridge(tmp_path) as h:
+            logging.getLogger("test_logs").debug("debug logging is on")
+            await h.driver.slash_command(f"+1 555 123 4567 {body}")
+            await h.settle()
+            [sms] = h.simulator.messages.values()
+            assert sms.status == "delivered" and sms.body == body
+            delivery = await h.simulator.inject_inbound("+15551234567", FROM_NUMBER, reply,
+                                                        url=h.bot_url + "/signalwire/inbound", fmt="json")
+            assert delivery.status == 200
+            await h.settle()
+            callback_secret = (await h.bridge.store.secret("callback")).hex()
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+        for name in PARAMETER_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)
+    text = stream.getvalue()
+    assert "debug logging is on" in text and len(text.splitlines()) > 20, "DEBUG logging was not captured"
+    for word in ("Secret plan", "old mill", "Confidential reply"):
+        assert word not in text, f"message body leaked: {word!r}"
+    assert callback_secret not in text, "the callback HMAC secret leaked"
+    assert "logger=aiosqlite" not in text
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\u2029", "\x85", "\x1b", "\x0b", "\x0c", "\x1c", "\x00", "\x7f",
+                                  "\u200b", "\ufeff", "\U000e0001"])
+def test_logfmt_escapes_every_non_printable_character(char: str) -> None:
+    line = LogfmtFormatter().format(_record("a%sb [31mred", char))
+    assert len(line.splitlines()) == 1 and line.isprintable(), repr(line)
+    assert char not in line
+    code = ord(char)
+    escaped = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    assert _fields(line)["msg"] == f"a{escaped}b [31mred"
+
+
+def test_logfmt_keeps_printable_unicode_and_escapes_it_inside_tracebacks_too() -> None:
+    assert LogfmtFormatter().format(_record("%s", "héllo ✓ 👋")).endswith('msg="héllo ✓ 👋"')
+    try:
+        raise ValueError("bad\u2028value\x1b[2J")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("bridge.test", logging.ERROR, __file__, 1, "x", None, sys.exc_info())
+    line = LogfmtFormatter().format(record)
+    assert len(line.splitlines()) == 1 and line.isprintable()
+    assert "ValueError: bad\\u2028value\\x1b[2J" in _fields(line)["exc"]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_repeated_identical_lines_are_limited_and_counted() -> None:
+    from bridge.logs import RepeatLimiter
+
+    clock = FakeClock()
+    stream = io.StringIO()
+    logger = logging.getLogger("test_logs.repeat")
+    handler = log_handler(stream, limiter=RepeatLimiter(limit=3, window=60, clock=clock))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        for _ in range(1000):
+            logger.error("socket.accept() out of system resource")
+        logger.warning("another line")
+        for n in range(3):
+            logger.info("distinct %d", n)
+        assert stream.getvalue().count("out of system resource") == 3
+        clock.now = 61.0
+        logger.info("a minute later")
+        logger.error("socket.accept() out of system resource")
+    finally:
+        logger.removeHandler(handler)
+    msgs = [_fields(line)["msg"] for line in stream.getvalue().splitlines()]
+    summary = "suppressed 997 identical lines in 60s (logger=test_logs.repeat): socket.accept() out of system resource"
+    assert msgs == ["socket.accept() out of system resource"] * 3 + [
+        "another line", "distinct 0", "distinct 1", "distinct 2", summary, "a minute later",
+        "socket.accept() out of system resource"]
+
+
+def test_suppressed_lines_are_counted_at_close() -> None:
+    from bridge.logs import RepeatLimiter
+
+    stream = io.StringIO()
+    handler = log_handler(stream, limiter=RepeatLimiter(limit=2, window=60, clock=FakeClock()))
+    logger = logging.getLogger("test_logs.repeat_close")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        for _ in range(5):
+            logger.warning("same")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert [_fields(line)["msg"] for line in stream.getvalue().splitlines()] == [
+        "same", "same", "suppressed 3 identical lines in 60s (logger=test_logs.repeat_close): same"]

@@ -334,11 +334,10 @@ async def test_a_restarted_process_releases_its_predecessors_claims_at_once(worl
     await outbox.post("t1", CHANNEL, "claimed by the dead")
     [head] = await world.store.outbox_due(datetime.now(UTC), limit=10)
     assert await world.store.outbox_claim(head.id, datetime.now(UTC), datetime.now(UTC) + timedelta(minutes=5))
-    started = time.monotonic()
     outbox.start()
-    await until(lambda: bool(world.fake.messages(CHANNEL)), timeout=5.0)
+    # The claim runs for five minutes: only releasing it at start lets the post through within this bound.
+    await until(lambda: bool(world.fake.messages(CHANNEL)), timeout=30.0)
     await outbox.stop()
-    assert time.monotonic() - started < 3.0  # not the 5-minute lease
     assert [m.text for m in world.fake.messages(CHANNEL)] == ["claimed by the dead"]
 
 
@@ -450,7 +449,7 @@ async def test_stop_returns_even_when_a_delivery_swallows_its_cancellation(world
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with asyncio.timeout(10):  # without a bound, stop() would wait here forever
-        await outbox.stop(flush_timeout=0.2, cancel_timeout=0.3)
+        await outbox.stop(flush_timeout=0.2)
     assert loop.time() - started < 10
     assert await outbox.pending() == 1  # not delivered, still stored for the next start
     slack.release.set()

@@ -165,7 +165,8 @@ def test_retry_button_exactly_when_failed_rejected_or_unknown(shown: OutboundSms
     ("shown", "emoji", "label"),
     [
         (sms(status=None, state=SendState.REJECTED, sw_id=None), "⛔", "Not sent"),
-        (sms(status=None, state=SendState.UNKNOWN, sw_id=None), "❓", "Outcome unknown"),
+        (sms(status=None, state=SendState.UNKNOWN, sw_id=None), "❓", "Checking with SignalWire…"),
+        (sms(status=None, state=SendState.UNKNOWN, sw_id=None, checked_at=NOW), "❓", "Outcome unknown"),
     ],
 )
 def test_parent_badge_for_sends_that_never_got_a_status(shown: OutboundSms, emoji: str, label: str) -> None:

@@ -527,13 +527,24 @@ async def test_hang_fault_times_the_client_out(
     assert sim.created_count() == int(create)
 
 
+@asynccontextmanager
+async def _ticker(seconds: float) -> AsyncIterator[asyncio.Event]:
+    """An event set by a timer on the same loop: ordering, not elapsed wall-clock time, shows a delay happened
+    (one loop, so a shorter timer always fires before a longer sleep in the in-process simulator ends)."""
+    ticked = asyncio.Event()
+    handle = asyncio.get_running_loop().call_later(seconds, ticked.set)
+    try:
+        yield ticked
+    finally:
+        handle.cancel()
+
+
 async def test_short_hang_then_answers(http: aiohttp.ClientSession, base: str, sim: Simulator) -> None:
     sim.add_fault(Fault("hang", create=True, hang_seconds=0.2))
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    status, data, _ = await post_message(http, base, sms())
+    async with _ticker(0.1) as ticked:
+        status, data, _ = await post_message(http, base, sms())
     assert status == 201
-    assert loop.time() - started >= 0.2
+    assert ticked.is_set()  # the answer was held: a 0.1 s timer started with the request fired first
     assert data["id"] in sim.messages
 
 
@@ -549,11 +560,10 @@ async def test_reset_fault_drops_the_connection(
 
 async def test_latency_delays_each_create(http: aiohttp.ClientSession, base: str, sim: Simulator) -> None:
     sim.latency = 0.2
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    status, _, _ = await post_message(http, base, sms())
+    async with _ticker(0.1) as ticked:
+        status, _, _ = await post_message(http, base, sms())
     assert status == 201
-    assert loop.time() - started >= 0.2
+    assert ticked.is_set()
 
 
 # -- logs ----------------------------------------------------------------------------------------------

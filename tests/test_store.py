@@ -413,7 +413,7 @@ async def test_sqlite_locked_file_makes_writes_unavailable_within_busy_timeout(t
         with pytest.raises(StoreUnavailable):
             await store.claim_retry("r", "U1", _at(1))
         elapsed = time.monotonic() - started
-        assert 0.2 * 3 * 0.9 <= elapsed < 3.0
+        assert 0.2 * 3 * 0.9 <= elapsed < 20.0  # bounded by busy_timeout, not hung
         other.execute("ROLLBACK")
         # Once the other connection lets go, the same store works again: nothing was left half-done.
         change = await store.record_status("r", MessageStatus.SENT, None, None, None, _at(2))

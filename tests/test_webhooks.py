@@ -602,3 +602,15 @@ def test_signature_round_trip(url: str, body: bytes, key: str, content_type: str
     signed = verify_signature(key, url, body, content_type, sign_json(key, url, body))
     assert signed is bool(key)
     assert not verify_signature(key, url, body + b"x", content_type, sign_json(key, url, body))
+
+
+def test_json_inbound_keeps_ten_media_and_counts_the_rest() -> None:
+    # The cXML form refuses NumMedia > 10; the JSON list has no count field, so it is capped, not refused: the
+    # text still reaches Slack, items past the cap are not even read (a malformed one there loses nothing).
+    media: list[Any] = [{"url": f"https://m.example/{i}.jpg", "content_type": "image/jpeg"} for i in range(1000)]
+    media[500] = 42
+    body = json.dumps({"message": {"message_id": "m1", "from": "+15551234567", "to": "+15557770000",
+                                   "body": "hi", "direction": "inbound", "media": media}}).encode()
+    message = parse_inbound(body, "application/json")
+    assert [m.url for m in message.media] == [f"https://m.example/{i}.jpg" for i in range(10)]
+    assert message.more_media == 990 and message.kind == "mms"

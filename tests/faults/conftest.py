@@ -28,15 +28,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 async def make_world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[WorldFactory]:
-    """``async with make_world(step_delay=..., env={...}) as w``; every bot started is killed at teardown."""
+    """``async with make_world(step_delay=..., env={...}, script=...) as w``; every bot started is killed at the end."""
     worlds: list[World] = []
 
     @asynccontextmanager
     async def factory(*, step_delay: float = 0.05, env: Mapping[str, str] | None = None,
-                      start: bool = True) -> AsyncIterator[World]:
+                      start: bool = True, script: Path | None = None) -> AsyncIterator[World]:
         data = tmp_path / f"world{len(worlds)}"
         data.mkdir()
-        async with open_world(data, step_delay=step_delay, env=env, start=start) as w:
+        async with open_world(data, step_delay=step_delay, env=env, start=start, script=script) as w:
             worlds.append(w)
             yield w
 

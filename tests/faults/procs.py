@@ -57,6 +57,8 @@ class BotProcess:
     env: dict[str, str]
     log_path: Path
     port: int
+    # bot.py, or a fault-injecting wrapper that runs it (e.g. tests/faults/slow_outbox_bot.py).
+    script: Path = REPO / "bot.py"
     proc: asyncio.subprocess.Process | None = None
     starts: int = 0
     _log: IO[bytes] | None = None
@@ -77,7 +79,7 @@ class BotProcess:
         self._log.write(f"\n===== start #{self.starts} =====\n".encode())
         self._log.flush()
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(REPO / "bot.py"), "serve",
+            sys.executable, str(self.script), "serve",
             cwd=REPO, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=self._log,
         )
         deadline = time.monotonic() + timeout
@@ -189,6 +191,7 @@ async def open_world(
     step_delay: float = 0.05,
     env: Mapping[str, str] | None = None,
     start: bool = True,
+    script: Path | None = None,
 ) -> AsyncIterator[World]:
     """Simulator + fake Slack on port 0 here, the bot as a subprocess; the bot is SIGKILLed on exit whatever happens."""
     simulator = Simulator(SimulatorConfig(step_delay=step_delay))
@@ -212,7 +215,7 @@ async def open_world(
         "RECONCILE_GRACE_SECONDS": "1",
         **(env or {}),
     }
-    bot = BotProcess(env=bot_env, log_path=tmp_path / "bot.log", port=port)
+    bot = BotProcess(env=bot_env, log_path=tmp_path / "bot.log", port=port, script=script or REPO / "bot.py")
     try:
         async with aiohttp.ClientSession() as session:
             driver = SlackDriver(session, bot.url, SIGNING_SECRET, response_url_base=slack.response_url_base)

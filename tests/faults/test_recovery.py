@@ -48,6 +48,10 @@ async def test_unknown_outcome_without_a_message_is_sent_once_more(world: World,
         body = f"resend after {fault.kind}"
         await world.driver.slash_command(f"{TO} {body}")
         await ends_delivered_once(world, body)
+        # Told at once what happened and what would follow, then what did: the notice precedes the re-send.
+        texts = thread_texts(world, parent_for(world, body))
+        told = next(i for i, t in enumerate(texts) if "not yet known whether the message went out" in t)
+        assert told < next(i for i, t in enumerate(texts) if "sending it once more" in t), texts
 
 
 async def test_500_after_create_with_no_callbacks_is_adopted_from_the_logs(world: World) -> None:
