@@ -69,9 +69,12 @@ class Recovery:
         """Once at start-up, before serving: no POST of this process is in flight, so ``submitting`` is stale."""
         for sms in await self.store.due([SendState.SUBMITTING], utcnow() + timedelta(days=36500)):
             log.warning("send interrupted by a restart ref=%s: outcome unknown, checking the logs", sms.ref)
-            await self.store.mark_unknown(sms.ref, "the bridge stopped while SignalWire was being called", utcnow())
+            unknown = await self.store.mark_unknown(sms.ref, "the bridge stopped while SignalWire was being called",
+                                                    utcnow())
             await self.store.schedule(sms.ref, None, utcnow())
             await self.store.count("interrupted")
+            # Tell the thread now, as a live unknown outcome does; the reconcile that follows says what it found.
+            await self.bridge.tell_checking(unknown, render.INTERRUPTED_CAUSE)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="recovery-sweeper")

@@ -266,11 +266,20 @@ def unknown_cause(exc: OutcomeUnknown) -> str:
     return "SignalWire did not answer clearly"
 
 
+# A process killed (or stopped past its drain) while its create request was in flight.
+INTERRUPTED_CAUSE = "sms-bridge restarted while SignalWire was being asked to send this"
+
+
 def unknown_notice(exc: OutcomeUnknown, *, resend_at: datetime | None, resend_in: float) -> str:
     """The thread reply posted the moment a create's outcome becomes unknown: what happened, what the bridge does
     about it, and when it will send again (``resend_at`` None: it will not, this was already the re-send)."""
+    return checking_notice(unknown_cause(exc), resend_at=resend_at, resend_in=resend_in)
+
+
+def checking_notice(cause: str, *, resend_at: datetime | None, resend_in: float) -> str:
+    """``unknown_notice`` for any ``cause`` (one clause, e.g. ``INTERRUPTED_CAUSE`` after a restart)."""
     lines = [
-        f"⚠️ {unknown_cause(exc)}, so it is not yet known whether the message went out.",
+        f"⚠️ {cause}, so it is not yet known whether the message went out.",
         "❓ Checking SignalWire's message logs now; nothing is sent twice.",
     ]
     if resend_at is not None:

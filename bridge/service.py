@@ -381,16 +381,21 @@ class Bridge:
             log.warning("send outcome unknown ref=%s: %s", sms.ref, exc)
             # Tell the truth at once, not after the grace period: what SignalWire did, that we are checking, and
             # when bridge.recovery will send again if the logs show nothing. The parent stops saying "Sending…".
-            resend_at = (sms.submitted_at or utcnow()) + timedelta(seconds=self.settings.reconcile_grace)
-            await self.refresh_parent(sms)
-            await self.reply(sms, render.unknown_notice(
-                exc, resend_at=resend_at if sms.attempts < MAX_POSTS else None,
-                resend_in=(resend_at - utcnow()).total_seconds()))
+            await self.tell_checking(sms, render.unknown_cause(exc))
             return sms
         accepted = sms
         return await self._stored(lambda: self.adopt(accepted, message.id, message.number_of_segments,
                                                      message.status, message.error_code, message.error_message,
                                                      message.created_at))
+
+    async def tell_checking(self, sms: OutboundSms, cause: str) -> None:
+        """An unknown outcome, told at once: ``cause`` (one clause), that the logs are being checked, and when the
+        message is sent once more if they show nothing. The parent stops saying "Sending…"."""
+        resend_at = (sms.submitted_at or utcnow()) + timedelta(seconds=self.settings.reconcile_grace)
+        await self.refresh_parent(sms)
+        await self.reply(sms, render.checking_notice(
+            cause, resend_at=resend_at if sms.attempts < MAX_POSTS else None,
+            resend_in=(resend_at - utcnow()).total_seconds()))
 
     async def _stored(self, write: Callable[[], Awaitable[T]]) -> T:
         """Record what SignalWire already did, waiting out a briefly locked database rather than forgetting it.

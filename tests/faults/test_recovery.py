@@ -82,6 +82,10 @@ async def test_sigkill_while_the_create_is_in_flight_sends_exactly_once(make_wor
         world.simulator.latency = 0.0
         await world.bot.start()
         await ends_delivered_once(world, "killed mid-send", timeout=20)
+        # The restarted bot said at once that the outcome was unknown, before the thread settled it.
+        texts = thread_texts(world, parent_for(world, "killed mid-send"))
+        notice = next(i for i, t in enumerate(texts) if "restarted while SignalWire" in t)
+        assert notice < next(i for i, t in enumerate(texts) if "Delivered" in t), texts
 
 
 @pytest.mark.slow
