@@ -511,29 +511,19 @@ class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
         return [r["ref"] for r in rows]
 
     async def announce_status(self, ref: str, status: str, writes: Sequence[OutboxWrite], now: datetime) -> bool:
-        self._check_open()
-        try:
-            async with self._write_lock:
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    cur = await self._db.execute(
-                        """UPDATE status_event SET announced_at = ?
-                           WHERE ref = ? AND status = ? AND announced_at IS NULL""",
-                        (db_time(now), ref, status),
-                    )
-                    claimed = cur.rowcount == 1
-                    if claimed:
-                        for write in writes:
-                            async with self._db.execute(*insert_statement(write, now)) as insert:
-                                await insert.fetchall()
-                    await self._db.execute("COMMIT" if claimed else "ROLLBACK")
-                except BaseException:
-                    if self._db.in_transaction:
-                        await self._db.execute("ROLLBACK")
-                    raise
-        except _DB_ERRORS as exc:
-            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
-        return claimed
+        async def work(db: aiosqlite.Connection) -> bool:
+            cur = await db.execute(
+                "UPDATE status_event SET announced_at = ? WHERE ref = ? AND status = ? AND announced_at IS NULL",
+                (db_time(now), ref, status),
+            )
+            if cur.rowcount != 1:
+                return False  # announced already (a duplicate callback, or the sweeper got there first)
+            for write in writes:
+                async with db.execute(*insert_statement(write, now)) as insert:
+                    await insert.fetchall()
+            return True
+
+        return await self._atomic(work)
 
     async def prune_status_events(self, before: datetime, limit: int) -> int:
         """Delete at most ``limit`` status-callback rows received before ``before`` (oldest first)."""
