@@ -11,9 +11,10 @@ Owns: the sweeper loop and its three jobs —
   * thread replies stored as Slack delivered them but never finished (the process died after Slack was answered)
     are handed, once their claim has run out, to ``resume_reply`` (given by ``handlers.server``: resolving names
     needs Slack), which claims each with a conditional update, so two processes never both resume one.
-  * retention: at most once an hour, inbound claims, Slack event ids and status-callback rows older than
-    ``RETENTION_DAYS`` and audit rows older than ``AUDIT_RETENTION_DAYS`` are deleted, ``PRUNE_BATCH`` rows per
-    statement and a few statements per round (a backlog continues next round), so no delete holds the lock long.
+  * retention: at most once an hour, inbound claims, Slack event ids, finished thread replies and status-callback
+    rows older than ``RETENTION_DAYS`` and audit rows older than ``AUDIT_RETENTION_DAYS`` are deleted,
+    ``PRUNE_BATCH`` rows per statement and a few statements per round (a backlog continues next round), so no
+    delete holds the lock long.
 Everything is driven by the store (state + ``next_attempt_at``), so a restart simply picks up where it was.
 Must not import: aiohttp's server side, Slack packages, ``handlers``.
 """
@@ -123,6 +124,7 @@ class Recovery:
             cutoff = now - timedelta(days=self.retention.days)
             jobs += [("inbound", self.store.prune_inbound, cutoff),
                      ("slack_event", self.store.prune_slack_events, cutoff),
+                     ("slack_reply", self.store.prune_replies, cutoff),
                      ("status_event", self.store.prune_status_events, cutoff)]
         if self.retention.audit_days:
             jobs.append(("audit", self.store.audit_prune, now - timedelta(days=self.retention.audit_days)))

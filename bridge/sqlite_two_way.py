@@ -89,6 +89,7 @@ REPLY_MIGRATION = """
         PRIMARY KEY (channel_id, ts)
     );
     CREATE INDEX slack_reply_open ON slack_reply (claimed_until) WHERE done_at IS NULL;
+    CREATE INDEX slack_reply_received_at ON slack_reply (received_at);
 """
 
 _DB_ERRORS = (sqlite3.Error, ValueError)
@@ -377,6 +378,15 @@ class TwoWaySql:
         return await self._write(
             """DELETE FROM inbound WHERE rowid IN (
                    SELECT rowid FROM inbound WHERE received_at < ? AND (posted_at IS NOT NULL OR our_number IS NULL)
+                   ORDER BY received_at LIMIT ?)""",
+            (db_time(before), max(0, int(limit))),
+        )
+
+    async def prune_replies(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` finished thread replies received before ``before``; an unfinished one is kept."""
+        return await self._write(
+            """DELETE FROM slack_reply WHERE rowid IN (
+                   SELECT rowid FROM slack_reply WHERE received_at < ? AND done_at IS NOT NULL
                    ORDER BY received_at LIMIT ?)""",
             (db_time(before), max(0, int(limit))),
         )

@@ -306,6 +306,9 @@ class Store(Protocol):
         """Delete at most ``limit`` inbound rows received before ``before``, oldest first; returns how many.
         Never an inbound message that is not yet delivered to Slack (if the store keeps such messages)."""
 
+    async def prune_replies(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` finished thread replies (``record_reply``) received before ``before``."""
+
     async def prune_slack_events(self, before: datetime, limit: int) -> int:
         """Delete at most ``limit`` Slack event ids seen before ``before``, oldest first; returns how many."""
 

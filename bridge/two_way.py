@@ -180,12 +180,13 @@ class TwoWay:
 
     async def reply_not_texted(self, *, channel_id: str, thread_ts: str, ts: str, why: str) -> None:
         """Tell the thread (durably, once per Slack message) that this reply was not texted, and mark it ❌."""
+        # The explanation is queued before the reply is finished: a crash in between leaves it to be resumed, and
+        # the resumed attempt finds the claim below taken instead of explaining twice.
+        if await self.bridge.store.claim_slack_event(f"{channel_id}:{ts}:not-texted", utcnow()):
+            await self.bridge.outbox.post(channel_id, channel_id, f"⚠️ This reply was not texted: {why}",
+                                          thread_ts=thread_ts)
+            await self.bridge.outbox.react(channel_id, channel_id, ts, "x")
         await self.bridge.store.finish_reply(channel_id, ts, "not texted", utcnow())
-        if not await self.bridge.store.claim_slack_event(f"{channel_id}:{ts}:not-texted", utcnow()):
-            return
-        await self.bridge.outbox.post(channel_id, channel_id, f"⚠️ This reply was not texted: {why}",
-                                      thread_ts=thread_ts)
-        await self.bridge.outbox.react(channel_id, channel_id, ts, "x")
 
     async def send_reply(
         self,

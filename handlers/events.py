@@ -53,15 +53,29 @@ def is_human_thread_reply(event: dict[str, Any], bot_user_id: str | None) -> boo
     return bool(thread_ts and ts and thread_ts != ts and isinstance(event.get("text"), str))
 
 
-async def display_names(client: AsyncWebClient, user_ids: set[str]) -> tuple[dict[str, str], dict[str, str]]:
-    """(names found, user id → why not) for the mentioned users.
+async def display_names(client: AsyncWebClient, user_ids: set[str],
+                        budget: float | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """(names found, user id → why not) for the mentioned users, within ``budget`` seconds in all (users not looked
+    up by then count as failed)."""
+    names: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(budget):
+            await _display_names(client, user_ids, names, failed)
+    except TimeoutError:
+        log.warning("users.info: no answer for every mentioned user within %.1fs; giving up", budget)
+        failed.update({u: f"no answer within {budget:.0f}s" for u in user_ids if u not in names and u not in failed})
+    return names, failed
+
+
+async def _display_names(client: AsyncWebClient, user_ids: set[str], names: dict[str, str],
+                         failed: dict[str, str]) -> None:
+    """Fill ``names`` (names found) and ``failed`` (user id → why not) for the mentioned users.
 
     A user Slack says does not exist (or that we may not look up) is left out of both: the reply shows the label
     Slack gave, else the id. A failure that may pass (5xx, 429, a transport error, a timeout) is retried a couple of
     times, then reported, so the caller can say why the reply was not texted instead of sending it half-resolved.
     """
-    names: dict[str, str] = {}
-    failed: dict[str, str] = {}
     for user_id in sorted(user_ids):
         for pause in (*NAME_LOOKUP_PAUSES, None):
             try:
@@ -86,7 +100,6 @@ async def display_names(client: AsyncWebClient, user_ids: set[str]) -> tuple[dic
             if name:
                 names[user_id] = str(name)
             break
-    return names, failed
 
 
 # Where the middleware leaves what it did with the event for the listener (Bolt's context is per request).
@@ -192,7 +205,8 @@ class ThreadReplies:
             await notify(admission.refusal.message)
             await self.two_way.finish_reply(reply, "refused")
             return
-        names, failed = await display_names(client, conversations.mentioned_users(text))
+        # Within half the claim: the reply is finished (or explained) long before the sweeper may take it over.
+        names, failed = await display_names(client, conversations.mentioned_users(text), budget=self.lease / 2)
         if failed:
             who = ", ".join(f"<@{u}>" for u in sorted(failed))
             await self.gate.link(admission, None, "not sent (users.info failed)")
