@@ -28,7 +28,8 @@ log = logging.getLogger("bridge.two_way")
 
 NEW_REPLY_REACTION = "incoming_envelope"
 # Storing a thread reply's intent: Slack has been answered already (the reply is stored as received), so this
-# may wait longer than an ack could; a store that still does not answer leaves the reply to the sweeper.
+# may wait longer than an ack could — longer than SQLite's 5 s busy timeout, so a locked database answers
+# StoreUnavailable (nothing stored: the sweeper tries again) before this bound abandons an insert still running.
 REPLY_ACCEPT_TIMEOUT = 10.0
 
 
@@ -162,10 +163,6 @@ class TwoWay:
     async def finish_reply(self, reply: SlackReply, outcome: str) -> bool:
         """The reply is handled without an intent (refused, explained, nothing to text); True if this call did it."""
         return await self.bridge.store.finish_reply(reply.channel_id, reply.ts, outcome, utcnow())
-
-    async def release_reply(self, reply: SlackReply) -> None:
-        """Not finished (the store could not take the intent): the sweeper tries again."""
-        await self.bridge.store.release_reply(reply.channel_id, reply.ts)
 
     async def is_bridged(self, channel_id: str, thread_ts: str) -> bool:
         return await self.bridge.store.conversation_by_thread(channel_id, thread_ts) is not None

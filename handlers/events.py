@@ -11,7 +11,6 @@ Must not import: storage or SignalWire modules (everything goes through ``TwoWay
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -104,7 +103,7 @@ async def _display_names(client: AsyncWebClient, user_ids: set[str], names: dict
 
 # Where the middleware leaves what it did with the event for the listener (Bolt's context is per request).
 RECEIVED = "sms_bridge_reply_received"
-# A reply that fails this many times (an error in our code, not Slack's or the store's) is explained and dropped.
+# A reply whose processing failed this many times (the store not answering, a bug) is explained instead.
 MAX_REPLY_ATTEMPTS = 5
 
 
@@ -175,22 +174,22 @@ class ThreadReplies:
         await self.process(claimed, client)
 
     async def process(self, reply: SlackReply, client: AsyncWebClient) -> None:
-        """Claimed: end in one SMS or one explanation (then the reply is finished), or release it to try again."""
+        """Claimed: end in one SMS or one explanation (then the reply is finished). If that fails (the store does
+        not answer, or a bug) the claim is left to run out and the sweeper tries again, ``MAX_REPLY_ATTEMPTS``
+        times, then explains."""
         try:
             await self._process(reply, client)
         except StoreUnavailable as exc:
-            log.warning("thread reply %s: the store did not answer (%s); trying again later", reply.ts, exc)
-            with contextlib.suppress(StoreUnavailable):
-                await self.two_way.release_reply(reply)
-        # Any other error leaves the claim to run out: the sweeper tries again, MAX_REPLY_ATTEMPTS times.
+            log.warning("thread reply %s: the store did not answer (%s); trying again in %.0fs", reply.ts, exc,
+                        self.lease)
 
     async def _process(self, reply: SlackReply, client: AsyncWebClient) -> None:
         channel, thread_ts, ts, text, user = reply.channel_id, reply.thread_ts, reply.ts, reply.text, reply.user_id
         if reply.attempts > MAX_REPLY_ATTEMPTS:
             await self.two_way.reply_not_texted(
                 channel_id=channel, thread_ts=thread_ts, ts=ts,
-                why=f"sms-bridge failed {MAX_REPLY_ATTEMPTS} times to process it (see its log). Nothing was sent: "
-                    "post the reply again.")
+                why=f"sms-bridge could not process it in {MAX_REPLY_ATTEMPTS} attempts (its log says why). "
+                    "Nothing was sent: post the reply again.")
             return
         if conversations.is_internal_note(text) or not await self.two_way.is_bridged(channel, thread_ts):
             await self.two_way.finish_reply(reply, "not a texted reply")
