@@ -79,3 +79,25 @@ async def test_a_reply_the_store_cannot_take_gets_a_5xx_and_slacks_retry_sends_o
         await world.quiet(1.5)
         assert replies_texted(world, "text me back") == 1
         assert not [m.text for m in world.slack.thread(INBOUND, parent.ts) if "not texted" in m.text]
+
+
+@pytest.mark.slow
+async def test_slacks_retry_while_the_killed_reply_is_still_claimed_does_not_double_it(make_world: Any) -> None:
+    async with asyncio.timeout(90), make_world(env=ENV) as world:
+        parent = await conversation(world)
+        switch = kill_on(world, lambda method, _payload: method == "users.info")
+        switch.arm(1, after=False)
+        event = world.slack.post_user_message(INBOUND, "U0ALICE", "<@U0CAROL> has it", thread_ts=parent.ts)
+        assert (await world.driver.event(event, event_id="Ev0000000103")).status == 200
+        assert await restart_after_kill(world, switch=switch), "the bot was not killed at users.info"
+        # Slack's retries (say, our answer was slow) reach the new process while the dead one's claim still runs,
+        # and after: each finds the stored reply; the sweeper finishes it once the claim has run out.
+        for n in (1, 2):
+            retry = await world.driver.event(event, retry_num=n, event_id="Ev0000000103")
+            assert retry.status == 200
+        await world.wait_for(lambda: replies_texted(world, "@carol has it") == 1, timeout=30,
+                             what="the reply texted once after the restart")
+        retry = await world.driver.event(event, retry_num=3, event_id="Ev0000000103")
+        assert retry.status == 200
+        await world.quiet(1.5)
+        assert replies_texted(world, "@carol has it") == 1
