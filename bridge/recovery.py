@@ -8,9 +8,13 @@ Owns: the sweeper loop and its three jobs —
     clearly absent after the grace period → send once more; ambiguous or still unknown → tell the thread;
   * accepted messages without a final receipt after ``stuck_after`` are looked up once (``GET /logs/{id}``);
   * a recorded status whose receipt was never queued (killed in between) is announced (``announce_unannounced``).
-  * retention: at most once an hour, inbound claims, Slack event ids and status-callback rows older than
-    ``RETENTION_DAYS`` and audit rows older than ``AUDIT_RETENTION_DAYS`` are deleted, ``PRUNE_BATCH`` rows per
-    statement and a few statements per round (a backlog continues next round), so no delete holds the lock long.
+  * thread replies stored as Slack delivered them but never finished (the process died after Slack was answered)
+    are handed, once their claim has run out, to ``resume_reply`` (given by ``handlers.server``: resolving names
+    needs Slack), which claims each with a conditional update, so two processes never both resume one.
+  * retention: at most once an hour, inbound claims, Slack event ids, finished thread replies and status-callback
+    rows older than ``RETENTION_DAYS`` and audit rows older than ``AUDIT_RETENTION_DAYS`` are deleted,
+    ``PRUNE_BATCH`` rows per statement and a few statements per round (a backlog continues next round), so no
+    delete holds the lock long.
 Everything is driven by the store (state + ``next_attempt_at``), so a restart simply picks up where it was.
 Must not import: aiohttp's server side, Slack packages, ``handlers``.
 """
@@ -26,7 +30,7 @@ from datetime import datetime, timedelta
 from bridge import render
 from bridge.model import OutboundSms, SendState
 from bridge.service import MAX_POSTS, Bridge, SignalWireSender, utcnow
-from bridge.store import StoreUnavailable
+from bridge.store import SlackReply, StoreUnavailable
 from sw_api.errors import SignalWireError
 from sw_api.models import LogRecord, MessageStatus
 from sw_api.text import mask_number
@@ -53,8 +57,11 @@ class Retention:
 
 
 class Recovery:
-    def __init__(self, bridge: Bridge, signalwire: SignalWireSender, retention: Retention | None = None) -> None:
+    def __init__(self, bridge: Bridge, signalwire: SignalWireSender, retention: Retention | None = None, *,
+                 resume_reply: Callable[[SlackReply], Awaitable[None]] | None = None) -> None:
         self.bridge = bridge
+        self.resume_reply = resume_reply
+        self._resuming: set[tuple[str, str]] = set()
         self.store = bridge.store
         self.signalwire = signalwire
         self.settings = bridge.settings
@@ -120,6 +127,7 @@ class Recovery:
             cutoff = now - timedelta(days=self.retention.days)
             jobs += [("inbound", self.store.prune_inbound, cutoff),
                      ("slack_event", self.store.prune_slack_events, cutoff),
+                     ("slack_reply", self.store.prune_replies, cutoff),
                      ("status_event", self.store.prune_status_events, cutoff)]
         if self.retention.audit_days:
             jobs.append(("audit", self.store.audit_prune, now - timedelta(days=self.retention.audit_days)))
@@ -161,6 +169,25 @@ class Recovery:
         for sms in await self.store.unfinished(cutoff):
             await self.check_receipt(sms)
         await self.announce_unannounced()
+        await self.resume_replies(now)
+
+    async def resume_replies(self, now: datetime) -> None:
+        """Replies received but unfinished, their claim run out: each resumed in the background (names may take a
+        while to resolve), at most once at a time in this process; the claim itself is ``resume_reply``'s."""
+        if self.resume_reply is None:
+            return
+        for reply in await self.store.replies_to_resume(now):
+            key = (reply.channel_id, reply.ts)
+            if key in self._resuming:
+                continue
+            self._resuming.add(key)
+            self.bridge.spawn(self._resume_one(key, self.resume_reply(reply)), name="resume-reply")
+
+    async def _resume_one(self, key: tuple[str, str], work: Awaitable[None]) -> None:
+        try:
+            await work
+        finally:
+            self._resuming.discard(key)
 
     async def reconcile(self, ref: str) -> None:
         async with self.bridge.lock(ref):

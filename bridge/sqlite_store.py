@@ -27,7 +27,7 @@ from bridge.sqlite_audit import AUDIT_MIGRATION, AuditSql
 from bridge.sqlite_outbox import MIGRATION as OUTBOX_MIGRATION
 from bridge.sqlite_outbox import OutboxSql, insert_statement
 from bridge.sqlite_time import db_time, py_time
-from bridge.sqlite_two_way import DURABLE_MIGRATION, TwoWaySql
+from bridge.sqlite_two_way import DURABLE_MIGRATION, REPLY_MIGRATION, TwoWaySql
 from bridge.sqlite_two_way import MIGRATION as TWO_WAY_MIGRATION
 from bridge.store import StoreUnavailable
 from sw_api.models import MessageStatus
@@ -102,6 +102,8 @@ MIGRATIONS: Mapping[int, str] = {
     """,
     # 8: durable inbound texts, reply / retry intents stored with their claim (bridge.sqlite_two_way).
     8: DURABLE_MIGRATION,
+    # 9: thread replies stored as Slack delivered them, before Slack is answered (bridge.sqlite_two_way).
+    9: REPLY_MIGRATION,
 }
 
 # The database holds the callback HMAC secret and message bodies: owner-only, like a key file.

@@ -1,8 +1,10 @@
-"""SQLite storage of two-way conversations: migrations 2 and 8 and the ``Store`` methods ``bridge.two_way`` needs.
+"""SQLite storage of two-way conversations: migrations 2, 8 and 9 and the ``Store`` methods ``bridge.two_way`` needs.
 
 Owns: the conversation, inbound, opt_out, slack_event and reply_source tables, and the intents that must be
 stored atomically with a claim: an inbound text with its opt-out change and outbox items (``record_inbound``), a
-thread reply keyed by its Slack message (``create_reply_intent``) and a Retry (``create_retry_intent``). Mixed into
+thread reply keyed by its Slack message (``create_reply_intent``, which also finishes the reply as received:
+the slack_reply table of ``record_reply`` / ``claim_reply``, stored before Slack is answered) and a Retry
+(``create_retry_intent``). Mixed into
 ``bridge.sqlite_store.SqliteStore``, whose ``_one`` / ``_write`` / ``_db`` / ``_write_lock`` (serialised writes,
 ``StoreUnavailable``) it uses; kept in its own module so the two-way SQL does not tangle with the send/receipt SQL.
 Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.sqlite_store`` (it is imported by it).
@@ -23,7 +25,7 @@ from bridge.model import Conversation, OptOut, OutboundSms, SendRequest, SendSta
 from bridge.outbox import OutboxWrite
 from bridge.sqlite_outbox import insert_statement
 from bridge.sqlite_time import db_time
-from bridge.store import InboundPlace, StoreUnavailable
+from bridge.store import InboundPlace, SlackReply, StoreUnavailable
 from sw_api.models import InboundMessage
 
 T = TypeVar("T")
@@ -67,7 +69,35 @@ DURABLE_MIGRATION = """
     CREATE TABLE parent_attempt (ref TEXT PRIMARY KEY, started_at TEXT NOT NULL);
 """
 
+# 9: thread replies stored as Slack delivered them, before Slack is answered, keyed by their Slack message.
+# claimed_until is the lease of the process turning one into an intent (or an explanation); done_at is set in the
+# transaction that stores the intent (create_reply_intent) or by finish_reply.
+REPLY_MIGRATION = """
+    CREATE TABLE slack_reply (
+        channel_id TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        thread_ts TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        team_id TEXT NOT NULL DEFAULT '',
+        subtype TEXT,
+        received_at TEXT NOT NULL,
+        claimed_until TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        done_at TEXT,
+        outcome TEXT,
+        PRIMARY KEY (channel_id, ts)
+    );
+    CREATE INDEX slack_reply_open ON slack_reply (claimed_until) WHERE done_at IS NULL;
+    CREATE INDEX slack_reply_received_at ON slack_reply (received_at);
+"""
+
 _DB_ERRORS = (sqlite3.Error, ValueError)
+
+
+def _row_to_reply(row: aiosqlite.Row) -> SlackReply:
+    return SlackReply(row["channel_id"], row["thread_ts"], row["ts"], row["user_id"], row["text"], row["team_id"],
+                      row["subtype"], row["attempts"])
 
 _INSERT_OUTBOUND = """INSERT INTO outbound (ref, created_at, updated_at, team_id, channel_id, user_id, to_number,
        from_number, body, media, send_as_mms, origin, state, parent_ts, retry_of)
@@ -96,13 +126,16 @@ def _row_to_conversation(row: aiosqlite.Row) -> Conversation:
 
 
 class TwoWaySql:
-    """Methods of ``Store`` for conversations; the host class provides ``_one``, ``_write``, ``_db``,
+    """Methods of ``Store`` for conversations; the host class provides ``_one``, ``_all``, ``_write``, ``_db``,
     ``_write_lock``, ``_check_open`` and ``get_outbound``."""
 
     _db: aiosqlite.Connection
     _write_lock: asyncio.Lock
 
     async def _one(self, sql: str, params: Sequence[Any]) -> aiosqlite.Row | None:
+        raise NotImplementedError
+
+    async def _all(self, sql: str, params: Sequence[Any]) -> list[aiosqlite.Row]:
         raise NotImplementedError
 
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
@@ -195,12 +228,60 @@ class TwoWaySql:
                 return str(row["ref"]), False
             await db.execute(_INSERT_OUTBOUND, _outbound_params(ref, request, now))
             await db.execute("INSERT INTO reply_source (ref, source_ts) VALUES (?, ?)", (ref, request.source_ts))
+            await db.execute(
+                "UPDATE slack_reply SET done_at = ?, outcome = ?, claimed_until = NULL "
+                "WHERE channel_id = ? AND ts = ? AND done_at IS NULL",
+                (db_time(now), f"intent {ref}", request.channel_id, request.source_ts))
             return ref, True
 
         stored, created = await self._atomic(work)
         sms = await self.get_outbound(stored)
         assert sms is not None
         return sms, created
+
+    # -- thread replies stored as received (migration 9) --------------------------------------------------------
+
+    async def record_reply(self, reply: SlackReply, now: datetime, claimed_until: datetime) -> bool:
+        count = await self._write(
+            """INSERT OR IGNORE INTO slack_reply (channel_id, ts, thread_ts, user_id, text, team_id, subtype,
+                   received_at, claimed_until, attempts)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)""",
+            (reply.channel_id, reply.ts, reply.thread_ts, reply.user_id, reply.text, reply.team_id, reply.subtype,
+             db_time(now), db_time(claimed_until)),
+        )
+        return count == 1
+
+    async def claim_reply(self, channel_id: str, ts: str, now: datetime, until: datetime) -> SlackReply | None:
+        async def work(db: aiosqlite.Connection) -> SlackReply | None:
+            cur = await db.execute(
+                """UPDATE slack_reply SET claimed_until = ?, attempts = attempts + 1
+                   WHERE channel_id = ? AND ts = ? AND done_at IS NULL
+                     AND (claimed_until IS NULL OR claimed_until <= ?)""",
+                (db_time(until), channel_id, ts, db_time(now)))
+            if cur.rowcount != 1:
+                return None
+            async with db.execute("SELECT * FROM slack_reply WHERE channel_id = ? AND ts = ?",
+                                  (channel_id, ts)) as rows:
+                row = await rows.fetchone()
+            return None if row is None else _row_to_reply(row)
+
+        return await self._atomic(work)
+
+    async def release_reply(self, channel_id: str, ts: str) -> None:
+        await self._write("UPDATE slack_reply SET claimed_until = NULL WHERE channel_id = ? AND ts = ? "
+                          "AND done_at IS NULL", (channel_id, ts))
+
+    async def finish_reply(self, channel_id: str, ts: str, outcome: str, now: datetime) -> bool:
+        count = await self._write(
+            "UPDATE slack_reply SET done_at = ?, outcome = ?, claimed_until = NULL "
+            "WHERE channel_id = ? AND ts = ? AND done_at IS NULL", (db_time(now), outcome, channel_id, ts))
+        return count == 1
+
+    async def replies_to_resume(self, now: datetime, limit: int = 100) -> list[SlackReply]:
+        rows = await self._all(
+            """SELECT * FROM slack_reply WHERE done_at IS NULL AND (claimed_until IS NULL OR claimed_until <= ?)
+               ORDER BY received_at LIMIT ?""", (db_time(now), max(0, int(limit))))
+        return [_row_to_reply(row) for row in rows]
 
     async def create_retry_intent(self, ref: str, request: SendRequest, user_id: str, now: datetime) -> bool:
         assert request.retry_of is not None
@@ -297,6 +378,15 @@ class TwoWaySql:
         return await self._write(
             """DELETE FROM inbound WHERE rowid IN (
                    SELECT rowid FROM inbound WHERE received_at < ? AND (posted_at IS NOT NULL OR our_number IS NULL)
+                   ORDER BY received_at LIMIT ?)""",
+            (db_time(before), max(0, int(limit))),
+        )
+
+    async def prune_replies(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` finished thread replies received before ``before``; an unfinished one is kept."""
+        return await self._write(
+            """DELETE FROM slack_reply WHERE rowid IN (
+                   SELECT rowid FROM slack_reply WHERE received_at < ? AND done_at IS NOT NULL
                    ORDER BY received_at LIMIT ?)""",
             (db_time(before), max(0, int(limit))),
         )

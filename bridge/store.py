@@ -39,6 +39,21 @@ class InboundPlace:
         return self.ts == self.thread_ts
 
 
+@dataclass(frozen=True, slots=True)
+class SlackReply:
+    """A thread reply as Slack delivered it, stored before Slack is answered (migration 9) so that a crash after the
+    answer cannot lose it; ``attempts`` counts how often it was claimed for processing."""
+
+    channel_id: str
+    thread_ts: str
+    ts: str
+    user_id: str
+    text: str
+    team_id: str = ""
+    subtype: str | None = None
+    attempts: int = 0
+
+
 class Store(Protocol):
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the database answers."""
@@ -172,10 +187,30 @@ class Store(Protocol):
 
     async def create_reply_intent(self, ref: str, request: SendRequest, now: datetime) -> tuple[OutboundSms, bool]:
         """Store a thread reply's intent (and its ``source_ts``) unless that Slack message (channel + source_ts)
-        already has one: then return that one and False. Check and insert are one transaction."""
+        already has one: then return that one and False. Check and insert are one transaction, which also
+        finishes the stored ``SlackReply`` of that message (``record_reply``), if any."""
 
     async def reply_intent(self, channel_id: str, source_ts: str) -> OutboundSms | None:
         """The intent ``create_reply_intent`` stored for that Slack message, if any."""
+
+    # -- thread replies received but not yet turned into an intent (migration 9, bridge.sqlite_two_way) ----------
+
+    async def record_reply(self, reply: SlackReply, now: datetime, claimed_until: datetime) -> bool:
+        """Store a thread reply as received, claimed by the caller until ``claimed_until``; False (nothing changes)
+        if that Slack message (channel + ts) is stored already."""
+
+    async def claim_reply(self, channel_id: str, ts: str, now: datetime, until: datetime) -> SlackReply | None:
+        """Claim a stored reply that is not finished and whose claim has run out (conditional update: of several
+        callers exactly one gets it); the reply, its ``attempts`` counting this claim, or None."""
+
+    async def release_reply(self, channel_id: str, ts: str) -> None:
+        """Give up a claim without finishing (it can be claimed again at once)."""
+
+    async def finish_reply(self, channel_id: str, ts: str, outcome: str, now: datetime) -> bool:
+        """Mark a stored reply handled (texted, refused, explained); True if this call finished it."""
+
+    async def replies_to_resume(self, now: datetime, limit: int = 100) -> list[SlackReply]:
+        """Stored replies neither finished nor claimed (their claim ran out: the process handling them died)."""
 
     async def create_retry_intent(self, ref: str, request: SendRequest, user_id: str, now: datetime) -> bool:
         """Claim the Retry of ``request.retry_of`` for ``user_id`` and store the new intent, atomically; False (and
@@ -270,6 +305,9 @@ class Store(Protocol):
     async def prune_inbound(self, before: datetime, limit: int) -> int:
         """Delete at most ``limit`` inbound rows received before ``before``, oldest first; returns how many.
         Never an inbound message that is not yet delivered to Slack (if the store keeps such messages)."""
+
+    async def prune_replies(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` finished thread replies (``record_reply``) received before ``before``."""
 
     async def prune_slack_events(self, before: datetime, limit: int) -> int:
         """Delete at most ``limit`` Slack event ids seen before ``before``, oldest first; returns how many."""

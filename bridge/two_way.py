@@ -8,25 +8,42 @@ Must not import: aiohttp's server side, Slack packages, ``handlers``. Slack is r
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import timedelta
 
 from bridge import conversations as conv
 from bridge import outbox
 from bridge.compose import ComposeError, validate_send
 from bridge.model import OutboundSms
-from bridge.service import Bridge, Notify, utcnow
+from bridge.service import ACCEPT_TIMEOUT, NOT_RECORDED, Bridge, Notify, utcnow
+from bridge.store import SlackReply, StoreUnavailable
 from sw_api.models import InboundMessage
 from sw_api.text import format_number, mask_number
 
 log = logging.getLogger("bridge.two_way")
 
 NEW_REPLY_REACTION = "incoming_envelope"
+# Storing a thread reply's intent: Slack has been answered already (the reply is stored as received), so this
+# may wait longer than an ack could — longer than SQLite's 5 s busy timeout, so a locked database answers
+# StoreUnavailable (nothing stored: the sweeper tries again) before this bound abandons an insert still running.
+REPLY_ACCEPT_TIMEOUT = 10.0
 
 
 # The outbox thread of inbound texts that can go nowhere (no conversation, no inbound channel).
 UNROUTED_THREAD = "inbound-unrouted"
+
+
+class Received(enum.Enum):
+    """What ``record_reply`` did with a thread reply Slack delivered (before Slack is answered)."""
+
+    NEW = "new"                    # stored now, claimed by the caller: it must be finished or released
+    AGAIN = "again"                # stored before: Slack's retry of an event we answered (or failed to)
+    SKIPPED = "skipped"            # nobody is texted (an internal note, a thread that is not bridged): not stored
+    NOT_RECORDED = "not recorded"  # the store did not answer in time: answer Slack with a 5xx so it retries
 
 
 class TwoWay:
@@ -103,6 +120,50 @@ class TwoWay:
 
     # -- thread replies ----------------------------------------------------------------------------------------
 
+    async def record_reply(self, reply: SlackReply, *, lease: float,
+                           timeout: float = ACCEPT_TIMEOUT) -> Received:
+        """Store a thread reply as Slack delivered it, before Slack is answered: once this returns ``NEW`` or
+        ``AGAIN`` a crash cannot lose it (``bridge.recovery`` resumes what stays unfinished after ``lease``
+        seconds). Cheap filters first: an internal note or a thread that is not bridged costs one read, no write.
+        Bounded like ``Bridge.accept``; a late insert is released so that Slack's retry (or the sweeper) takes it.
+        """
+        task = asyncio.ensure_future(self._record_now(reply, lease))
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            log.warning("thread reply %s not recorded within %.1fs; Slack will be asked to retry", reply.ts, timeout)
+            self.bridge.spawn(self._release_late(task, reply), name="release-reply")
+            return Received.NOT_RECORDED
+        try:
+            return task.result()
+        except StoreUnavailable:
+            log.exception("thread reply %s not recorded; Slack will be asked to retry", reply.ts)
+            return Received.NOT_RECORDED
+
+    async def _record_now(self, reply: SlackReply, lease: float) -> Received:
+        if conv.is_internal_note(reply.text) or not await self.is_bridged(reply.channel_id, reply.thread_ts):
+            return Received.SKIPPED
+        now = utcnow()
+        if await self.bridge.store.record_reply(reply, now, now + timedelta(seconds=lease)):
+            return Received.NEW
+        return Received.AGAIN
+
+    async def _release_late(self, task: asyncio.Future[Received], reply: SlackReply) -> None:
+        try:
+            outcome = await task
+        except StoreUnavailable:
+            return
+        if outcome is Received.NEW:
+            await self.bridge.store.release_reply(reply.channel_id, reply.ts)
+
+    async def claim_reply(self, channel_id: str, ts: str, *, lease: float) -> SlackReply | None:
+        """Take over a stored, unfinished reply whose claim ran out (Slack's retry, or the sweeper)."""
+        now = utcnow()
+        return await self.bridge.store.claim_reply(channel_id, ts, now, now + timedelta(seconds=lease))
+
+    async def finish_reply(self, reply: SlackReply, outcome: str) -> bool:
+        """The reply is handled without an intent (refused, explained, nothing to text); True if this call did it."""
+        return await self.bridge.store.finish_reply(reply.channel_id, reply.ts, outcome, utcnow())
+
     async def is_bridged(self, channel_id: str, thread_ts: str) -> bool:
         return await self.bridge.store.conversation_by_thread(channel_id, thread_ts) is not None
 
@@ -116,11 +177,13 @@ class TwoWay:
 
     async def reply_not_texted(self, *, channel_id: str, thread_ts: str, ts: str, why: str) -> None:
         """Tell the thread (durably, once per Slack message) that this reply was not texted, and mark it ❌."""
-        if not await self.bridge.store.claim_slack_event(f"{channel_id}:{ts}:not-texted", utcnow()):
-            return
-        await self.bridge.outbox.post(channel_id, channel_id, f"⚠️ This reply was not texted: {why}",
-                                      thread_ts=thread_ts)
-        await self.bridge.outbox.react(channel_id, channel_id, ts, "x")
+        # The explanation is queued before the reply is finished: a crash in between leaves it to be resumed, and
+        # the resumed attempt finds the claim below taken instead of explaining twice.
+        if await self.bridge.store.claim_slack_event(f"{channel_id}:{ts}:not-texted", utcnow()):
+            await self.bridge.outbox.post(channel_id, channel_id, f"⚠️ This reply was not texted: {why}",
+                                          thread_ts=thread_ts)
+            await self.bridge.outbox.react(channel_id, channel_id, ts, "x")
+        await self.bridge.store.finish_reply(channel_id, ts, "not texted", utcnow())
 
     async def send_reply(
         self,
@@ -134,7 +197,10 @@ class TwoWay:
         notify: Notify,
         team_id: str = "",
     ) -> OutboundSms | None:
-        """A human's reply in a bridged thread → SMS to that conversation. Internal notes and empty text are kept."""
+        """A human's reply in a bridged thread → SMS to that conversation. Internal notes and empty text are kept.
+
+        None: nothing was stored (not texted, and the user or the thread was told why, if there is anything to tell).
+        ``StoreUnavailable``: the intent could not be stored; try again later."""
         if conv.is_internal_note(text):
             return None
         conversation = await self.bridge.store.conversation_by_thread(channel_id, thread_ts)
@@ -160,7 +226,16 @@ class TwoWay:
         except ComposeError as exc:
             await notify(f"⚠️ Your reply was not texted: {exc.message}")
             return None
-        return await self.bridge.submit(replace(request, thread_ts=thread_ts, source_ts=ts), notify)
+        # Slack was answered long ago (the reply itself is stored): the store may take longer than an ack allows.
+        # Not recorded → StoreUnavailable: the caller leaves the stored reply for the sweeper to try again.
+        accepted = await self.bridge.accept(replace(request, thread_ts=thread_ts, source_ts=ts),
+                                            timeout=REPLY_ACCEPT_TIMEOUT)
+        if accepted == NOT_RECORDED:
+            raise StoreUnavailable(f"the intent of thread reply {ts} was not recorded")
+        if isinstance(accepted, str):
+            await notify(accepted)
+            return None
+        return await self.bridge.process(accepted.ref, notify)
 
 
 def sender_gone_notice(our_number: str) -> str:

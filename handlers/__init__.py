@@ -6,6 +6,8 @@ SignalWire directly except through the bridge.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from slack_bolt.async_app import AsyncApp
 
 from bridge.access import AccessGate, AccessPolicy, log_open_access
@@ -13,8 +15,12 @@ from bridge.config import Config
 from bridge.service import Bridge
 from bridge.two_way import TwoWay
 
+if TYPE_CHECKING:
+    from handlers.events import ThreadReplies
 
-def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> None:
+
+def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> ThreadReplies:
+    """Register every listener; returns the thread-reply handler (``bridge.recovery`` resumes replies with it)."""
     from handlers import actions, commands, events, modals
 
     # One gate for every send path: its per-user locks keep one process's count-then-insert in turn.
@@ -25,7 +31,9 @@ def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> None:
     commands.register(app, commands.SmsCommand(bridge, config, modal, gate))
     modals.register(app, modal)
     actions.register(app, actions.RetryButton(bridge, gate))
-    events.register(app, events.ThreadReplies(two_way(bridge, config), gate))
+    replies = events.ThreadReplies(two_way(bridge, config), gate, lease=config.reply_resume_after)
+    events.register(app, replies)
+    return replies
 
 
 def two_way(bridge: Bridge, config: Config) -> TwoWay:

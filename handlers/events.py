@@ -1,7 +1,10 @@
 """Slack ``message`` events: a human's reply in a bridged thread goes out as SMS.
 
-Owns: filtering events (bots, our own posts, edits, deletions, subtypes, top-level messages), deduplicating Slack's
-retries by message, resolving mentioned users' display names, and handing the reply to ``bridge.two_way``.
+Owns: filtering events (bots, our own posts, edits, deletions, subtypes, top-level messages), storing a reply as
+Slack delivered it before Slack is answered (a Bolt middleware, after signature verification; a store that does
+not answer gets Slack a 503, so Slack retries), deduplicating Slack's retries by message (the stored reply is the
+claim), resolving mentioned users' display names, handing the reply to ``bridge.two_way``, and ``resume`` for
+``bridge.recovery`` (replies a crash left unfinished).
 Must not import: storage or SignalWire modules (everything goes through ``TwoWay`` / ``Bridge``).
 """
 
@@ -9,17 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge import conversations
 from bridge.access import AccessGate, AuditAction
 from bridge.outbox import is_transient
-from bridge.two_way import TwoWay
+from bridge.store import SlackReply, StoreUnavailable
+from bridge.two_way import Received, TwoWay
 from handlers.notify import ephemeral_notifier
 from handlers.slack_out import port_error
 
@@ -46,15 +52,29 @@ def is_human_thread_reply(event: dict[str, Any], bot_user_id: str | None) -> boo
     return bool(thread_ts and ts and thread_ts != ts and isinstance(event.get("text"), str))
 
 
-async def display_names(client: AsyncWebClient, user_ids: set[str]) -> tuple[dict[str, str], dict[str, str]]:
-    """(names found, user id → why not) for the mentioned users.
+async def display_names(client: AsyncWebClient, user_ids: set[str],
+                        budget: float | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """(names found, user id → why not) for the mentioned users, within ``budget`` seconds in all (users not looked
+    up by then count as failed)."""
+    names: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(budget):
+            await _display_names(client, user_ids, names, failed)
+    except TimeoutError:
+        log.warning("users.info: no answer for every mentioned user within %.1fs; giving up", budget)
+        failed.update({u: f"no answer within {budget:.0f}s" for u in user_ids if u not in names and u not in failed})
+    return names, failed
+
+
+async def _display_names(client: AsyncWebClient, user_ids: set[str], names: dict[str, str],
+                         failed: dict[str, str]) -> None:
+    """Fill ``names`` (names found) and ``failed`` (user id → why not) for the mentioned users.
 
     A user Slack says does not exist (or that we may not look up) is left out of both: the reply shows the label
     Slack gave, else the id. A failure that may pass (5xx, 429, a transport error, a timeout) is retried a couple of
     times, then reported, so the caller can say why the reply was not texted instead of sending it half-resolved.
     """
-    names: dict[str, str] = {}
-    failed: dict[str, str] = {}
     for user_id in sorted(user_ids):
         for pause in (*NAME_LOOKUP_PAUSES, None):
             try:
@@ -79,39 +99,113 @@ async def display_names(client: AsyncWebClient, user_ids: set[str]) -> tuple[dic
             if name:
                 names[user_id] = str(name)
             break
-    return names, failed
+
+
+# Where the middleware leaves what it did with the event for the listener (Bolt's context is per request).
+RECEIVED = "sms_bridge_reply_received"
+# A reply whose processing failed this many times (the store not answering, a bug) is explained instead.
+MAX_REPLY_ATTEMPTS = 5
+
+
+def slack_reply(event: dict[str, Any], body: dict[str, Any]) -> SlackReply:
+    """The stored form of a thread reply (``is_human_thread_reply`` has passed)."""
+    return SlackReply(
+        channel_id=str(event.get("channel", "")), thread_ts=str(event["thread_ts"]), ts=str(event["ts"]),
+        user_id=str(event["user"]), text=str(event["text"]),
+        team_id=str(event.get("team") or body.get("team_id") or ""),
+        subtype=str(event["subtype"]) if event.get("subtype") else None,
+    )
+
+
+def _message_event(body: dict[str, Any]) -> dict[str, Any] | None:
+    event = body.get("event") if body.get("type") == "event_callback" else None
+    if isinstance(event, dict) and event.get("type") == "message" and event.get("channel"):
+        return event
+    return None
 
 
 class ThreadReplies:
-    def __init__(self, two_way: TwoWay, gate: AccessGate) -> None:
+    """A thread reply is stored as Slack delivered it before Slack is answered (``record``, a Bolt middleware: it
+    runs after Bolt verified the signature and before the ack), then turned into one SMS or one explanation
+    (``process``) — by the listener, or after a crash by ``bridge.recovery`` through ``resume``."""
+
+    def __init__(self, two_way: TwoWay, gate: AccessGate, *, lease: float = 30.0) -> None:
         self.two_way = two_way
         self.gate = gate
+        self.lease = lease
+
+    async def record(self, body: dict[str, Any], context: AsyncBoltContext,
+                     next: Callable[[], Awaitable[BoltResponse | None]]) -> BoltResponse | None:
+        event = _message_event(body)
+        if event is not None and is_human_thread_reply(event, context.bot_user_id):
+            received = await self.two_way.record_reply(slack_reply(event, body), lease=self.lease)
+            if received is Received.NOT_RECORDED:
+                # Not stored, so not acknowledged: Slack retries the event (up to 3 times).
+                return BoltResponse(status=503, body="the reply could not be recorded; please retry")
+            context[RECEIVED] = (received, slack_reply(event, body))
+        return await next()
 
     async def handle(self, event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
         # Bolt has already acknowledged the event (process_before_response=False); the send runs in the bridge's
         # background so shutdown drains it.
-        if not is_human_thread_reply(event, context.bot_user_id):
+        found = context.get(RECEIVED)
+        if found is None:
+            return  # not a human thread reply (or the middleware did not see it)
+        received, reply = found
+        if received is Received.SKIPPED:
             return
-        bridge = self.two_way.bridge
-        bridge.spawn(self._reply(event, client), name="thread-reply")
+        if received is Received.AGAIN:
+            # Slack's retry: ours to finish only if the first delivery's claim ran out unfinished (it was stored
+            # but its process could not go on); otherwise it is done or in hand.
+            claimed = await self.two_way.claim_reply(reply.channel_id, reply.ts, lease=self.lease)
+            if claimed is None:
+                log.info("Slack redelivered message %s; already stored", reply.ts)
+                return
+            reply = claimed
+        self.two_way.bridge.spawn(self.process(reply, client), name="thread-reply")
 
-    async def _reply(self, event: dict[str, Any], client: AsyncWebClient) -> None:
-        channel, thread_ts, ts = str(event["channel"]), str(event["thread_ts"]), str(event["ts"])
-        text, user = str(event["text"]), str(event["user"])
-        if conversations.is_internal_note(text) or not await self.two_way.is_bridged(channel, thread_ts):
+    async def resume(self, reply: SlackReply, client: AsyncWebClient) -> None:
+        """``bridge.recovery``'s resume step: claim a reply left unfinished (a crash) and finish it."""
+        claimed = await self.two_way.claim_reply(reply.channel_id, reply.ts, lease=self.lease)
+        if claimed is None:
+            return  # another process took it, or it was finished meanwhile
+        log.warning("thread reply %s in %s was received but never finished (interrupted); resuming", reply.ts,
+                    reply.channel_id)
+        await self.process(claimed, client)
+
+    async def process(self, reply: SlackReply, client: AsyncWebClient) -> None:
+        """Claimed: end in one SMS or one explanation (then the reply is finished). If that fails (the store does
+        not answer, or a bug) the claim is left to run out and the sweeper tries again, ``MAX_REPLY_ATTEMPTS``
+        times, then explains."""
+        try:
+            await self._process(reply, client)
+        except StoreUnavailable as exc:
+            log.warning("thread reply %s: the store did not answer (%s); trying again in %.0fs", reply.ts, exc,
+                        self.lease)
+
+    async def _process(self, reply: SlackReply, client: AsyncWebClient) -> None:
+        channel, thread_ts, ts, text, user = reply.channel_id, reply.thread_ts, reply.ts, reply.text, reply.user_id
+        if reply.attempts > MAX_REPLY_ATTEMPTS:
+            await self.two_way.reply_not_texted(
+                channel_id=channel, thread_ts=thread_ts, ts=ts,
+                why=f"sms-bridge could not process it in {MAX_REPLY_ATTEMPTS} attempts (its log says why). "
+                    "Nothing was sent: post the reply again.")
             return
-        # A message's ts is unique in its channel: Slack's retries (X-Slack-Retry-Num) carry the same one. The
-        # claim is the stored intent itself (Bridge.accept), so nothing is claimed that could then be lost; this
-        # look-up only keeps a retry from being counted and audited as a second send.
+        if conversations.is_internal_note(text) or not await self.two_way.is_bridged(channel, thread_ts):
+            await self.two_way.finish_reply(reply, "not a texted reply")
+            return
+        # A message's ts is unique in its channel: an intent stored by an earlier attempt is resumed, not doubled.
         if await self.two_way.stored_reply(channel, ts) is not None:
-            log.info("Slack redelivered message %s; already stored", ts)
+            await self.two_way.finish_reply(reply, "intent stored before")
             return
         notify = ephemeral_notifier(client, channel, user)
         admission = await self.gate.admit(user_id=user, channel_id=channel, action=AuditAction.REPLY)
         if admission.refusal is not None:
             await notify(admission.refusal.message)
+            await self.two_way.finish_reply(reply, "refused")
             return
-        names, failed = await display_names(client, conversations.mentioned_users(text))
+        # Within half the claim: the reply is finished (or explained) long before the sweeper may take it over.
+        names, failed = await display_names(client, conversations.mentioned_users(text), budget=self.lease / 2)
         if failed:
             who = ", ".join(f"<@{u}>" for u in sorted(failed))
             await self.gate.link(admission, None, "not sent (users.info failed)")
@@ -122,11 +216,16 @@ class ThreadReplies:
                      "Nothing was sent: post the reply again, or write the name out."),
             )
             return
-        await self.gate.track(admission, self.two_way.send_reply(
+        sent = await self.gate.track(admission, self.two_way.send_reply(
             channel_id=channel, thread_ts=thread_ts, ts=ts, user_id=user, text=text, user_names=names,
-            notify=notify, team_id=str(event.get("team", "")),
+            notify=notify, team_id=reply.team_id,
         ))
+        if sent is None:
+            # Nothing to text, or refused (the user or the thread was told): finished without an intent. An
+            # intent, when stored, finished the reply in the same transaction.
+            await self.two_way.finish_reply(reply, "not texted")
 
 
 def register(app: AsyncApp, replies: ThreadReplies) -> None:
+    app.middleware(replies.record)
     app.event("message")(replies.handle)

@@ -29,8 +29,9 @@ from bridge.config import Config
 from bridge.logs import REQUEST_ID, REQUEST_ID_HEADER, bind_request_id
 from bridge.recovery import Recovery, Retention
 from bridge.service import Bridge, CallbackTokens, SendSettings
-from bridge.store import open_store
+from bridge.store import SlackReply, open_store
 from handlers import register_all, two_way
+from handlers.events import ThreadReplies
 from handlers.limits import GuardedRunner, Limits, body_deadline_middleware
 from handlers.slack_out import SlackOut, make_web_client
 from handlers.web import SignalWireRoutes, healthz
@@ -101,7 +102,8 @@ class BotIdentity:
         return authorize
 
 
-def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient) -> AsyncApp:
+def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient) -> tuple[AsyncApp, ThreadReplies]:
+    """The Bolt app with every listener, and its thread-reply handler (the sweeper resumes replies with it)."""
     bolt_logger = logging.getLogger("slack_bolt")
     level = bolt_logger.level
     # Bolt warns at construction that the client's token "will be ignored" once ``authorize`` is given; it is not
@@ -116,8 +118,8 @@ def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient) -> AsyncA
     async def on_error(error: Exception) -> None:
         log.error("unhandled error in a Slack listener", exc_info=error)
 
-    register_all(app, bridge, config)
-    return app
+    replies = register_all(app, bridge, config)
+    return app, replies
 
 
 def _new_bolt_app(config: Config, client: AsyncWebClient, bolt_logger: logging.Logger) -> AsyncApp:
@@ -206,12 +208,17 @@ def create_app(config: Config) -> web.Application:
                 stale_submitting=effective.signalwire_timeout + 60,
             ),
         )
+        bolt, replies = build_bolt(effective, bridge, slack_client)
+
+        async def resume_reply(reply: SlackReply) -> None:
+            await replies.resume(reply, slack_client)
+
         recovery = Recovery(bridge, signalwire, Retention(days=effective.retention_days,
-                                                          audit_days=effective.audit_retention_days))
+                                                          audit_days=effective.audit_retention_days),
+                            resume_reply=resume_reply)
         await recovery.resume()
         recovery.start()
         bridge.outbox.start()
-        bolt = build_bolt(effective, bridge, slack_client)
         app[BRIDGE] = bridge
         app[BOLT] = bolt
         socket_handler: AsyncSocketModeHandler | None = None
