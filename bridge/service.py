@@ -226,17 +226,38 @@ class Bridge:
         within ``timeout`` — then nothing was sent and nothing ever will be for this request). The whole check is
         bounded: Slack's 3 s for the ack must never run out while a locked database is waited on.
         """
-        task = asyncio.ensure_future(self._accept_now(request))
+        return await self._record_bounded(
+            self._accept_now(request), timeout=timeout, refusal=NOT_RECORDED, what=f"send (origin={request.origin})",
+            # Too slow to acknowledge: the late insert must never be sent.
+            undo=lambda sms: self.store.mark_rejected(
+                sms.ref, None, "not acknowledged in time; the user was told nothing was sent", utcnow()),
+        )
+
+    async def _record_bounded(
+        self, work: Coroutine[Any, Any, OutboundSms | str], *, timeout: float, refusal: str, what: str,
+        undo: Callable[[OutboundSms], Awaitable[Any]],
+    ) -> OutboundSms | str:
+        """Run ``work`` (store an intent) for at most ``timeout``; too slow or failed → ``refusal``, and an intent
+        that commits after we gave up is undone (``undo``), since the user was told nothing was recorded."""
+        task = asyncio.ensure_future(work)
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done:
-            # Too slow to acknowledge: refuse now, and make sure the late insert can never be sent.
-            self.spawn(self._abandon(task), name="abandon-intent")
-            return NOT_RECORDED
+            self.spawn(self._undo_late(task, undo), name="abandon-intent")
+            return refusal
         try:
             return task.result()
         except StoreUnavailable:
-            log.exception("send not recorded (origin=%s)", request.origin)
-            return NOT_RECORDED
+            log.exception("%s not recorded", what)
+            return refusal
+
+    async def _undo_late(self, task: asyncio.Future[OutboundSms | str],
+                         undo: Callable[[OutboundSms], Awaitable[Any]]) -> None:
+        try:
+            outcome = await task
+        except StoreUnavailable:
+            return
+        if isinstance(outcome, OutboundSms):
+            await self._stored(lambda: undo(outcome))
 
     async def _accept_now(self, request: SendRequest) -> OutboundSms | str:
         refusal = await self.opt_out_refusal(request.from_, request.to)
@@ -265,15 +286,6 @@ class Bridge:
             request.origin,
         )
         return sms
-
-    async def _abandon(self, task: asyncio.Future[OutboundSms | str]) -> None:
-        try:
-            outcome = await task
-        except StoreUnavailable:
-            return
-        if isinstance(outcome, OutboundSms):
-            await self._stored(lambda: self.store.mark_rejected(
-                outcome.ref, None, "not acknowledged in time; the user was told nothing was sent", utcnow()))
 
     async def submit(self, request: SendRequest, notify: Notify | None = None) -> OutboundSms | None:
         """``accept`` then ``process``, for callers that have already answered Slack (Retry, thread replies)."""
@@ -450,16 +462,12 @@ class Bridge:
         Returns the stored retry, or what to tell the user (bounded like ``accept``: a database that does not
         answer within ``timeout`` means nothing was claimed nor will be sent, and Retry can be pressed again).
         """
-        task = asyncio.ensure_future(self._accept_retry_now(ref, user_id))
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if not done:
-            self.spawn(self._abandon_retry(task), name="abandon-retry")
-            return RETRY_NOT_RECORDED
-        try:
-            return task.result()
-        except StoreUnavailable:
-            log.exception("retry not recorded ref=%s", ref)
-            return RETRY_NOT_RECORDED
+        return await self._record_bounded(
+            self._accept_retry_now(ref, user_id), timeout=timeout, refusal=RETRY_NOT_RECORDED,
+            what=f"retry of ref={ref}",
+            # Undo the claim too, so the user's next click works.
+            undo=lambda retry: self.store.abandon_retry_intent(retry.ref),
+        )
 
     async def _accept_retry_now(self, ref: str, user_id: str) -> OutboundSms | str:
         original = await self.store.get_outbound(ref)
@@ -492,15 +500,6 @@ class Bridge:
         sms = await self.store.get_outbound(retry_ref)
         assert sms is not None
         return sms
-
-    async def _abandon_retry(self, task: asyncio.Future[OutboundSms | str]) -> None:
-        try:
-            outcome = await task
-        except StoreUnavailable:
-            return
-        if isinstance(outcome, OutboundSms):
-            # The user was told nothing was recorded: undo the claim too, so their next click works.
-            await self._stored(lambda: self.store.abandon_retry_intent(outcome.ref))
 
     # -- receipts --------------------------------------------------------------------------------------------
 
