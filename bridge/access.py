@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bridge.model import OutboundSms
-from bridge.store import Store, StoreUnavailable
+from bridge.model import AuditAction, OutboundSms
+from bridge.storage.port import Store, StoreUnavailable
 from sw_api.text import mask_number
 
 log = logging.getLogger("bridge.access")
@@ -29,33 +29,6 @@ log = logging.getLogger("bridge.access")
 RATE_WINDOW = timedelta(minutes=1)
 # The slash command and the modal are checked before their ack, which Slack wants within 3 s.
 STORE_TIMEOUT_SECONDS = 1.5
-
-
-class AuditAction(enum.StrEnum):
-    SEND = "send"        # /sms quick send or the compose modal
-    RETRY = "retry"      # the Retry button on a failed message
-    REPLY = "reply"      # a thread reply texted to the conversation
-    REFUSED = "refused"  # any of the above, refused by the policy (``reason`` says why)
-
-
-# Everything but a refusal is a send attempt and counts towards the rate limit.
-SEND_ACTIONS = (AuditAction.SEND, AuditAction.RETRY, AuditAction.REPLY)
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One row of the audit trail: who tried to text whom, from which channel, when, and what came of it."""
-
-    id: str
-    at: datetime
-    user_id: str
-    channel_id: str
-    action: AuditAction
-    to_number: str = ""
-    from_number: str = ""
-    ref: str | None = None
-    reason: str | None = None
-    outcome: str | None = None
 
 
 class RefusalReason(enum.StrEnum):

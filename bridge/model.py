@@ -10,6 +10,7 @@ import enum
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sw_api.models import MessageStatus
 
@@ -122,3 +123,90 @@ class OptOut:
     their_number: str
     opted_out_at: datetime
     keyword: str
+
+
+# -- what the store takes and returns (bridge.storage) --------------------------------------------------
+
+class AuditAction(enum.StrEnum):
+    SEND = "send"        # /sms quick send or the compose modal
+    RETRY = "retry"      # the Retry button on a failed message
+    REPLY = "reply"      # a thread reply texted to the conversation
+    REFUSED = "refused"  # any of the above, refused by the policy (``reason`` says why)
+
+
+# Everything but a refusal is a send attempt and counts towards the rate limit.
+SEND_ACTIONS = (AuditAction.SEND, AuditAction.RETRY, AuditAction.REPLY)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One row of the audit trail: who tried to text whom, from which channel, when, and what came of it."""
+
+    id: str
+    at: datetime
+    user_id: str
+    channel_id: str
+    action: AuditAction
+    to_number: str = ""
+    from_number: str = ""
+    ref: str | None = None
+    reason: str | None = None
+    outcome: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundPlace:
+    """Where an inbound text was posted: its channel, the thread it is in, and its own ``ts``."""
+
+    channel_id: str
+    thread_ts: str
+    ts: str
+
+    @property
+    def started_thread(self) -> bool:
+        """It is the parent of its thread (a new conversation), not a reply in an existing one."""
+        return self.ts == self.thread_ts
+
+
+@dataclass(frozen=True, slots=True)
+class SlackReply:
+    """A thread reply as Slack delivered it, stored before Slack is answered (migration 9) so that a crash after the
+    answer cannot lose it; ``attempts`` counts how often it was claimed for processing."""
+
+    channel_id: str
+    thread_ts: str
+    ts: str
+    user_id: str
+    text: str
+    team_id: str = ""
+    subtype: str | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One stored outbox row as the worker sees it. ``result`` is the ``ts`` a post produced."""
+
+    id: int
+    thread_key: str
+    kind: str
+    ref: str | None
+    channel: str | None
+    payload: dict[str, Any]
+    attempts: int
+    result: str | None
+    last_error: str | None
+    uncertain: bool = False  # an earlier attempt may have reached Slack: look before posting again
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxWrite:
+    """One item to add. ``covered_by``: kinds of which an undone, unclaimed item for the same ``ref`` makes this
+    one unnecessary (a parent update is covered by a waiting update or parent post); empty: always added."""
+
+    thread_key: str
+    kind: str
+    ref: str | None
+    channel: str | None
+    payload: dict[str, Any]
+    covered_by: tuple[str, ...] = ()

@@ -1,10 +1,10 @@
 """The durable Slack outbox: every post, parent update and reaction is stored first and delivered by a worker.
 
 Owns: ``SlackOutbox`` (enqueue, the delivery worker, retry scheduling, coalescing of parent updates, flush/stop),
-``OutboxItem`` / ``ParentView``, ``OutboxBatch`` / ``OutboxWrite`` (items added in one transaction with an
-announcement marker) and the transient-error test ``is_transient`` / ``retry_after``.
-Must not import: Slack packages, aiohttp, ``handlers``; ``bridge.service`` only for type checking (or lazily):
-``bridge.service`` is to import this module, and a cycle would break whichever loads first.
+``ParentView``, ``OutboxBatch`` (``OutboxWrite`` items, from ``bridge.model``, added in one transaction with an
+announcement marker).
+Must not import: Slack packages, aiohttp, ``handlers``, ``bridge.service`` (which imports this module); it sees
+Slack only through ``bridge.ports.SlackPort`` and the database only through ``bridge.storage.port.Store``.
 
 Guarantees:
 - An enqueue returns once the item is committed to the store; a crash or restart loses nothing (a new outbox on
@@ -44,13 +44,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bridge.store import StoreUnavailable
-
-if TYPE_CHECKING:
-    from bridge.service import SlackPort
-    from bridge.store import Store
+from bridge.model import OutboxItem, OutboxWrite
+from bridge.ports import SlackPort, SlackPortError, is_transient, retry_after
+from bridge.storage.port import Store, StoreUnavailable
 
 log = logging.getLogger("bridge.outbox")
 
@@ -73,35 +71,6 @@ class ParentView:
     ts: str | None
     text: str
     blocks: list[dict[str, Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    """One stored outbox row as the worker sees it. ``result`` is the ``ts`` a post produced."""
-
-    id: int
-    thread_key: str
-    kind: str
-    ref: str | None
-    channel: str | None
-    payload: dict[str, Any]
-    attempts: int
-    result: str | None
-    last_error: str | None
-    uncertain: bool = False  # an earlier attempt may have reached Slack: look before posting again
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxWrite:
-    """One item to add. ``covered_by``: kinds of which an undone, unclaimed item for the same ``ref`` makes this
-    one unnecessary (a parent update is covered by a waiting update or parent post); empty: always added."""
-
-    thread_key: str
-    kind: str
-    ref: str | None
-    channel: str | None
-    payload: dict[str, Any]
-    covered_by: tuple[str, ...] = ()
 
 
 def _post_payload(text: str, blocks: list[dict[str, Any]] | None, thread_ts: str | None,
@@ -188,19 +157,6 @@ _ALREADY_DONE = {Kind.REACT: "already_reacted", Kind.UNREACT: "no_reaction"}
 _PRUNE_EVERY = 3600.0
 # After cancelling the worker and deliveries, how long stop() waits for them to finish their cleanup.
 STOP_CANCEL_SECONDS = 5.0
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True if the error says "try again later" (the Slack port sets ``transient`` on such errors)."""
-    return getattr(exc, "transient", False) is True
-
-
-def retry_after(exc: BaseException) -> float | None:
-    """Seconds Slack asked us to wait (``Retry-After`` of a 429), if it said."""
-    value = getattr(exc, "retry_after", None)
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    return None
 
 
 class _Unrecorded(Exception):
@@ -610,6 +566,4 @@ async def _wait_event(event: asyncio.Event, timeout: float) -> None:
 
 
 def _is_port_error(exc: BaseException) -> bool:
-    from bridge.service import SlackPortError  # not at module level: bridge.service imports this module
-
     return isinstance(exc, SlackPortError)

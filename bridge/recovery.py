@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bridge import render
-from bridge.model import OutboundSms, SendState
-from bridge.service import MAX_POSTS, Bridge, SignalWireSender, utcnow
-from bridge.store import SlackReply, StoreUnavailable
+from bridge.model import OutboundSms, SendState, SlackReply
+from bridge.ports import SignalWireSender, utcnow
+from bridge.service import MAX_POSTS, Bridge
+from bridge.storage.port import StoreUnavailable
 from sw_api.errors import SignalWireError
 from sw_api.models import LogRecord, MessageStatus
 from sw_api.text import mask_number

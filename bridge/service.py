@@ -15,19 +15,20 @@ import hmac
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from bridge import render
 from bridge.conversations import opted_out_refusal
 from bridge.model import OutboundSms, SendRequest, SendState, StatusChange, new_ref
-from bridge.outbox import OutboxBatch, ParentView, SlackOutbox, is_transient, parent_key
-from bridge.store import Store, StoreUnavailable
+from bridge.outbox import OutboxBatch, ParentView, SlackOutbox, parent_key
+from bridge.ports import SignalWireSender, SlackPort, SlackPortError, is_transient, utcnow
+from bridge.storage.port import Store, StoreUnavailable
 from sw_api.errors import NotSent, OutcomeUnknown, RateLimited, SignalWireError, ValidationFailed
-from sw_api.models import LogRecord, Message, MessageStatus, StatusEvent
+from sw_api.models import MessageStatus, StatusEvent
 from sw_api.text import mask_number
 
 log = logging.getLogger("bridge.service")
@@ -68,50 +69,10 @@ class SendSettings:
     stale_submitting: float = 120.0      # a POST "in flight" this long was lost with its outcome (store outage)
 
 
-class SlackPortError(RuntimeError):
-    """Slack refused or could not take a post; ``str()`` is Slack's error code (e.g. ``channel_not_found``)."""
-
-
 class _AsTransient(SlackPortError):
     """Looking for an earlier post failed: whether it exists is unknown, so leave the post to the outbox."""
 
     transient = True
-
-
-class SlackPort(Protocol):
-    """The few Slack Web API calls the bridge makes. Implemented over slack_sdk in ``handlers.slack_out``."""
-
-    async def post(
-        self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None, thread_ts: str | None = None,
-        *, key: str | None = None,
-    ) -> str:
-        """Post a message (or a thread reply) and return its ``ts``; raises ``SlackPortError``.
-
-        ``key`` tags the message so ``find_posted`` (optional on a port) can find it again after a lost answer."""
-
-    async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None: ...
-
-    async def react(self, channel: str, ts: str, name: str, *, add: bool = True) -> None:
-        """Add (or remove) the bot's reaction ``name`` (bare, e.g. ``white_check_mark``); raises ``SlackPortError``."""
-
-
-class SignalWireSender(Protocol):
-    async def send_message(
-        self,
-        to: str,
-        from_: str,
-        body: str | None = None,
-        media: Sequence[str] = (),
-        send_as_mms: bool = False,
-        status_callback: str | None = None,
-    ) -> Message: ...
-
-    async def get_message(self, message_id: str) -> LogRecord: ...
-
-    def list_messages(
-        self, *, created_after: datetime | date | None = None, created_before: datetime | date | None = None,
-        page_size: int = 50, max_pages: int = 20,
-    ) -> AsyncIterator[LogRecord]: ...
 
 
 class CallbackRefused(Exception):
@@ -121,10 +82,6 @@ class CallbackRefused(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class CallbackTokens:

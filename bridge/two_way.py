@@ -18,9 +18,10 @@ from datetime import timedelta
 from bridge import conversations as conv
 from bridge import outbox
 from bridge.compose import ComposeError, validate_send
-from bridge.model import OutboundSms
-from bridge.service import ACCEPT_TIMEOUT, NOT_RECORDED, Bridge, Notify, utcnow
-from bridge.store import SlackReply, StoreUnavailable
+from bridge.model import OutboundSms, SlackReply
+from bridge.ports import utcnow
+from bridge.service import ACCEPT_TIMEOUT, NOT_RECORDED, Bridge, Notify
+from bridge.storage.port import StoreUnavailable
 from sw_api.models import InboundMessage
 from sw_api.text import format_number, mask_number
 

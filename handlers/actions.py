@@ -10,7 +10,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridge.access import AccessGate, Admission, AuditAction
+from bridge.access import AccessGate, Admission
+from bridge.model import AuditAction
 from bridge.render import RETRY_ACTION
 from bridge.service import Bridge, Notify
 from handlers.notify import ephemeral_notifier

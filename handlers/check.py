@@ -11,7 +11,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from bridge.config import Config
-from bridge.store import StoreUnavailable, open_store
+from bridge.storage.engines import open_store
+from bridge.storage.port import StoreUnavailable
 from handlers.slack_out import make_web_client
 from handlers.web import UNSIGNED_WEBHOOKS_WARNING
 from sw_api.client import NO_RETRY, SignalWireClient

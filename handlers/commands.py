@@ -14,9 +14,10 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridge.access import AccessGate, AuditAction
+from bridge.access import AccessGate
 from bridge.compose import USAGE, ComposeError, parse_slash_text, validate_send
 from bridge.config import Config
+from bridge.model import AuditAction
 from bridge.service import Bridge
 from handlers.modals import ComposeModal
 from handlers.notify import respond_notifier

@@ -22,9 +22,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge import conversations
-from bridge.access import AccessGate, AuditAction
-from bridge.outbox import is_transient
-from bridge.store import SlackReply, StoreUnavailable
+from bridge.access import AccessGate
+from bridge.model import AuditAction, SlackReply
+from bridge.ports import is_transient
+from bridge.storage.port import StoreUnavailable
 from bridge.two_way import Received, TwoWay
 from handlers.notify import ephemeral_notifier
 from handlers.slack_out import port_error

@@ -15,9 +15,10 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridge.access import AccessGate, AuditAction, RefusalReason
+from bridge.access import AccessGate, RefusalReason
 from bridge.compose import ComposeError, validate_all, validate_send
 from bridge.config import Config
+from bridge.model import AuditAction
 from bridge.service import Bridge
 from handlers.notify import ephemeral_notifier
 from sw_api.text import MAX_BODY_CHARS, format_number, segment_info

@@ -27,9 +27,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.config import Config
 from bridge.logs import REQUEST_ID, REQUEST_ID_HEADER, bind_request_id
+from bridge.model import SlackReply
 from bridge.recovery import Recovery, Retention
 from bridge.service import Bridge, CallbackTokens, SendSettings
-from bridge.store import SlackReply, open_store
+from bridge.storage.engines import open_store
 from handlers import register_all, two_way
 from handlers.events import ThreadReplies
 from handlers.limits import GuardedRunner, Limits, body_deadline_middleware

@@ -21,7 +21,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridge.service import SlackPortError
+from bridge.ports import SlackPortError, SlackTransientError
 
 log = logging.getLogger("handlers.slack_out")
 
@@ -35,16 +35,6 @@ TRANSIENT_ERRORS = frozenset(
 MAX_RETRY_AFTER = 3600.0
 
 T = TypeVar("T")
-
-
-class SlackTransientError(SlackPortError):
-    """Slack may take this later: 429, 5xx, a timeout or a broken connection. ``retry_after`` from a 429."""
-
-    transient = True
-
-    def __init__(self, code: str, retry_after: float | None = None) -> None:
-        super().__init__(code)
-        self.retry_after = retry_after
 
 
 def make_web_client(token: str, base_url: str) -> AsyncWebClient:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from bridge.service import Bridge, CallbackRefused
-from bridge.store import StoreUnavailable
+from bridge.storage.port import StoreUnavailable
 from bridge.two_way import TwoWay
 from sw_api.errors import MalformedWebhook, SignatureMismatch
 from sw_api.text import InvalidNumber, mask_number, normalize_sender

@@ -14,17 +14,12 @@ from typing import Any
 
 import pytest
 
-from bridge.access import (
-    RATE_WINDOW,
-    AccessGate,
-    AccessPolicy,
-    AuditAction,
-    RefusalReason,
-    log_open_access,
-)
+from bridge.access import RATE_WINDOW, AccessGate, AccessPolicy, RefusalReason, log_open_access
 from bridge.config import Config, ConfigError
-from bridge.sqlite_store import SqliteStore
-from bridge.store import Store, open_store
+from bridge.model import AuditAction
+from bridge.storage.engines import open_store
+from bridge.storage.port import Store
+from bridge.storage.sqlite.store import SqliteStore
 from demo.fake_slack import SlackMessage
 from demo.harness import FROM_NUMBER, Harness, running_bridge
 from sw_api.models import MessageStatus

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.model import SendRequest
-from bridge.outbox import OutboxWrite
-from bridge.sqlite_store import MIGRATIONS, SqliteStore
+from bridge.model import OutboxWrite, SendRequest
+from bridge.storage.sqlite.store import MIGRATIONS, SqliteStore
 from sw_api.models import MessageStatus
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

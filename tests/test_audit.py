@@ -1,4 +1,4 @@
-"""The audit trail in the store (migration 4, ``bridge.sqlite_audit``): rows, the rate-limit count, outcomes."""
+"""The audit trail in the store (migration 4, ``bridge.storage.sqlite.audit``): rows, the rate-limit count, outcomes."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bridge.access import AuditAction
-from bridge.model import SendRequest
-from bridge.sqlite_store import MIGRATIONS, SqliteStore
-from bridge.store import Store, StoreUnavailable, open_store
+from bridge.model import AuditAction, SendRequest
+from bridge.storage.engines import open_store
+from bridge.storage.port import Store, StoreUnavailable
+from bridge.storage.sqlite.store import MIGRATIONS, SqliteStore
 from sw_api.models import MessageStatus
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

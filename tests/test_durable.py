@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bridge.model import SendState
-from bridge.service import utcnow
+from bridge.ports import utcnow
 from demo.harness import Harness, running_bridge
 from sw_api.simulator import Fault
 

@@ -17,11 +17,11 @@ from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.model import SendRequest
-from bridge.outbox import EPHEMERAL_ATTEMPTS, ParentView, SlackOutbox, is_transient, retry_after
-from bridge.service import SlackPortError
-from bridge.sqlite_store import SqliteStore
+from bridge.outbox import EPHEMERAL_ATTEMPTS, ParentView, SlackOutbox
+from bridge.ports import SlackPortError, SlackTransientError, is_transient, retry_after
+from bridge.storage.sqlite.store import SqliteStore
 from demo.fake_slack import FakeSlack, SlackMessage, create_app
-from handlers.slack_out import SlackOut, SlackTransientError, make_web_client
+from handlers.slack_out import SlackOut, make_web_client
 
 CHANNEL = "C0GENERAL"
 

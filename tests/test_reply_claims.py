@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.model import SendRequest
-from bridge.store import SlackReply, Store, open_store
+from bridge.model import SendRequest, SlackReply
+from bridge.storage.engines import open_store
+from bridge.storage.port import Store
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)

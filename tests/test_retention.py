@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.access import AuditAction
 from bridge.config import Config, ConfigError
-from bridge.model import SendRequest
-from bridge.sqlite_store import SqliteStore
+from bridge.model import AuditAction, SendRequest
+from bridge.storage.sqlite.store import SqliteStore
 from demo.harness import running_bridge
 from sw_api.models import InboundMessage, MessageStatus
 

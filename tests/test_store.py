@@ -1,4 +1,4 @@
-"""The storage contract of ``bridge.store.Store``, run against every implementation.
+"""The storage contract of ``bridge.storage.port.Store``, run against every implementation.
 
 The ``store`` fixture is parametrized by implementation name; a PostgreSQL store joins by adding ``"postgres"`` to
 ``IMPLEMENTATIONS`` and a branch to ``_open`` — every test below must pass unchanged. Tests that reach below the
@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from bridge.model import OutboundSms, SendRequest, SendState
-from bridge.sqlite_store import MIGRATIONS, SqliteStore
-from bridge.store import Store, StoreUnavailable, open_store
+from bridge.storage.engines import open_store
+from bridge.storage.port import Store, StoreUnavailable
+from bridge.storage.sqlite.store import MIGRATIONS, SqliteStore
 from sw_api.models import MessageStatus
 
 IMPLEMENTATIONS = ["sqlite"]

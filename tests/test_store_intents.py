@@ -13,7 +13,8 @@ import pytest
 
 from bridge import outbox
 from bridge.model import SendRequest, SendState
-from bridge.store import Store, open_store
+from bridge.storage.engines import open_store
+from bridge.storage.port import Store
 from sw_api.models import InboundMessage
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -34,7 +34,7 @@ def _slowed(method: Callable[..., Awaitable[Any]], delay: float) -> Callable[...
 
 def main() -> None:
     sys.path.insert(0, str(REPO))
-    from bridge.sqlite_store import SqliteStore
+    from bridge.storage.sqlite.store import SqliteStore
 
     delay = float(os.environ.get(DELAY_VARIABLE, "0"))
     for name in SLOWED:

@@ -1,8 +1,8 @@
 """SQLite storage of the durable Slack outbox: migration 3 and the ``Store`` methods ``bridge.outbox`` needs.
 
-Owns: the ``slack_outbox`` table. Mixed into ``bridge.sqlite_store.SqliteStore``, whose ``_one`` / ``_all`` /
+Owns: the ``slack_outbox`` table. Mixed into ``bridge.storage.sqlite.store.SqliteStore``, whose ``_one`` / ``_all`` /
 ``_write`` / ``_write_lock`` (serialised writes, ``StoreUnavailable``) it uses.
-Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.sqlite_store`` (it is imported by it),
+Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.storage.sqlite.store`` (it is imported by it),
 ``bridge.service``.
 
 Scheduling columns (``next_attempt_at``, ``claimed_until``) are REAL Unix seconds so "is it due" is a numeric
@@ -19,8 +19,8 @@ from typing import Any
 
 import aiosqlite
 
-from bridge.outbox import OutboxItem, OutboxWrite
-from bridge.sqlite_time import db_time
+from bridge.model import OutboxItem, OutboxWrite
+from bridge.storage.sqlite.timefmt import db_time
 
 MIGRATION = """
     CREATE TABLE slack_outbox (

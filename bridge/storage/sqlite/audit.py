@@ -1,8 +1,9 @@
 """SQLite storage of the audit trail: migration 4 and the ``Store`` methods ``bridge.access`` needs.
 
 Owns: the ``audit`` table (one row per human send attempt or refusal) and its indexes. Mixed into
-``bridge.sqlite_store.SqliteStore``, whose ``_one`` / ``_all`` / ``_write`` (serialised writes, ``StoreUnavailable``)
-it uses. Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.sqlite_store`` (it is imported by it).
+``bridge.storage.sqlite.store.SqliteStore``, whose ``_one`` / ``_all`` / ``_write`` (serialised writes,
+``StoreUnavailable``) it uses. Must not import: aiohttp, Slack packages, ``handlers``,
+``bridge.storage.sqlite.store`` (it is imported by it).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 
 import aiosqlite
 
-from bridge.access import SEND_ACTIONS, AuditAction, AuditEntry
-from bridge.sqlite_time import db_time
+from bridge.model import SEND_ACTIONS, AuditAction, AuditEntry
+from bridge.storage.sqlite.timefmt import db_time
 
 AUDIT_MIGRATION = """
     CREATE TABLE audit (

@@ -1,57 +1,38 @@
 """The storage contract: what the bridge persists and the guarantees each operation gives.
 
-Owns: the ``Store`` protocol (implemented by ``bridge.sqlite_store``; a PostgreSQL implementation must pass the same
-contract tests in tests/test_store.py) and ``open_store`` which picks an implementation from ``DATABASE_URL``.
-Must not import: aiohttp, Slack packages, ``handlers``.
+Owns: the ``Store`` protocol and its error ``StoreUnavailable``. Implemented by the adapters in
+``bridge.storage.sqlite`` and ``bridge.storage.postgres``, which must pass the same contract tests
+(tests/test_store*.py, parametrised by engine); ``bridge.storage.engines.open_store`` picks one from ``DATABASE_URL``.
+The values it takes and returns live in ``bridge.model``.
+Must not import: anything in ``bridge`` but ``bridge.model``; aiohttp, Slack packages, ``handlers``, drivers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from bridge.model import Conversation, OptOut, OutboundSms, SendRequest, SendState, StatusChange, StatusRecord
-from sw_api.models import MessageStatus
-
-if TYPE_CHECKING:
-    from bridge.access import AuditAction, AuditEntry  # bridge.access imports this module too
-    from bridge.outbox import OutboxItem, OutboxWrite  # bridge.outbox imports this module at run time
-    from sw_api.models import InboundMessage
+from bridge.model import (
+    AuditAction,
+    AuditEntry,
+    Conversation,
+    InboundPlace,
+    OptOut,
+    OutboundSms,
+    OutboxItem,
+    OutboxWrite,
+    SendRequest,
+    SendState,
+    SlackReply,
+    StatusChange,
+    StatusRecord,
+)
+from sw_api.models import InboundMessage, MessageStatus
 
 
 class StoreUnavailable(RuntimeError):
     """The database cannot be reached or answered with an error; the message says which."""
-
-
-@dataclass(frozen=True, slots=True)
-class InboundPlace:
-    """Where an inbound text was posted: its channel, the thread it is in, and its own ``ts``."""
-
-    channel_id: str
-    thread_ts: str
-    ts: str
-
-    @property
-    def started_thread(self) -> bool:
-        """It is the parent of its thread (a new conversation), not a reply in an existing one."""
-        return self.ts == self.thread_ts
-
-
-@dataclass(frozen=True, slots=True)
-class SlackReply:
-    """A thread reply as Slack delivered it, stored before Slack is answered (migration 9) so that a crash after the
-    answer cannot lose it; ``attempts`` counts how often it was claimed for processing."""
-
-    channel_id: str
-    thread_ts: str
-    ts: str
-    user_id: str
-    text: str
-    team_id: str = ""
-    subtype: str | None = None
-    attempts: int = 0
 
 
 class Store(Protocol):
@@ -125,7 +106,7 @@ class Store(Protocol):
 
     async def history(self, ref: str) -> list[StatusRecord]: ...
 
-    # -- receipts told in Slack (migration 7) --------------------------------------------------------------------
+    # -- receipts told in Slack (migration 7) -----------------------------------------------------------------------
 
     async def unannounced(self, ref: str) -> list[MessageStatus]:
         """Statuses that advanced ``ref`` but whose Slack announcement is not queued yet, in recorded (rank) order."""
@@ -142,7 +123,7 @@ class Store(Protocol):
     async def thread_messages(self, channel_id: str, parent_ts: str) -> list[OutboundSms]:
         """Every outbound message whose receipts go to that thread, oldest first."""
 
-    # -- two-way conversations (migration 2) --------------------------------------------------------------------
+    # -- two-way conversations (migration 2) ------------------------------------------------------------------------
 
     async def get_conversation(self, our_number: str, their_number: str) -> Conversation | None: ...
 
@@ -183,7 +164,7 @@ class Store(Protocol):
 
     async def reply_source(self, ref: str) -> str | None: ...
 
-    # -- intents stored with their claim (migration 8, bridge.sqlite_two_way) --------------------------------------
+    # -- intents stored with their claim (migration 8, bridge.storage.sqlite.two_way) -------------------------------
 
     async def create_reply_intent(self, ref: str, request: SendRequest, now: datetime) -> tuple[OutboundSms, bool]:
         """Store a thread reply's intent (and its ``source_ts``) unless that Slack message (channel + source_ts)
@@ -193,7 +174,7 @@ class Store(Protocol):
     async def reply_intent(self, channel_id: str, source_ts: str) -> OutboundSms | None:
         """The intent ``create_reply_intent`` stored for that Slack message, if any."""
 
-    # -- thread replies received but not yet turned into an intent (migration 9, bridge.sqlite_two_way) ----------
+    # -- thread replies received but not yet turned into an intent (migration 9, bridge.storage.sqlite.two_way) -----
 
     async def record_reply(self, reply: SlackReply, now: datetime, claimed_until: datetime) -> bool:
         """Store a thread reply as received, claimed by the caller until ``claimed_until``; False (nothing changes)
@@ -223,7 +204,7 @@ class Store(Protocol):
         """Note that ``ref``'s parent is about to be posted; True if an earlier attempt was noted (it may be in
         Slack already: look before posting again)."""
 
-    # -- audit trail (migration 4, bridge.sqlite_audit) ----------------------------------------------------------
+    # -- audit trail (migration 4, bridge.storage.sqlite.audit) -----------------------------------------------------
 
     async def audit_add(
         self,
@@ -254,7 +235,7 @@ class Store(Protocol):
     async def audit_list(self, limit: int = 100) -> list[AuditEntry]:
         """The newest rows first."""
 
-    # -- durable Slack outbox (migration 3, bridge.sqlite_outbox; used only by bridge.outbox) --------------------
+    # -- durable Slack outbox (migration 3, bridge.storage.sqlite.outbox; used only by bridge.outbox) ---------------
 
     async def outbox_add(
         self, thread_key: str, kind: str, ref: str | None, channel: str | None, payload: dict[str, Any],
@@ -300,7 +281,7 @@ class Store(Protocol):
     async def outbox_prune(self, before: datetime) -> int:
         """Delete items finished (done or failed) before ``before``; returns how many."""
 
-    # -- retention (migration 6; bridge.recovery calls these in small batches so no delete holds the lock long) --
+    # -- retention (migration 6; bridge.recovery calls these in small batches so no delete holds the lock long) -----
 
     async def prune_inbound(self, before: datetime, limit: int) -> int:
         """Delete at most ``limit`` inbound rows received before ``before``, oldest first; returns how many.
@@ -317,14 +298,3 @@ class Store(Protocol):
 
     async def audit_prune(self, before: datetime, limit: int) -> int:
         """Delete at most ``limit`` audit rows older than ``before``, oldest first; returns how many."""
-
-
-async def open_store(database_url: str) -> Store:
-    """Open (creating and migrating if needed) the store named by ``DATABASE_URL``."""
-    if database_url.startswith("sqlite:///"):
-        from bridge.sqlite_store import SqliteStore
-
-        return await SqliteStore.open(database_url.removeprefix("sqlite:///"))
-    raise StoreUnavailable(
-        f"DATABASE_URL scheme not supported yet: {database_url.split(':', 1)[0]} (use sqlite:///path)"
-    )

@@ -1,4 +1,4 @@
-"""SQLite implementation of ``bridge.store.Store`` through aiosqlite, with a versioned schema.
+"""SQLite implementation of ``bridge.storage.port.Store`` through aiosqlite, with a versioned schema.
 
 Owns: the SQL, the migrations (``MIGRATIONS``; append, never edit a released one) and row ↔ value mapping.
 Must not import: aiohttp, Slack packages, ``handlers``.
@@ -21,15 +21,14 @@ from typing import Any
 
 import aiosqlite
 
-from bridge.model import OutboundSms, SendRequest, SendState, StatusChange, StatusRecord
-from bridge.outbox import OutboxWrite
-from bridge.sqlite_audit import AUDIT_MIGRATION, AuditSql
-from bridge.sqlite_outbox import MIGRATION as OUTBOX_MIGRATION
-from bridge.sqlite_outbox import OutboxSql, insert_statement
-from bridge.sqlite_time import db_time, py_time
-from bridge.sqlite_two_way import DURABLE_MIGRATION, REPLY_MIGRATION, TwoWaySql
-from bridge.sqlite_two_way import MIGRATION as TWO_WAY_MIGRATION
-from bridge.store import StoreUnavailable
+from bridge.model import OutboundSms, OutboxWrite, SendRequest, SendState, StatusChange, StatusRecord
+from bridge.storage.port import StoreUnavailable
+from bridge.storage.sqlite.audit import AUDIT_MIGRATION, AuditSql
+from bridge.storage.sqlite.outbox import MIGRATION as OUTBOX_MIGRATION
+from bridge.storage.sqlite.outbox import OutboxSql, insert_statement
+from bridge.storage.sqlite.timefmt import db_time, py_time
+from bridge.storage.sqlite.two_way import DURABLE_MIGRATION, REPLY_MIGRATION, TwoWaySql
+from bridge.storage.sqlite.two_way import MIGRATION as TWO_WAY_MIGRATION
 from sw_api.models import MessageStatus
 
 # version → script. Versions are applied in order, each exactly once (``schema_version`` lists the applied ones),
@@ -72,11 +71,11 @@ MIGRATIONS: Mapping[int, str] = {
         PRIMARY KEY (ref, status)
     );
     """,
-    # 2: two-way conversations (bridge.sqlite_two_way).
+    # 2: two-way conversations (bridge.storage.sqlite.two_way).
     2: TWO_WAY_MIGRATION,
-    # 3: the durable Slack outbox (bridge.sqlite_outbox).
+    # 3: the durable Slack outbox (bridge.storage.sqlite.outbox).
     3: OUTBOX_MIGRATION,
-    # 4: the audit trail of human send attempts and refusals (bridge.sqlite_audit).
+    # 4: the audit trail of human send attempts and refusals (bridge.storage.sqlite.audit).
     4: AUDIT_MIGRATION,
     # 5: durable sending: when the last POST started, how many were made, when to look again; outcome counters.
     5: """
@@ -100,9 +99,9 @@ MIGRATIONS: Mapping[int, str] = {
     UPDATE status_event SET announced_at = received_at;
     CREATE INDEX status_event_unannounced ON status_event (ref) WHERE announced_at IS NULL;
     """,
-    # 8: durable inbound texts, reply / retry intents stored with their claim (bridge.sqlite_two_way).
+    # 8: durable inbound texts, reply / retry intents stored with their claim (bridge.storage.sqlite.two_way).
     8: DURABLE_MIGRATION,
-    # 9: thread replies stored as Slack delivered them, before Slack is answered (bridge.sqlite_two_way).
+    # 9: thread replies stored as Slack delivered them, before Slack is answered (bridge.storage.sqlite.two_way).
     9: REPLY_MIGRATION,
 }
 

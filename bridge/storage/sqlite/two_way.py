@@ -5,9 +5,9 @@ stored atomically with a claim: an inbound text with its opt-out change and outb
 thread reply keyed by its Slack message (``create_reply_intent``, which also finishes the reply as received:
 the slack_reply table of ``record_reply`` / ``claim_reply``, stored before Slack is answered) and a Retry
 (``create_retry_intent``). Mixed into
-``bridge.sqlite_store.SqliteStore``, whose ``_one`` / ``_write`` / ``_db`` / ``_write_lock`` (serialised writes,
+``bridge.storage.sqlite.store.SqliteStore``, whose ``_one`` / ``_write`` / ``_db`` / ``_write_lock`` (serialised writes,
 ``StoreUnavailable``) it uses; kept in its own module so the two-way SQL does not tangle with the send/receipt SQL.
-Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.sqlite_store`` (it is imported by it).
+Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.storage.sqlite.store`` (it is imported by it).
 """
 
 from __future__ import annotations
@@ -21,11 +21,19 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from bridge.model import Conversation, OptOut, OutboundSms, SendRequest, SendState
-from bridge.outbox import OutboxWrite
-from bridge.sqlite_outbox import insert_statement
-from bridge.sqlite_time import db_time
-from bridge.store import InboundPlace, SlackReply, StoreUnavailable
+from bridge.model import (
+    Conversation,
+    InboundPlace,
+    OptOut,
+    OutboundSms,
+    OutboxWrite,
+    SendRequest,
+    SendState,
+    SlackReply,
+)
+from bridge.storage.port import StoreUnavailable
+from bridge.storage.sqlite.outbox import insert_statement
+from bridge.storage.sqlite.timefmt import db_time
 from sw_api.models import InboundMessage
 
 T = TypeVar("T")
