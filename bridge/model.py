@@ -210,3 +210,25 @@ class OutboxWrite:
     channel: str | None
     payload: dict[str, Any]
     covered_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    """Which engine a store runs on and whether its schema is current (``bot.py check``, ``/readyz``)."""
+
+    engine: str            # "sqlite" or "postgresql"
+    server_version: str    # e.g. "3.45.1" or "15.4"
+    schema_version: int    # the newest migration applied
+    latest_version: int    # the newest migration this code knows
+
+    @property
+    def current(self) -> bool:
+        return self.schema_version == self.latest_version
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """Undone outbox items and the age in seconds of the oldest (None when there are none)."""
+
+    depth: int
+    oldest_age: float | None

@@ -9,7 +9,7 @@ Must not import: anything in ``bridge`` but ``bridge.model``; aiohttp, Slack pac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -21,7 +21,9 @@ from bridge.model import (
     OptOut,
     OutboundSms,
     OutboxItem,
+    OutboxStats,
     OutboxWrite,
+    SchemaStatus,
     SendRequest,
     SendState,
     SlackReply,
@@ -204,6 +206,37 @@ class Store(Protocol):
         """Note that ``ref``'s parent is about to be posted; True if an earlier attempt was noted (it may be in
         Slack already: look before posting again)."""
 
+    # -- leases on messages (migration 10): work more than one replica could pick up ------------------------------
+
+    async def claim_message(self, ref: str, owner: str, now: datetime, until: datetime) -> bool:
+        """Lease ``ref`` to ``owner`` until ``until`` (a conditional update): True if it was unclaimed, its lease had
+        run out, or ``owner`` already held it (a renewal); False if another owner holds a live lease. Sending,
+        reconciling and checking a message happen only under its lease."""
+
+    async def release_message(self, ref: str, owner: str) -> None:
+        """Drop ``owner``'s lease on ``ref`` (nothing happens if someone else holds it now)."""
+
+    # -- administration (bot.py check / migrate / copy-db, /readyz, /metrics) -------------------------------------
+
+    async def schema_status(self) -> SchemaStatus:
+        """The engine, its server version, the applied schema version and the newest this code knows."""
+
+    async def table_names(self) -> list[str]:
+        """Every data table of the schema (not the migration bookkeeping), in an order safe for copying."""
+
+    async def export_rows(self, table: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows of ``table`` past the first ``after`` (a stable order), as plain Python values:
+        str, int, float, bytes, None, timezone-aware ``datetime``."""
+
+    async def import_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert rows as ``export_rows`` gives them (any engine's), in one transaction; returns how many."""
+
+    async def row_counts(self) -> dict[str, int]:
+        """Rows per data table."""
+
+    async def outbox_stats(self, now: datetime) -> OutboxStats:
+        """How many outbox items are undone and how old the oldest is (for /metrics)."""
+
     # -- audit trail (migration 4, bridge.storage.sqlite.audit) -----------------------------------------------------
 
     async def audit_add(
@@ -256,11 +289,12 @@ class Store(Protocol):
     async def outbox_next_due(self) -> datetime | None:
         """When the earliest thread head becomes due or its claim expires; None if nothing is undone."""
 
-    async def outbox_claim(self, item_id: int, now: datetime, until: datetime) -> bool:
-        """Lease an undone item until ``until``; True for one caller only while the lease lives."""
+    async def outbox_claim(self, item_id: int, owner: str, now: datetime, until: datetime) -> bool:
+        """Lease an undone item to ``owner`` until ``until`` (conditional update): True for one caller only while the
+        lease lives; True again for the same ``owner`` (a renewal)."""
 
-    async def outbox_release_all(self) -> int:
-        """Drop every claim (a process starting alone on its database: claims of a killed process are stale)."""
+    async def outbox_renew(self, item_id: int, owner: str, until: datetime) -> bool:
+        """Extend ``owner``'s live lease on an undone item; False if ``owner`` no longer holds it."""
 
     async def outbox_release(self, item_id: int) -> None: ...
 
