@@ -23,7 +23,8 @@ demo: $(VENV)/.installed
 	$(PY) bot.py demo
 
 bench: $(VENV)/.installed
-	$(PY) bench/ack_latency.py
+	$(PY) -m bench.ack_latency
+	$(PY) -m bench.callbacks
 
 simulator: $(VENV)/.installed
 	$(PY) -m sw_api.simulator

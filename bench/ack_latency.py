@@ -1,70 +1,88 @@
-"""Slash-command ack latency while SignalWire is slow, against a baseline measured in the same run.
+"""Slash-command ack latency under concurrent load while SignalWire is slow, against a bare aiohttp baseline.
 
-Runs the real bot, the SignalWire simulator and the fake Slack on loopback (demo.harness) and sends signed
-``/sms`` requests. Three series, interleaved in rounds so machine noise hits all of them alike:
-  baseline  ``/sms help``: no send at all, the cheapest request through Bolt's verification and routing
-  fast      ``/sms <number> text`` with SignalWire answering at once
-  slow      the same with SignalWire taking SLOW_SECONDS to answer each create
-Prints p50/p99 per series and their ratio to the baseline. The claim under test: acks never wait for SignalWire.
+For each engine (SQLite; PostgreSQL when reachable) the real ``python bot.py`` runs beside bench/bare_server.py.
+``--clients`` concurrent clients send ``--requests`` signed ``/sms`` requests in three series, interleaved in rounds
+so machine noise hits all of them alike:
+  bare      the same signed form POST to the bare endpoint: the floor for any Slack app on this machine
+  help      ``/sms help`` to the bot: Bolt's verification and routing, no send
+  send      ``/sms <number> text`` with SignalWire taking ``--slow-seconds`` to answer each create
+Prints p50/p99 per series and their ratio to the bare endpoint. The claim under test: acks never wait for
+SignalWire, nor for the database's slow writers.
 
-Usage: python bench/ack_latency.py [--requests N] [--slow-seconds S]
+Usage (from the repository root): python -m bench.ack_latency [--requests N] [--clients C] [--slow-seconds S]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
-import tempfile
 from pathlib import Path
 
-from demo.harness import running_bridge
+from bench.common import engine_urls, open_world, percentile, print_table, run_concurrently, temp_dir, wait_until
+
+ROUNDS = 4
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
+async def measure_engine(engine: str, url: str, data_dir: Path, requests: int, clients: int,
+                         slow_seconds: float) -> list[list[object]]:
+    series: dict[str, list[float]] = {"bare": [], "help": [], "send": []}
+    async with open_world(url, data_dir) as world:
+        world.simulator.latency = slow_seconds
+        await world.driver.slash_command("help")  # warm-up: Bolt's lazy auth.test, connection pools
+        await world.bare_driver.slash_command("help")
+        per_round = max(1, requests // ROUNDS)
+
+        async def bare(i: int) -> float:
+            return (await world.bare_driver.slash_command(f"+15551234567 bare {i}")).elapsed_ms
+
+        async def help_(i: int) -> float:
+            return (await world.driver.slash_command("help")).elapsed_ms
+
+        async def send(i: int) -> float:
+            response = await world.driver.slash_command(f"+15551234567 slow {i}")
+            assert response.status == 200, response.status
+            return response.elapsed_ms
+
+        for _ in range(ROUNDS):
+            for name, one in (("bare", bare), ("help", help_), ("send", send)):
+                latencies, _ = await run_concurrently(per_round, clients, one)
+                series[name].extend(latencies)
+        expected = per_round * ROUNDS
+        timeout = slow_seconds * expected / clients + 60
+        if not await wait_until(lambda: world.simulator.created_count() >= expected, timeout):
+            raise SystemExit(f"{engine}: {world.simulator.created_count()} of {expected} sends went through: "
+                             "the numbers would not measure a send's ack")
+        rss = world.bot.rss_mb()
+    base50, base99 = percentile(series["bare"], 0.5), percentile(series["bare"], 0.99)
+    rows: list[list[object]] = []
+    for name, values in series.items():
+        p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+        rows.append([engine, name, len(values), p50, p99, p50 / base50, p99 / base99,
+                     f"{rss:.0f}" if name == "send" else ""])
+    return rows
 
 
-async def measure(requests: int, slow_seconds: float) -> dict[str, list[float]]:
-    series: dict[str, list[float]] = {"baseline": [], "fast": [], "slow": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        # The per-user rate limit would refuse most of these (and a refusal is cheaper than a send): lift it.
-        async with running_bridge(Path(tmp), step_delay=0.05, env={"SMS_RATE_LIMIT_PER_USER": "1000000"}) as h:
-            await h.driver.slash_command("help")  # warm-up: Bolt's lazy auth.test, connection pool
-            for i in range(requests):
-                response = await h.driver.slash_command("help")
-                series["baseline"].append(response.elapsed_ms)
-                h.simulator.latency = 0.0
-                response = await h.driver.slash_command(f"+15551234567 fast {i}")
-                series["fast"].append(response.elapsed_ms)
-                h.simulator.latency = slow_seconds
-                response = await h.driver.slash_command(f"+15551234567 slow {i}")
-                series["slow"].append(response.elapsed_ms)
-                assert response.status == 200
-            await h.settle(timeout=slow_seconds * 4 + 30)
-            sent = h.simulator.created_count()
-    print(f"SMS created by the simulator: {sent} (expected {2 * requests})")
-    if sent != 2 * requests:
-        raise SystemExit("the sends did not all go through: the numbers would not measure a send's ack")
-    return series
+async def main_async(requests: int, clients: int, slow_seconds: float, engines: list[str]) -> None:
+    rows: list[list[object]] = []
+    with temp_dir() as tmp:
+        async with engine_urls(engines, Path(tmp)) as urls:
+            for engine, url in urls.items():
+                engine_dir = Path(tmp) / engine
+                engine_dir.mkdir()
+                rows.extend(await measure_engine(engine, url, engine_dir, requests, clients, slow_seconds))
+    print_table(f"/sms ack latency (ms), {clients} concurrent clients, SignalWire taking {slow_seconds:g} s; "
+                "Slack's limit is 3000 ms",
+                ["engine", "series", "n", "p50", "p99", "p50/bare", "p99/bare", "bot RSS MB"], rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--slow-seconds", type=float, default=2.0)
+    parser.add_argument("--engines", default="sqlite,postgresql")
     args = parser.parse_args()
-    series = asyncio.run(measure(args.requests, args.slow_seconds))
-    base50 = percentile(series["baseline"], 0.5)
-    base99 = percentile(series["baseline"], 0.99)
-    print(f"{'series':<10}{'n':>5}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'p50/base':>10}{'p99/base':>10}")
-    for name, values in series.items():
-        p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
-        print(f"{name:<10}{len(values):>5}{p50:>10.2f}{p99:>10.2f}{statistics.fmean(values):>10.2f}"
-              f"{p50 / base50:>10.2f}{p99 / base99:>10.2f}")
-    print(f"SignalWire create latency in the slow series: {args.slow_seconds * 1000:.0f} ms; Slack's limit: 3000 ms")
+    asyncio.run(main_async(args.requests, args.clients, args.slow_seconds, args.engines.split(",")))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,224 @@
+"""What the benches share: the engines to measure on, processes to run side by side, and percentiles.
+
+Owns: ``engines()`` (SQLite always; PostgreSQL when ``BENCH_POSTGRES_URL`` — default the local trust-auth server —
+answers, in a throwaway database dropped afterwards), ``World`` (simulator + fake Slack in this process, the real
+``python bot.py`` and the bare aiohttp baseline as subprocesses on loopback), ``percentile`` and the table printer.
+Must not import: ``tests`` (benches stand alone), ``handlers`` or ``bridge.service`` (the bot is reached over HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+
+from demo.fake_slack import FakeSlack
+from demo.fake_slack import create_app as create_fake_slack_app
+from demo.harness import SIGNING_SECRET, _bound_socket, _serve, bot_environment
+from demo.slack_driver import SlackDriver
+from sw_api.simulator import Simulator, SimulatorConfig
+from sw_api.simulator import create_app as create_simulator_app
+
+REPO = Path(__file__).resolve().parents[1]
+POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def free_port() -> int:
+    probe = _bound_socket()
+    port: int = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+@asynccontextmanager
+async def _postgres_database() -> AsyncIterator[str | None]:
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        print(f"PostgreSQL not reachable ({type(exc).__name__}): measuring SQLite only", file=sys.stderr)
+        yield None
+        return
+    name = f"sms_bridge_bench_{secrets.token_hex(4)}"
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    parts = urlsplit(POSTGRES_ADMIN_URL)
+    try:
+        yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+    finally:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@asynccontextmanager
+async def engine_urls(wanted: Sequence[str], data_dir: Path) -> AsyncIterator[dict[str, str]]:
+    """``{"sqlite": url, "postgresql": url}`` for the wanted engines that are available."""
+    urls: dict[str, str] = {}
+    if "sqlite" in wanted:
+        urls["sqlite"] = f"sqlite:///{data_dir / 'bench.db'}"
+    if "postgresql" in wanted:
+        async with _postgres_database() as pg:
+            if pg is not None:
+                urls["postgresql"] = pg
+            yield urls
+        return
+    yield urls
+
+
+class Process:
+    """A subprocess on a loopback port, started and waited for (``/healthz``), always killed at the end."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str], port: int, log: Path) -> None:
+        self.argv, self.env, self.port, self.log_path = argv, dict(env), port, log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
+        log = self.log_path.open("ab")
+        self.proc = await asyncio.create_subprocess_exec(*self.argv, env=self.env, cwd=REPO, stdout=log,
+                                                         stderr=asyncio.subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.returncode is not None:
+                raise RuntimeError(f"{self.argv[1]} exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                async with session.get(f"{self.url}/healthz", timeout=aiohttp.ClientTimeout(total=1)) as r:
+                    if r.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"{self.argv[1]} did not answer /healthz within {timeout:g} s")
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            async with asyncio.timeout(10):
+                await self.proc.wait()
+
+
+@dataclass
+class World:
+    simulator: Simulator
+    slack: FakeSlack
+    session: aiohttp.ClientSession
+    bot: Process
+    bare: Process
+    driver: SlackDriver        # aimed at the bot
+    bare_driver: SlackDriver   # the same requests aimed at the bare endpoint
+
+
+@asynccontextmanager
+async def open_world(database_url: str, data_dir: Path, *, env: Mapping[str, str] | None = None,
+                     step_delay: float = 0.05) -> AsyncIterator[World]:
+    simulator = Simulator(SimulatorConfig(step_delay=step_delay))
+    sim_runner, sim_url = await _serve(create_simulator_app(simulator))
+    slack = FakeSlack(bot_token="xoxb-fake")
+    slack_runner, slack_url = await _serve(create_fake_slack_app(slack))
+    slack.base_url = slack_url
+    bot_port, bare_port = free_port(), free_port()
+    bot_env = {
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")},
+        **bot_environment(slack_url=slack_url, sim_url=sim_url, sim=simulator.config,
+                          public_url=f"http://127.0.0.1:{bot_port}", database=data_dir / "unused.db"),
+        "DATABASE_URL": database_url,
+        "PORT": str(bot_port),
+        "HOST": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+        "SMS_RATE_LIMIT_PER_USER": "1000000",
+        **(env or {}),
+    }
+    bot = Process([sys.executable, "bot.py"], bot_env, bot_port, data_dir / "bot.log")
+    bare = Process([sys.executable, "bench/bare_server.py", str(bare_port)], bot_env, bare_port,
+                   data_dir / "bare.log")
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+            await bot.start(session)
+            await bare.start(session)
+            yield World(
+                simulator=simulator, slack=slack, session=session, bot=bot, bare=bare,
+                driver=SlackDriver(session, bot.url, SIGNING_SECRET, response_url_base=slack.response_url_base,
+                                   show_acks=False),
+                bare_driver=SlackDriver(session, bare.url, SIGNING_SECRET, show_acks=False),
+            )
+    finally:
+        await bot.stop()
+        await bare.stop()
+        for runner in (sim_runner, slack_runner):
+            await runner.cleanup()
+
+
+async def run_concurrently(n: int, clients: int, one: Callable[[int], Awaitable[float]]) -> tuple[list[float], float]:
+    """Run ``one(i)`` for i in range(n) with ``clients`` at a time; (latencies in ms, wall seconds)."""
+    latencies: list[float] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(i)
+
+    async def client() -> None:
+        while not queue.empty():
+            latencies.append(await one(queue.get_nowait()))
+
+    started = time.perf_counter()
+    async with asyncio.TaskGroup() as group:
+        for _ in range(clients):
+            group.create_task(client())
+    return latencies, time.perf_counter() - started
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll another process's visible state (no event to wait on across processes); whether it came true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def temp_dir() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="sms-bridge-bench-")
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    print(f"\n{title}")
+    widths = [max(len(str(h)), *(len(_cell(r[i])) for r in rows)) for i, h in enumerate(header)]
+    print("  ".join(str(h).rjust(w) for h, w in zip(header, widths, strict=True)))
+    for row in rows:
+        print("  ".join(_cell(c).rjust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def _cell(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
