@@ -241,6 +241,75 @@ async def test_concurrent_callbacks_all_land(store: Store) -> None:
         assert len(await store.history(ref)) == 3
 
 
+# --- durable sending: attempts, the reconciliation window, counters ------------------------------------------
+
+
+async def test_submitting_counts_attempts_and_remembers_when_the_post_started(store: Store) -> None:
+    await _outbound(store)
+    await store.mark_pending("ref1", _at(30), _at(1))
+    sms = await store.mark_submitting("ref1", _at(31))
+    assert (sms.attempts, sms.submitted_at, sms.next_attempt_at) == (1, _at(31), None)
+    back = await store.mark_pending("ref1", None, _at(32))
+    assert (back.state, back.next_attempt_at, back.attempts) == (SendState.PENDING, None, 1)
+    sms = await store.mark_submitting("ref1", _at(40))
+    assert (sms.attempts, sms.submitted_at) == (2, _at(40))
+
+
+async def test_note_sw_id_keeps_the_first_id_and_changes_nothing_else(store: Store) -> None:
+    await _outbound(store)
+    await store.mark_submitting("ref1", _at(1))
+    await store.note_sw_id("ref1", "SM-early", _at(2))
+    sms = await store.get_outbound("ref1")
+    assert sms is not None and (sms.sw_id, sms.state) == ("SM-early", SendState.SUBMITTING)
+    assert await store.find_by_sw_id("SM-early") == sms
+    await store.note_sw_id("ref1", "SM-other", _at(3))
+    assert (await store.get_outbound("ref1")).sw_id == "SM-early"  # type: ignore[union-attr]
+
+
+async def test_unfinished_lists_accepted_messages_without_a_final_status_until_checked(store: Store) -> None:
+    for ref in ("old", "final", "young", "rejected"):
+        await _outbound(store, ref)
+    for ref, at in (("old", 10), ("final", 10), ("young", 100), ("rejected", 10)):
+        await store.mark_submitting(ref, _at(at))
+    for ref in ("old", "final", "young"):
+        await store.mark_accepted(ref, f"SM-{ref}", 1, _at(101))
+    await store.mark_rejected("rejected", "21211", "invalid", _at(11))
+    await store.record_status("old", MessageStatus.SENT, None, None, None, _at(102))
+    await store.record_status("final", MessageStatus.DELIVERED, None, None, None, _at(102))
+    assert [s.ref for s in await store.unfinished(_at(50))] == ["old"]
+    assert [s.ref for s in await store.unfinished(_at(100))] == ["old", "young"]
+    assert [s.ref for s in await store.unfinished(_at(100), limit=1)] == ["old"]
+    await store.mark_checked("old", _at(200))
+    checked = await store.get_outbound("old")
+    assert checked is not None and checked.checked_at == _at(200)
+    assert [s.ref for s in await store.unfinished(_at(100))] == ["young"], "looked up once, never again"
+
+
+async def test_counters_add_up(store: Store) -> None:
+    assert await store.counters() == {}
+    await store.count("accepted")
+    await store.count("accepted", 2)
+    await store.count("rejected")
+    assert await store.counters() == {"accepted": 3, "rejected": 1}
+
+
+async def test_concurrent_counting_across_replicas_loses_nothing(store_pair: tuple[Store, Store]) -> None:
+    one, two = store_pair
+    await asyncio.gather(*((one if i % 2 else two).count("accepted") for i in range(20)))
+    assert (await two.counters())["accepted"] == 20
+
+
+async def test_record_status_duplicates_across_replicas_are_new_once(store_pair: tuple[Store, Store]) -> None:
+    one, two = store_pair
+    await _accepted(one)
+    changes = await asyncio.gather(*(
+        (one if i % 2 else two).record_status("ref1", MessageStatus.DELIVERED, None, None, None, _at(5))
+        for i in range(16)))
+    assert sum(c.new for c in changes) == 1
+    assert sum(c.advanced for c in changes) == 1
+    assert len(await one.history("ref1")) == 1
+
+
 # --- retry claim ----------------------------------------------------------------------------------------
 
 
