@@ -133,3 +133,11 @@ async def test_sqlite_migration_7_counts_existing_history_as_told(tmp_path: Path
         assert await store.unannounced("old") == [] and await store.refs_with_unannounced() == []
     finally:
         await store.close()
+
+
+async def test_refs_with_unannounced_is_limited(store: Store) -> None:
+    for ref in ("a", "b", "c"):
+        await _accepted(store, ref)
+        await store.record_status(ref, MessageStatus.SENT, None, None, None, _at(2))
+    assert sorted(await store.refs_with_unannounced()) == ["a", "b", "c"]
+    assert len(await store.refs_with_unannounced(limit=2)) == 2

@@ -71,3 +71,12 @@ async def test_retention_deletes_only_finished_replies(store: Store) -> None:
     # The unfinished one is kept however old: it is still to be texted or explained.
     [left] = await store.replies_to_resume(T0 + timedelta(days=1))
     assert left.ts == "1.3"
+
+
+async def test_replies_to_resume_oldest_first_within_the_limit(store: Store) -> None:
+    for n in (3, 1, 2):
+        reply = SlackReply("C1", "1.0", f"1.{n}", "U1", "hi")
+        await store.record_reply(reply, T0 + timedelta(seconds=n), T0 + timedelta(seconds=n))
+    later = T0 + timedelta(seconds=10)
+    assert [r.ts for r in await store.replies_to_resume(later)] == ["1.1", "1.2", "1.3"]
+    assert [r.ts for r in await store.replies_to_resume(later, limit=2)] == ["1.1", "1.2"]

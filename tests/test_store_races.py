@@ -106,3 +106,16 @@ async def test_one_parent_post_is_first(store_pair: tuple[Store, Store]) -> None
 async def test_the_secret_is_the_same_for_every_replica(store_pair: tuple[Store, Store]) -> None:
     results = await _race(store_pair, lambda s, _: s.secret("callback"))
     assert len(set(results)) == 1 and len(results[0]) == 32
+
+
+async def test_one_conversation_per_pair_when_two_texts_land_on_two_replicas(store_pair: tuple[Store, Store]) -> None:
+    one, two = store_pair
+    for n in range(2):
+        message = InboundMessage(message_id=f"SM-{n}", from_=THEIRS, to=OURS, body="hi")
+        assert await store_pair[n].record_inbound(message, opt_out=None, opt_in=False, items=[], now=T0)
+    await asyncio.gather(one.inbound_posted("SM-0", "C1", "100.1", "100.1", T0),
+                         two.inbound_posted("SM-1", "C1", "200.1", "200.1", T0))
+    conversation = await one.get_conversation(OURS, THEIRS)
+    assert conversation is not None and conversation.thread_ts in {"100.1", "200.1"}
+    assert await two.get_conversation(OURS, THEIRS) == conversation
+    assert (await one.row_counts())["conversation"] == 1
