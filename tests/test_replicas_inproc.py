@@ -11,6 +11,7 @@ replica's claims are taken over once they run out; receipts stay in rank order; 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -254,7 +255,7 @@ async def test_one_threads_items_on_two_outboxes_never_overlap_and_keep_their_or
     assert [m.text for m in cluster.fake.messages(CHANNEL)] == texts  # each once, in enqueue order
     spans = sorted(log)
     assert [text for _, _, text in spans] == texts
-    for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
+    for (_, end, _), (start, _, _) in itertools.pairwise(spans):
         assert start >= end, "two replicas posted into one thread at the same time"
     assert slow_a.started + slow_b.started == len(texts)
     assert a.delivered + b.delivered == len(texts)
