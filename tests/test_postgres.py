@@ -245,3 +245,22 @@ async def test_import_takes_times_as_aware_datetimes_iso_text_or_unix_seconds_an
                 await store.import_rows("schema_version", [{"version": 99}])
         finally:
             await store.close()
+
+
+async def test_a_statement_stuck_behind_a_lock_is_unavailable_after_the_command_timeout() -> None:
+    async with throwaway_database() as url:
+        store = await PostgresStore.open(url, command_timeout=0.5)
+        try:
+            await store.create_outbound("r1", REQUEST, T0)
+            holder = await asyncpg.connect(url, timeout=5)
+            try:
+                async with holder.transaction():
+                    await holder.execute("SELECT 1 FROM outbound WHERE ref = 'r1' FOR UPDATE")
+                    with pytest.raises(StoreUnavailable, match="Timeout"):
+                        await store.record_status("r1", MessageStatus.SENT, None, None, None, T0)
+            finally:
+                await holder.close()
+            change = await store.record_status("r1", MessageStatus.SENT, None, None, None, T0)
+            assert change.new and change.advanced, "the timed-out attempt left nothing behind"
+        finally:
+            await store.close()
