@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from slack_bolt.async_app import AsyncApp
 
-from bridge.access import AccessGate, AccessPolicy, log_open_access
+from bridge.access import AccessPolicy, log_open_access
 from bridge.config import Config
 from bridge.service import Bridge
 from bridge.two_way import TwoWay
@@ -24,8 +24,8 @@ def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> ThreadReplies
     from handlers import actions, commands, events, modals
 
     # One gate for every send path: its per-user locks keep one process's count-then-insert in turn.
-    gate = AccessGate(AccessPolicy.build(config.allowed_users, config.allowed_channels, config.rate_limit_per_user),
-                      bridge.store, spawn=lambda audit: bridge.spawn(audit, name="audit"))
+    gate = bridge.access_gate(
+        AccessPolicy.build(config.allowed_users, config.allowed_channels, config.rate_limit_per_user))
     log_open_access(gate.policy)
     modal = modals.ComposeModal(bridge, config, gate)
     commands.register(app, commands.SmsCommand(bridge, config, modal, gate))

@@ -1,0 +1,72 @@
+"""The thread display: what Slack shows of an outbound message — its parent, thread replies and reactions.
+
+Owns: ``ThreadDisplay`` (queuing thread replies, failure notes, reactions on a thread reply's own message and
+parent repaints, each into the durable outbox or into a batch committed with an announcement) and ``Parents``
+(the outbox's view of a parent: rendered from the store when delivered, and recording its ``ts`` once posted).
+Must not import: aiohttp, Slack packages, ``handlers``, the other parts of ``Bridge``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge import render
+from bridge.model import OutboundSms
+from bridge.outbox import OutboxBatch, ParentView, SlackOutbox
+from bridge.ports import utcnow
+from bridge.storage.port import Store
+
+# Where Slack work is queued: the outbox itself, or a batch committed in one transaction (``Receipts.announce``).
+Enqueue = SlackOutbox | OutboxBatch
+
+
+class ThreadDisplay:
+    def __init__(self, store: Store, outbox: SlackOutbox, *, simulated: bool = False) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.simulated = simulated
+
+    async def react(self, sms: OutboundSms, name: str, *, add: bool = True, out: Enqueue | None = None) -> None:
+        source_ts = await self.store.reply_source(sms.ref) if sms.origin == "reply" else None
+        if source_ts is not None:
+            await (out or self.outbox).react(sms.channel_id, sms.channel_id, source_ts, name, add=add)
+
+    async def react_outcome(self, sms: OutboundSms, *, failed: bool, out: Enqueue | None = None) -> None:
+        await self.react(sms, "outbox_tray", add=False, out=out)
+        await self.react(sms, "x" if failed else "white_check_mark", out=out)
+
+    async def reply_failure(self, sms: OutboundSms, headline: str, *, out: Enqueue | None = None) -> None:
+        await self.reply(sms, render.failure_text(sms, headline),
+                         render.failure_blocks(sms, headline, simulated=self.simulated), out=out)
+
+    async def refresh_parent(self, sms: OutboundSms, *, out: Enqueue | None = None) -> None:
+        """Queue a repaint of the parent; it is rendered from the store when delivered, so bursts coalesce."""
+        # A thread reply's parent is the conversation's (another message or an inbound text): never repaint it.
+        if sms.origin == "reply":
+            return
+        await (out or self.outbox).update_parent(sms.ref, sms.channel_id)
+
+    async def reply(self, sms: OutboundSms, text: str, blocks: list[dict[str, Any]] | None = None, *,
+                    out: Enqueue | None = None) -> None:
+        """Queue a thread reply; if the parent is itself still queued, the reply follows it into its thread."""
+        await (out or self.outbox).post(sms.channel_id, sms.channel_id, text, blocks, thread_ts=sms.parent_ts,
+                                        thread_of_ref=None if sms.parent_ts else sms.ref)
+
+
+class Parents:
+    """The outbox's view of a parent message (``SlackOutbox(render_parent=..., on_parent_posted=...)``)."""
+
+    def __init__(self, store: Store, *, simulated: bool = False) -> None:
+        self.store = store
+        self.simulated = simulated
+
+    async def render_parent(self, ref: str) -> ParentView | None:
+        sms = await self.store.get_outbound(ref)
+        if sms is None or sms.origin == "reply":
+            return None
+        return ParentView(sms.channel_id, sms.parent_ts, render.parent_text(sms),
+                          render.parent_blocks(sms, simulated=self.simulated))
+
+    async def parent_posted(self, ref: str, ts: str) -> None:
+        sms = await self.store.set_parent(ref, ts, utcnow())
+        await self.store.set_conversation(sms.from_, sms.to, sms.channel_id, ts, utcnow())

@@ -1,0 +1,193 @@
+"""Receipts: status callbacks applied exactly once and never backwards, and told in the thread in rank order.
+
+Owns: ``Receipts`` — authenticating a callback (its token; an id, to or from that is not its message's is
+refused with ``CallbackRefused``), recording it, queuing its Slack announcement durably before the callback is
+answered (``announce_status`` refuses a receipt whose predecessor is still untold, so order holds whichever
+replica records what), ``adopt`` (SignalWire has the message: accepted, its first status recorded and told), and
+the audit outcome / opt-out a final status implies.
+Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.sending`` (which uses this module).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+
+from bridge import render
+from bridge.claims import MessageClaims
+from bridge.display import ThreadDisplay
+from bridge.model import OutboundSms, SendState, StatusChange
+from bridge.outbox import SlackOutbox
+from bridge.ports import utcnow
+from bridge.storage.port import Store, StoreUnavailable
+from bridge.tokens import CallbackTokens
+from sw_api.models import MessageStatus, StatusEvent
+
+log = logging.getLogger("bridge.service")
+
+
+class CallbackRefused(Exception):
+    """A status callback that must change nothing; ``status`` is the HTTP answer (401/403/404)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Receipts:
+    def __init__(self, store: Store, outbox: SlackOutbox, display: ThreadDisplay, tokens: CallbackTokens,
+                 claims: MessageClaims) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.display = display
+        self.tokens = tokens
+        self.claims = claims
+
+    async def apply_status(self, ref: str, token: str, event: StatusEvent) -> bool:
+        """Authenticate and record a callback, and queue its Slack announcement; True when it moved the message on.
+
+        Returns only once the receipt is durably queued in the outbox (or, while our POST is still in flight, left
+        to the POST's owner, which announces it as soon as SignalWire's answer is stored): the route answers 204
+        after this, and SignalWire never retries a 204. Raises ``CallbackRefused`` (and changes nothing) for unknown
+        refs, bad tokens, and an ``id`` / ``to`` / ``from`` that is not this message's.
+        """
+        if not token or not self.tokens.valid(ref, token):
+            raise CallbackRefused(403, "bad callback token")
+        sms = await self.store.get_outbound(ref)
+        if sms is None:
+            raise CallbackRefused(404, "unknown message reference")
+        if sms.sw_id is not None and sms.sw_id != event.id:
+            raise CallbackRefused(403, "callback id does not match the message")
+        # A captured callback URL must not rewrite this message's history with some other message's statuses.
+        if not (_same_number(event.to, sms.to) and _same_number(event.from_, sms.from_)):
+            raise CallbackRefused(403, "callback to/from do not match the message")
+        if sms.sw_id is None:
+            # Its id is about to be adopted: it must not be one SignalWire already gave another message of ours.
+            owner = await self.store.find_by_sw_id(event.id)
+            if owner is not None and owner.ref != ref:
+                raise CallbackRefused(403, "callback id belongs to another message")
+        if sms.state is SendState.SUBMITTING:
+            # Faster than the create answer. Remember the id, so even a lost answer leaves no doubt, and record the
+            # status without the message's lock: the POST holds it. Its owner announces what was recorded once
+            # SignalWire's answer is stored (``adopt``); after a crash, reconciliation does.
+            if sms.sw_id is None:
+                await self.store.note_sw_id(ref, event.id, utcnow())
+            change = await self._record(ref, event)
+            if change.sms.state is SendState.ACCEPTED:
+                # The answer was stored meanwhile and its owner may have announced before our status was there.
+                await self.announce_pending(ref)
+            return change.advanced
+        if sms.state is SendState.UNKNOWN:
+            async with self.claims.hold(ref) as held:
+                current = await self.store.get_outbound(ref)
+                if held and current is not None and current.state is SendState.UNKNOWN:
+                    # The token proves this callback is about our message: SignalWire has it, under event.id.
+                    # Under the lease and re-read, so of several replicas (and the sweeper) one adopts it, once.
+                    await self.store.count("reconciled_by_callback")
+                    await self.adopt(current, current.sw_id or event.id, event.number_of_segments or 1, event.status,
+                                     event.error_code, event.error_message, event.timestamp)
+                    return True
+                if not held and current is not None and current.sw_id is None:
+                    # Another replica is reconciling it: the id it will find first proves SignalWire has it.
+                    await self.store.note_sw_id(ref, event.id, utcnow())
+        # Receipts are queued in rank order by the store (``announce_status`` refuses one whose predecessor is still
+        # untold), whichever replica records what; the lock only saves this process's coroutines a wasted try. A
+        # redelivery after a crash between recording and announcing finds the status unannounced and announces it.
+        async with self.claims.lock(ref):
+            change = await self._record(ref, event)
+            await self.announce_pending(ref)
+        return change.advanced
+
+    async def _record(self, ref: str, event: StatusEvent) -> StatusChange:
+        change = await self.store.record_status(
+            ref, event.status, event.error_code, event.error_message, event.timestamp, utcnow()
+        )
+        log.info(
+            "status ref=%s sw_id=%s status=%s new=%s advanced=%s", ref, event.id, event.status, change.new,
+            change.advanced,
+        )
+        return change
+
+    async def announce_pending(self, ref: str, notes: Mapping[MessageStatus, str] | None = None) -> int:
+        """Announce every status that advanced ``ref`` and is not announced yet, oldest first; how many were.
+
+        Safe from any replica at any time: the store queues a receipt only once and only after the ones before it,
+        so this goes round until a pass announces nothing (a status another replica recorded while an earlier one
+        was still untold is told here once that one is). ``notes``: a status's thread reply is this text instead.
+        """
+        told = 0
+        while True:
+            progress = 0
+            for status in await self.store.unannounced(ref):
+                sms = await self.store.get_outbound(ref)
+                if sms is not None and await self.announce(sms, status, note=(notes or {}).get(status)):
+                    progress += 1
+            if progress == 0:
+                return told
+            told += progress
+
+    async def announce(self, sms: OutboundSms, status: MessageStatus, *, note: str | None = None) -> bool:
+        """Queue what Slack must show for ``status`` (receipt, parent repaint, reactions) in the transaction that
+        marks it announced; False, with nothing queued, if it already was (or an earlier status is still untold)."""
+        if status.is_failure:
+            await self.note_opt_out(sms)
+        if status.is_final:
+            await self.audit_outcome(sms, status.value)
+        batch = self.outbox.batch()
+        if sms.origin == "reply":
+            # A thread reply shows its outcome as reactions on itself; only a failure adds a note to the thread.
+            if status is MessageStatus.DELIVERED or status.is_failure:
+                await self.display.react_outcome(sms, failed=status.is_failure, out=batch)
+                if status.is_failure:
+                    await self.display.reply_failure(sms, render.delivery_failure_headline(sms), out=batch)
+            if note is not None:
+                await self.display.reply(sms, note, out=batch)
+            return await self.outbox.add_announcement(sms.ref, status.value, batch)
+        await self.display.refresh_parent(sms, out=batch)
+        if status.is_failure:
+            await self.display.reply_failure(sms, render.delivery_failure_headline(sms), out=batch)
+        else:
+            await self.display.reply(sms, note if note is not None else render.receipt_text(sms, status), out=batch)
+        return await self.outbox.add_announcement(sms.ref, status.value, batch)
+
+    async def audit_outcome(self, sms: OutboundSms, outcome: str) -> None:
+        """The audit trail's row for this send learns how it ended (best effort: the thread is the record)."""
+        text = f"{outcome} ({sms.error_code})" if sms.error_code else outcome
+        try:
+            await self.store.audit_outcome(sms.ref, text)
+        except StoreUnavailable:
+            log.warning("audit outcome not recorded ref=%s: %s", sms.ref, text)
+
+    async def note_opt_out(self, sms: OutboundSms) -> None:
+        # SignalWire's 21610 means the carrier knows they said STOP: never try that number again.
+        if sms.error_code == "21610":
+            await self.store.set_opt_out(sms.from_, sms.to, "21610", utcnow())
+
+    async def adopt(self, sms: OutboundSms, sw_id: str, segments: int, status: MessageStatus,
+                    error_code: str | None, error_message: str | None, at: datetime | None,
+                    *, found_via: str = "callback") -> OutboundSms:
+        """SignalWire has this message under ``sw_id`` (a 201, a reconciled log record, or an early callback).
+
+        An *unknown* message being adopted was announced as "checking": the thread hears what settled it
+        (``found_via``: "logs" or "callback") before its receipts."""
+        was_unknown = sms.state is SendState.UNKNOWN
+        sms = await self.store.mark_accepted(sms.ref, sw_id, segments, utcnow())
+        if was_unknown:
+            await self.display.reply(sms, render.found_text(found_via, status))
+        await self.store.count("accepted")
+        log.info("send accepted ref=%s sw_id=%s segments=%d", sms.ref, sw_id, segments)
+        await self.display.react(sms, "x", add=False)
+        await self.display.react(sms, "outbox_tray")
+        change = await self.store.record_status(sms.ref, status, error_code, error_message, at, utcnow())
+        # This status, and any an early callback recorded while the POST was in flight, are told now, in order.
+        if not await self.announce_pending(sms.ref):
+            await self.display.refresh_parent(change.sms)
+        return change.sms
+
+
+def _same_number(a: str, b: str) -> bool:
+    """Whether a callback's ``to`` / ``from`` names the number we stored (formatting aside, e.g. a missing +)."""
+    digits_a, digits_b = "".join(c for c in a if c.isdigit()), "".join(c for c in b if c.isdigit())
+    return bool(digits_a) and digits_a == digits_b

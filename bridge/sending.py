@@ -1,0 +1,378 @@
+"""Sending: from a validated request to SignalWire, in order, with every outcome stored before anything else.
+
+Owns: ``Sending`` — the opt-out check and the bounded recording of an intent before Slack is answered
+(``accept``, ``accept_retry``: what is acknowledged is never lost, what is refused is never sent), posting the
+parent (once, looked up after a crash), the POST to SignalWire under the message's lease (``process``: of several
+replicas one sends), its outcomes (accepted → ``Receipts.adopt``, rejected, rate limited, unknown → told at once
+and reconciled by ``bridge.recovery``) and Retry (the atomic ``create_retry_intent``).
+Must not import: aiohttp, Slack packages (Slack is reached through ``SlackPort``), ``handlers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from bridge import render
+from bridge.claims import MESSAGE_LEASE, MessageClaims
+from bridge.conversations import opted_out_refusal
+from bridge.display import ThreadDisplay
+from bridge.model import OutboundSms, SendRequest, SendState, new_ref
+from bridge.outbox import SlackOutbox, parent_key
+from bridge.ports import SignalWireSender, SlackPort, SlackPortError, is_transient, utcnow
+from bridge.receipts import Receipts
+from bridge.storage.port import Store, StoreUnavailable
+from bridge.supervisor import TaskSupervisor
+from bridge.tokens import CallbackTokens
+from sw_api.errors import NotSent, OutcomeUnknown, RateLimited, SignalWireError, ValidationFailed
+from sw_api.models import MessageStatus
+from sw_api.text import mask_number
+
+log = logging.getLogger("bridge.service")
+
+T = TypeVar("T")
+
+Notify = Callable[[str], Awaitable[None]]
+
+# Recording the intent is a local insert; if it takes longer than this the user is refused, not left guessing.
+ACCEPT_TIMEOUT = 1.0
+NOT_RECORDED = (
+    "⚠️ Your SMS was not sent: sms-bridge could not record it (its database is not answering). "
+    "Try again in a minute; if it keeps happening, tell whoever runs sms-bridge."
+)
+RETRY_NOT_RECORDED = (
+    "⚠️ Nothing was sent: sms-bridge could not record your Retry (its database is not answering). "
+    "Press Retry again in a minute; if it keeps happening, tell whoever runs sms-bridge."
+)
+ALREADY_RETRIED = "Someone already pressed Retry on this message; see the thread for the new attempt."
+RECORD_PATIENCE = 60.0     # seconds to keep trying to store a send's outcome before leaving it to reconciliation
+RATE_LIMIT_BACKOFF = 5.0   # seconds, when SignalWire's 429 carries no Retry-After
+LONG_WAIT_NOTICE = 10.0    # tell the thread when a 429 makes a message wait at least this long
+MAX_POSTS = 2              # the original POST and at most one re-send after SignalWire's logs prove it absent
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    """Timings of durable sending (from ``Config``; small in tests)."""
+
+    reconcile_first_check: float = 2.0   # seconds after an unknown outcome before the first look in the logs
+    reconcile_grace: float = 60.0        # absent from the logs this long after the POST → it was never created
+    stuck_after: float = 900.0           # accepted without a final receipt this long → ask the logs
+    sweep_interval: float = 2.0          # how often the sweeper looks for due work
+    stale_submitting: float = 120.0      # unused: a POST is "in flight" exactly while its message's lease lives
+    message_lease: float = MESSAGE_LEASE  # seconds a replica's claim on a message lasts unless renewed
+
+
+class _AsTransient(SlackPortError):
+    """Looking for an earlier post failed: whether it exists is unknown, so leave the post to the outbox."""
+
+    transient = True
+
+
+class Sending:
+    def __init__(self, *, store: Store, signalwire: SignalWireSender, slack: SlackPort, tokens: CallbackTokens,
+                 outbox: SlackOutbox, display: ThreadDisplay, receipts: Receipts, claims: MessageClaims,
+                 supervisor: TaskSupervisor, settings: SendSettings, simulated: bool = False) -> None:
+        self.store = store
+        self.signalwire = signalwire
+        self.slack = slack
+        self.tokens = tokens
+        self.outbox = outbox
+        self.display = display
+        self.receipts = receipts
+        self.claims = claims
+        self.supervisor = supervisor
+        self.settings = settings
+        self.simulated = simulated
+
+    async def opt_out_refusal(self, from_: str, to: str) -> str | None:
+        """Why texting ``to`` from ``from_`` is not allowed (they opted out), or None. Every send path asks this."""
+        opt_out = await self.store.get_opt_out(from_, to)
+        if opt_out is None:
+            return None
+        return opted_out_refusal(to, from_, opt_out.opted_out_at, opt_out.keyword)
+
+    # -- sending ---------------------------------------------------------------------------------------------
+
+    async def accept(self, request: SendRequest, *, timeout: float = ACCEPT_TIMEOUT) -> OutboundSms | str:
+        """Check opt-out and record the intent to send, before Slack is answered: what is acknowledged is never lost.
+
+        Returns the stored message, or a refusal to show the user (opted out, or the database did not answer
+        within ``timeout`` — then nothing was sent and nothing ever will be for this request). The whole check is
+        bounded: Slack's 3 s for the ack must never run out while a locked database is waited on.
+        """
+        return await self._record_bounded(
+            self._accept_now(request), timeout=timeout, refusal=NOT_RECORDED, what=f"send (origin={request.origin})",
+            # Too slow to acknowledge: the late insert must never be sent.
+            undo=lambda sms: self.store.mark_rejected(
+                sms.ref, None, "not acknowledged in time; the user was told nothing was sent", utcnow()),
+        )
+
+    async def _record_bounded(
+        self, work: Coroutine[Any, Any, OutboundSms | str], *, timeout: float, refusal: str, what: str,
+        undo: Callable[[OutboundSms], Awaitable[Any]],
+    ) -> OutboundSms | str:
+        """Run ``work`` (store an intent) for at most ``timeout``; too slow or failed → ``refusal``, and an intent
+        that commits after we gave up is undone (``undo``), since the user was told nothing was recorded."""
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            self.supervisor.spawn(self._undo_late(task, undo), name="abandon-intent")
+            return refusal
+        try:
+            return task.result()
+        except StoreUnavailable:
+            log.exception("%s not recorded", what)
+            return refusal
+
+    async def _undo_late(self, task: asyncio.Future[OutboundSms | str],
+                         undo: Callable[[OutboundSms], Awaitable[Any]]) -> None:
+        try:
+            outcome = await task
+        except StoreUnavailable:
+            return
+        if isinstance(outcome, OutboundSms):
+            await self._stored(lambda: undo(outcome))
+
+    async def _accept_now(self, request: SendRequest) -> OutboundSms | str:
+        refusal = await self.opt_out_refusal(request.from_, request.to)
+        if refusal is not None:
+            log.info("send refused: %s opted out of %s (origin=%s)", mask_number(request.to),
+                     mask_number(request.from_), request.origin)
+            return refusal
+        return await self._store_intent(request)
+
+    async def _store_intent(self, request: SendRequest) -> OutboundSms:
+        ref = new_ref()
+        if request.source_ts is not None and request.retry_of is None:
+            # A thread reply: its Slack message is the claim, stored with the intent (Slack's retries of the event
+            # find this one instead of making another).
+            sms, created = await self.store.create_reply_intent(ref, request, utcnow())
+            if not created:
+                log.info("thread reply %s already stored as ref=%s", request.source_ts, sms.ref)
+                return sms
+        else:
+            sms = await self.store.create_outbound(ref, request, utcnow())
+            if request.source_ts is not None:
+                await self.store.set_reply_source(ref, request.source_ts)
+        log.info(
+            "send requested ref=%s user=%s channel=%s to=%s from=%s origin=%s",
+            ref, request.user_id, request.channel_id, mask_number(request.to), mask_number(request.from_),
+            request.origin,
+        )
+        return sms
+
+    async def submit(self, request: SendRequest, notify: Notify | None = None) -> OutboundSms | None:
+        """``accept`` then ``process``, for callers that have already answered Slack (Retry, thread replies)."""
+        accepted = await self.accept(request)
+        if isinstance(accepted, str):
+            if notify is not None:
+                await notify(accepted)
+            return None
+        return await self.process(accepted.ref, notify)
+
+    async def _post_parent_once(self, sms: OutboundSms) -> str:
+        """Post the parent, tagged with ``parent_key``. The attempt is noted in the store first, so after a crash
+        between Slack's answer and ``set_parent`` the next attempt finds that post instead of making another."""
+        key = parent_key(sms.ref)
+        if await self.store.begin_parent_post(sms.ref, utcnow()):
+            find: Callable[..., Awaitable[str | None]] | None = getattr(self.slack, "find_posted", None)
+            if find is not None:
+                try:
+                    found = await find(sms.channel_id, key, None)
+                except SlackPortError as exc:
+                    raise _AsTransient(str(exc)) from exc
+                if found is not None:
+                    log.info("parent of ref=%s was already posted (%s); not posting it again", sms.ref, found)
+                    return found
+        return await self.slack.post(sms.channel_id, render.parent_text(sms),
+                                     render.parent_blocks(sms, simulated=self.simulated), key=key)
+
+    async def process(self, ref: str, notify: Notify | None = None) -> OutboundSms | None:
+        """Post the parent (if new) and hand a pending message to SignalWire. Idempotent: only ``pending`` moves,
+        and only under the message's lease: if another replica holds it, that one is on it (the stored message is
+        returned as it is)."""
+        async with self.claims.hold(ref) as held:
+            sms = await self.store.get_outbound(ref)
+            if not held:
+                log.info("ref=%s is being worked on by another replica; leaving it", ref)
+                return sms
+            if sms is None or sms.state is not SendState.PENDING:
+                return sms
+            if sms.parent_ts is None and sms.attempts == 0:
+                try:
+                    ts = await self._post_parent_once(sms)
+                except SlackPortError as exc:
+                    if is_transient(exc):
+                        # Slack is having trouble, not refusing: the parent waits in the outbox, the SMS goes.
+                        # A timeout may hide a post that Slack took: the outbox looks before posting it.
+                        log.warning("parent post deferred ref=%s: %s", ref, exc)
+                        await self.outbox.post_parent(ref, sms.channel_id, maybe_posted=True)
+                        return await self.post_to_signalwire(sms)
+                    reason = render.parent_refusal(sms.channel_id, str(exc))
+                    await self.store.mark_rejected(ref, None, reason, utcnow())
+                    await self.store.count("rejected_slack")
+                    log.warning("send aborted ref=%s: parent post failed: %s", ref, exc)
+                    if notify is not None:
+                        await notify(f"⛔ Nothing was sent: I {reason}.")
+                    return await self.store.get_outbound(ref)
+                sms = await self.store.set_parent(ref, ts, utcnow())
+            elif sms.origin != "reply" and sms.retry_of is not None and sms.attempts == 0:
+                await self.display.reply(sms, f"🔁 Retry by <@{sms.user_id}>: sending again…")
+            if sms.parent_ts is not None:
+                # Their answer comes back into this thread (bridge.two_way routes inbound texts by conversation).
+                await self.store.set_conversation(sms.from_, sms.to, sms.channel_id, sms.parent_ts, utcnow())
+            return await self.post_to_signalwire(sms)
+
+    async def post_to_signalwire(self, sms: OutboundSms) -> OutboundSms:
+        """One POST, under the message's lease (``claims.hold``, held by the caller). Every outcome is stored before
+        anything else happens."""
+        sms = await self.store.mark_submitting(sms.ref, utcnow())
+        try:
+            message = await self.signalwire.send_message(
+                sms.to,
+                sms.from_,
+                body=sms.body or None,
+                media=sms.media,
+                send_as_mms=sms.send_as_mms,
+                status_callback=self.tokens.url(sms.ref),
+            )
+        except RateLimited as exc:
+            # Nothing was created: keep it pending and let the sweeper try again when SignalWire allows.
+            wait = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_BACKOFF
+            sms = await self.store.mark_pending(sms.ref, utcnow() + timedelta(seconds=wait), utcnow())
+            await self.store.count("rate_limited")
+            log.warning("send rate limited ref=%s: retrying in %.1f s", sms.ref, wait)
+            if wait >= LONG_WAIT_NOTICE:
+                await self.display.reply(
+                    sms, f"⏳ SignalWire asked us to slow down: queued, sending in about {wait:.0f} s.")
+            return sms
+        except NotSent as exc:
+            code, text = _error_parts(exc)
+            rejected = sms
+            sms = await self._stored(lambda: self.store.mark_rejected(rejected.ref, code, text, utcnow()))
+            await self.store.count("rejected")
+            log.warning("send rejected ref=%s: %s", sms.ref, exc)
+            await self.receipts.audit_outcome(sms, "rejected")
+            await self.receipts.note_opt_out(sms)
+            await self.display.react_outcome(sms, failed=True)
+            await self.display.refresh_parent(sms)
+            await self.display.reply_failure(sms, render.rejected_headline())
+            return sms
+        except OutcomeUnknown as exc:
+            sms = await self.store.get_outbound(sms.ref) or sms
+            if sms.sw_id is not None:
+                # A callback already proved SignalWire has it: the lost answer changes nothing.
+                await self.store.count("reconciled_by_callback")
+                return await self.receipts.adopt(sms, sms.sw_id, sms.segments or 1, sms.status or MessageStatus.QUEUED,
+                                        sms.error_code, sms.error_message, None)
+            # It may exist at SignalWire: never re-POST blindly. bridge.recovery looks in the logs first.
+            unknown, why = sms, str(exc)
+            sms = await self._stored(lambda: self.store.mark_unknown(unknown.ref, why, utcnow()))
+            await self.store.schedule(sms.ref, utcnow() + timedelta(seconds=self.settings.reconcile_first_check),
+                                      utcnow())
+            await self.store.count("unknown")
+            log.warning("send outcome unknown ref=%s: %s", sms.ref, exc)
+            # Tell the truth at once, not after the grace period: what SignalWire did, that we are checking, and
+            # when bridge.recovery will send again if the logs show nothing. The parent stops saying "Sending…".
+            await self.tell_checking(sms, render.unknown_cause(exc))
+            return sms
+        accepted = sms
+        return await self._stored(lambda: self.receipts.adopt(accepted, message.id, message.number_of_segments,
+                                                     message.status, message.error_code, message.error_message,
+                                                     message.created_at))
+
+    async def tell_checking(self, sms: OutboundSms, cause: str) -> None:
+        """An unknown outcome, told at once: ``cause`` (one clause), that the logs are being checked, and when the
+        message is sent once more if they show nothing. The parent stops saying "Sending…"."""
+        resend_at = (sms.submitted_at or utcnow()) + timedelta(seconds=self.settings.reconcile_grace)
+        await self.display.refresh_parent(sms)
+        await self.display.reply(sms, render.checking_notice(
+            cause, resend_at=resend_at if sms.attempts < MAX_POSTS else None,
+            resend_in=(resend_at - utcnow()).total_seconds()))
+
+    async def _stored(self, write: Callable[[], Awaitable[T]]) -> T:
+        """Record what SignalWire already did, waiting out a briefly locked database rather than forgetting it.
+
+        If the store stays away longer, the message is left ``submitting`` and the sweeper (or the next start)
+        reconciles it through SignalWire's logs.
+        """
+        deadline = time.monotonic() + RECORD_PATIENCE
+        while True:
+            try:
+                return await write()
+            except StoreUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("store unavailable while recording a send outcome; trying again")
+                await asyncio.sleep(1.0)
+
+    async def retry(self, ref: str, user_id: str, notify: Notify | None = None) -> OutboundSms | None:
+        """Send a failed message again, into the same thread. A second click on the same Retry does nothing."""
+        accepted = await self.accept_retry(ref, user_id)
+        if isinstance(accepted, str):
+            if notify is not None:
+                await notify(accepted)
+            return None
+        return await self.process(accepted.ref, notify)
+
+    async def accept_retry(self, ref: str, user_id: str, *, timeout: float = ACCEPT_TIMEOUT) -> OutboundSms | str:
+        """Claim the Retry of ``ref`` and store its intent in one transaction, before the click is acknowledged:
+        a crash after the ack resumes it (``bridge.recovery``), and a second click is told it was pressed already.
+
+        Returns the stored retry, or what to tell the user (bounded like ``accept``: a database that does not
+        answer within ``timeout`` means nothing was claimed nor will be sent, and Retry can be pressed again).
+        """
+        return await self._record_bounded(
+            self._accept_retry_now(ref, user_id), timeout=timeout, refusal=RETRY_NOT_RECORDED,
+            what=f"retry of ref={ref}",
+            # Undo the claim too, so the user's next click works.
+            undo=lambda retry: self.store.abandon_retry_intent(retry.ref),
+        )
+
+    async def _accept_retry_now(self, ref: str, user_id: str) -> OutboundSms | str:
+        original = await self.store.get_outbound(ref)
+        if original is None:
+            return "That message is not known to this bridge any more; send it again with /sms."
+        if not render.can_retry(original):
+            return "This message did not fail, so there is nothing to retry."
+        refusal = await self.opt_out_refusal(original.from_, original.to)
+        if refusal is not None:
+            return refusal
+        request = SendRequest(
+            user_id=user_id,
+            channel_id=original.channel_id,
+            team_id=original.team_id,
+            to=original.to,
+            from_=original.from_,
+            body=original.body,
+            media=original.media,
+            send_as_mms=original.send_as_mms,
+            # A retried thread reply stays a thread reply: its reactions, not a new parent, tell the outcome.
+            origin="reply" if original.origin == "reply" else "retry",
+            retry_of=original.ref,
+            thread_ts=original.parent_ts,
+            source_ts=await self.store.reply_source(original.ref),
+        )
+        retry_ref = new_ref()
+        if not await self.store.create_retry_intent(retry_ref, request, user_id, utcnow()):
+            return ALREADY_RETRIED
+        log.info("retry requested ref=%s of=%s user=%s", retry_ref, ref, user_id)
+        sms = await self.store.get_outbound(retry_ref)
+        assert sms is not None
+        return sms
+
+
+def _error_parts(exc: SignalWireError) -> tuple[str | None, str]:
+    """(code, SignalWire's own words) for the thread."""
+    if isinstance(exc, ValidationFailed) and exc.errors:
+        first = exc.errors[0]
+        return first.code or "422", "; ".join(e.message for e in exc.errors)
+    status = getattr(exc, "status", None)
+    detail = getattr(exc, "detail", None) or str(exc)
+    return (str(status) if status else None), detail
