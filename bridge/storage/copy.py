@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bridge.storage.engines import open_store
-from bridge.storage.port import Store
+from bridge.storage.port import Store, StoreUnavailable
 from bridge.storage.tools import redact_url
 
 BATCH_ROWS = 500
@@ -21,6 +21,10 @@ BATCH_ROWS = 500
 
 class CopyRefused(RuntimeError):
     """The copy did not start: the target is not empty, or the two schemas differ; the message says which."""
+
+
+class CopyFailed(RuntimeError):
+    """A database failed part-way: the target holds the batches committed so far (empty it before trying again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +71,12 @@ async def copy_store(source: Store, target: Store, *, batch: int = BATCH_ROWS,
         raise CopyRefused(f"the target already holds data: {listed}; copy-db only fills an empty database")
     for table in tables:
         copied = 0
-        while rows := await source.export_rows(table, copied, batch):
-            copied += await target.import_rows(table, rows)
+        try:
+            while rows := await source.export_rows(table, copied, batch):
+                copied += await target.import_rows(table, rows)
+        except (StoreUnavailable, ValueError) as exc:
+            raise CopyFailed(f"copying {table} stopped after {copied} rows: {exc}; the target now holds part of "
+                             "the data: empty it (or create a new database) before trying again") from exc
         if progress is not None:
             progress(f"copied {table}: {copied} rows")
     before, after = await source.row_counts(), await target.row_counts()
@@ -79,7 +87,8 @@ async def copy_db(source_url: str, target_url: str, *, batch: int = BATCH_ROWS,
                   progress: Callable[[str], None] | None = None) -> CopyReport:
     """Open both databases (creating and migrating the target's schema if needed) and ``copy_store``.
 
-    Raises ``CopyRefused`` before copying anything, ``StoreUnavailable`` if either database fails."""
+    Raises ``CopyRefused`` before copying anything, ``StoreUnavailable`` if a database cannot be opened or read
+    before the copy starts, ``CopyFailed`` if one fails during it."""
     if source_url == target_url:
         raise CopyRefused(f"source and target are the same database: {redact_url(source_url)}")
     source = await open_store(source_url)
