@@ -37,7 +37,7 @@ RECONCILE_OUTCOMES = ("by_callback", "found", "ambiguous", "resent", "gave_up")
 class Metrics:
     def __init__(self) -> None:
         # No ``*_created`` series next to every counter: they double the output and nobody alerts on them.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.sends = Counter("sms_bridge_sends", "Send outcomes (accepted by SignalWire, rejected, unknown, ...)",
