@@ -1,7 +1,7 @@
 """What a load balancer and Prometheus ask a replica: ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
 
 Owns: liveness (answers at once, never touches the database), readiness (the database answers within a short
-deadline, its schema is the one this code expects, the Slack token is accepted — ``auth.test``, cached) and the
+deadline, its schema has every migration this code needs, the Slack token is accepted — ``auth.test``, cached) and the
 scrape (outbox depth and age read from the store at scrape time, then prometheus-client's exposition).
 Must not import: ``handlers.server`` (it wires these routes), storage adapters.
 """
@@ -65,8 +65,13 @@ class Readiness:
             return False, f"no answer within {DB_CHECK_SECONDS:g}s", False, "unknown"
         except StoreUnavailable as exc:
             return False, str(exc), False, "unknown"
-        schema = f"{status.schema_version} ({'current' if status.current else f'code expects {status.latest_version}'})"
-        return True, f"{status.engine} {status.server_version}", status.current, schema
+        version, needed = status.schema_version, status.latest_version
+        if version < needed:
+            return True, f"{status.engine} {status.server_version}", False, f"{version}, this code needs {needed}"
+        # Newer than this code knows: another replica already runs the next version. Migrations only add, so this
+        # replica keeps serving until it is replaced (a rolling upgrade must not take every old replica out).
+        schema = f"{version} (current)" if version == needed else f"{version} (newer than this code's {needed})"
+        return True, f"{status.engine} {status.server_version}", True, schema
 
     async def slack(self) -> _SlackVerdict:
         async with self._slack_lock:  # concurrent probes share one auth.test

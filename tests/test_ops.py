@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,11 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridge.storage.sqlite.store import MIGRATIONS
 from demo.harness import Harness, running_bridge
 from handlers.server import METRICS
 
+LATEST = max(MIGRATIONS)
 METRIC_NAMES = {
     "sms_bridge_sends", "sms_bridge_reconciliations", "sms_bridge_receipt_recoveries", "sms_bridge_status_callbacks",
     "sms_bridge_inbound_webhooks", "sms_bridge_outbox_depth", "sms_bridge_outbox_oldest_age_seconds",
@@ -131,3 +134,17 @@ async def test_each_app_has_its_own_registry_with_the_same_names(tmp_path: Path)
         assert first.registry is not second.registry
         names = [{f.name for f in text_string_to_metric_families((await _get(x, "/metrics"))[1])} for x in (one, two)]
         assert names[0] == names[1] == METRIC_NAMES
+
+
+async def test_readiness_follows_the_schema_version_in_the_database(h: Harness) -> None:
+    path = h.config.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:  # another replica, one version ahead, migrated the shared database
+        db.execute("INSERT INTO schema_version (version) VALUES (?)", (LATEST + 1,))
+    status, body = await _get(h, "/readyz")
+    assert status == 200, body
+    assert body["checks"]["schema"]["detail"] == f"{LATEST + 1} (newer than this code's {LATEST})"
+    with sqlite3.connect(path) as db:  # the database lost migrations this code needs (e.g. restored from old)
+        db.execute("DELETE FROM schema_version WHERE version >= ?", (LATEST,))
+    status, body = await _get(h, "/readyz")
+    assert status == 503 and body["failed"] == ["schema"]
+    assert body["checks"]["schema"]["detail"] == f"{LATEST - 1}, this code needs {LATEST}"
