@@ -54,7 +54,7 @@ class MeteredWebClient(AsyncWebClient):
             return await super().api_call(api_method, *args, **kwargs)
         try:
             response = await super().api_call(api_method, *args, **kwargs)
-        except BaseException:
+        except Exception:  # a cancellation is not Slack's failure
             self.metrics.slack_calls.labels(method=api_method, result="error").inc()
             raise
         self.metrics.slack_calls.labels(method=api_method, result="ok").inc()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bridge.storage.sqlite.store import MIGRATIONS
 from demo.harness import Harness, running_bridge
 from handlers.server import METRICS
+from tests.pg import throwaway_database
 
 LATEST = max(MIGRATIONS)
 METRIC_NAMES = {
@@ -148,3 +150,23 @@ async def test_readiness_follows_the_schema_version_in_the_database(h: Harness) 
     status, body = await _get(h, "/readyz")
     assert status == 503 and body["failed"] == ["schema"]
     assert body["checks"]["schema"]["detail"] == f"{LATEST - 1}, this code needs {LATEST}"
+
+
+async def test_readyz_never_waits_on_a_database_that_does_not_answer(tmp_path: Path) -> None:
+    """PostgreSQL holds a lock the readiness query needs (as a stuck migration would): /readyz answers 503 after its
+    short deadline instead of hanging, /healthz is unaffected, and readiness returns once the lock is gone."""
+    async with throwaway_database() as url, running_bridge(tmp_path, env={"DATABASE_URL": url}) as h:
+        assert (await _get(h, "/readyz"))[0] == 200
+        blocker = await asyncpg.connect(url, timeout=5)
+        try:
+            async with blocker.transaction():
+                await blocker.execute("LOCK TABLE schema_version IN ACCESS EXCLUSIVE MODE")
+                status, body = await _get(h, "/readyz")
+                assert status == 503 and "database" in body["failed"]
+                assert body["checks"]["database"]["detail"] == "no answer within 2s"
+                assert await _get(h, "/healthz") == (200, {"ok": True})
+        finally:
+            await blocker.close()
+        status, body = await _get(h, "/readyz")
+        assert status == 200, body
+        assert body["checks"]["database"]["detail"].startswith("postgresql 15")
