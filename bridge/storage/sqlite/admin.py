@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,6 +30,7 @@ from bridge.storage.sqlite.timefmt import db_time, py_time
 # Bookkeeping, not data: never listed, exported or counted.
 _NOT_DATA = frozenset({"schema_version", "sqlite_sequence"})
 _DB_ERRORS = (sqlite3.Error, ValueError)
+_ROWID = "__rowid__"
 
 
 def is_time_column(name: str) -> bool:
@@ -71,12 +73,19 @@ def _to_sqlite(value: Any, declared: str, column: str) -> Any:
     return value.timestamp() if declared == "REAL" else db_time(value)
 
 
+@dataclass
+class _AdminState:
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)  # table → column → declared type
+    cursors: dict[str, tuple[int, int]] = field(default_factory=dict)  # table → (rows exported, last rowid)
+
+
 class SqliteAdmin:
     """The administration methods of ``Store`` for SQLite."""
 
     schema_latest: ClassVar[int]  # the newest migration this code knows (set by SqliteStore from MIGRATIONS)
     _db: aiosqlite.Connection
     _write_lock: asyncio.Lock
+    _admin_state: _AdminState
 
     async def _all(self, sql: str, params: Sequence[Any]) -> list[aiosqlite.Row]:
         raise NotImplementedError
@@ -114,20 +123,45 @@ class SqliteAdmin:
         return ordered
 
     async def _columns(self, table: str) -> dict[str, str]:
-        """Column name → declared type (upper case) of a data table; ValueError for anything else."""
-        if table not in await self.table_names():
-            raise ValueError(f"not a data table: {table!r}")
-        rows = await self._all("SELECT name, type FROM pragma_table_info(?) ORDER BY cid", (table,))
-        return {str(r["name"]): str(r["type"]).upper() for r in rows}
+        """Column name → declared type (upper case) of a data table; ValueError for anything else. Read once per
+        table: the schema changes only when a store opens (migrations), never under an open one."""
+        known = self._state().columns
+        if table not in known:
+            if table not in await self.table_names():
+                raise ValueError(f"not a data table: {table!r}")
+            rows = await self._all("SELECT name, type FROM pragma_table_info(?) ORDER BY cid", (table,))
+            known[table] = {str(r["name"]): str(r["type"]).upper() for r in rows}
+        return known[table]
 
     async def export_rows(self, table: str, after: int, limit: int) -> list[dict[str, Any]]:
         columns = await self._columns(table)
-        rows = await self._all(f'SELECT {_quoted(columns)} FROM "{table}" ORDER BY rowid LIMIT ? OFFSET ?',
-                               (max(0, int(limit)), max(0, int(after))))
-        return [
-            {c: _to_python(row[c], t) if is_time_column(c) else row[c] for c, t in columns.items()}
-            for row in rows
-        ]
+        after, limit = max(0, int(after)), max(0, int(limit))
+        select = f'SELECT rowid AS "{_ROWID}", {_quoted(columns)} FROM "{table}"'
+        # Paging on from the previous page (the usual caller) seeks to its last rowid instead of stepping over
+        # ``after`` rows again, so exporting a table is linear, not quadratic, in its size.
+        cursors = self._state().cursors
+        resume = cursors.get(table)
+        if resume is not None and resume[0] == after:
+            rows = await self._all(f"{select} WHERE rowid > ? ORDER BY rowid LIMIT ?", (resume[1], limit))
+        else:
+            rows = await self._all(f"{select} ORDER BY rowid LIMIT ? OFFSET ?", (limit, after))
+        if rows:
+            cursors[table] = (after + len(rows), int(rows[-1][_ROWID]))
+        times = [(c, t) for c, t in columns.items() if is_time_column(c)]
+        exported = []
+        for row in rows:
+            values = {c: row[c] for c in columns}
+            for column, declared in times:
+                values[column] = _to_python(values[column], declared)
+            exported.append(values)
+        return exported
+
+    def _state(self) -> _AdminState:
+        try:
+            return self._admin_state
+        except AttributeError:  # a mixin has no __init__ of its own: made on first use
+            self._admin_state = _AdminState()
+            return self._admin_state
 
     async def import_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         if not rows:
@@ -137,10 +171,13 @@ class SqliteAdmin:
         unknown = [n for n in names if n not in columns]
         if unknown:
             raise ValueError(f"table {table} has no column(s) {', '.join(unknown)}")
-        values = [
-            tuple(_to_sqlite(row[n], columns[n], n) if is_time_column(n) else row[n] for n in names)
-            for row in rows
-        ]
+        times = [(i, n, columns[n]) for i, n in enumerate(names) if is_time_column(n)]
+        values = []
+        for row in rows:
+            value = [row[n] for n in names]
+            for i, column, declared in times:
+                value[i] = _to_sqlite(value[i], declared, column)
+            values.append(value)
         sql = f'INSERT INTO "{table}" ({_quoted(names)}) VALUES ({", ".join("?" for _ in names)})'
         self._check_open()
         try:
