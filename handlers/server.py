@@ -257,6 +257,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(resources)
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()  # the ack latency counts reading and parsing the request too
         # Bolt compares the signature with hmac.compare_digest, which raises TypeError on non-ASCII text: such a
         # header cannot be Slack's, so it is refused here as unsigned.
         if not all(request.headers.get(name, "").isascii() for name in SLACK_SIGNATURE_HEADERS):
@@ -273,7 +274,6 @@ def create_app(config: Config) -> web.Application:
         body: object = bolt_request.body  # typed as a dict by Bolt, but `payload=[]` makes it a list
         if not isinstance(body, dict):
             return web.json_response({"error": "the Slack payload is not a JSON object"}, status=400)
-        started = time.monotonic()
         bolt_response = await request.app[BOLT].async_dispatch(bolt_request)
         response = await to_aiohttp_response(bolt_response)
         metrics.ack_seconds.labels(kind=_slack_kind(body)).observe(time.monotonic() - started)
