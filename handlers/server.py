@@ -25,6 +25,8 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.config import Config
@@ -235,7 +237,8 @@ def create_app(config: Config) -> web.Application:
         app[SCRAPE] = MetricsRoute(metrics, store)
         socket_handler: AsyncSocketModeHandler | None = None
         if effective.socket_mode:
-            socket_handler = AsyncSocketModeHandler(bolt, effective.slack_app_token)
+            socket_handler = TimedSocketModeHandler(bolt, effective.slack_app_token)
+            socket_handler.metrics = metrics
             await socket_handler.connect_async()  # type: ignore[no-untyped-call]
             log.info("connected to Slack over Socket Mode")
         log.info("ready: %r", effective)
@@ -293,6 +296,25 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", scrape)
     return app
+
+
+# Socket Mode envelope types → the histogram's kinds (the same as over HTTP).
+_SOCKET_KINDS = {"slash_commands": "command", "events_api": "event", "interactive": "interactive"}
+
+
+class TimedSocketModeHandler(AsyncSocketModeHandler):
+    """Bolt's Socket Mode handler, with the time to ack each envelope in the ack latency histogram."""
+
+    metrics: Metrics | None = None
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        started = time.monotonic()
+        try:
+            await super().handle(client, req)
+        finally:
+            if self.metrics is not None:
+                kind = _SOCKET_KINDS.get(req.type, "interactive")
+                self.metrics.ack_seconds.labels(kind=kind).observe(time.monotonic() - started)
 
 
 def _slack_kind(body: dict[str, Any]) -> str:

@@ -8,14 +8,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridge.config import Config
 from bridge.storage.sqlite.store import MIGRATIONS
-from demo.harness import Harness, running_bridge
-from handlers.server import METRICS
+from demo.fake_slack import FakeSlack, socket_send
+from demo.fake_slack import create_app as create_fake_slack_app
+from demo.harness import Harness, _bound_socket, _serve, bot_environment, running_bridge
+from handlers.server import METRICS, create_app
+from sw_api.simulator import Simulator, SimulatorConfig
+from sw_api.simulator import create_app as create_simulator_app
 from tests.pg import throwaway_database
 
 LATEST = max(MIGRATIONS)
@@ -170,3 +176,32 @@ async def test_readyz_never_waits_on_a_database_that_does_not_answer(tmp_path: P
         status, body = await _get(h, "/readyz")
         assert status == 200, body
         assert body["checks"]["database"]["detail"].startswith("postgresql 15")
+
+
+async def test_socket_mode_acks_are_timed_too(tmp_path: Path) -> None:
+    simulator = Simulator(SimulatorConfig(step_delay=0.02))
+    sim_runner, sim_url = await _serve(create_simulator_app(simulator))
+    slack = FakeSlack(bot_token="xoxb-fake")
+    slack_runner, slack_url = await _serve(create_fake_slack_app(slack))
+    slack.base_url = slack_url
+    sock = _bound_socket()
+    bot_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = bot_environment(slack_url=slack_url, sim_url=sim_url, sim=simulator.config, public_url=bot_url,
+                          database=tmp_path / "socket.db")
+    env.pop("SLACK_SIGNING_SECRET")
+    env["SLACK_APP_TOKEN"] = slack.app_token
+    bot_runner, _ = await _serve(create_app(Config.from_env(env)), sock)
+    try:
+        await socket_send(slack, "slash_commands", {
+            "command": "/sms", "text": "help", "user_id": "U0ALICE", "channel_id": "C0GENERAL", "team_id": "T0001",
+            "trigger_id": "t1", "response_url": slack.response_url("r1", channel="C0GENERAL", user="U0ALICE"),
+        })
+        async with aiohttp.ClientSession() as session, session.get(f"{bot_url}/metrics") as response:
+            text = await response.text()
+        [family] = [f for f in text_string_to_metric_families(text) if f.name == "sms_bridge_slack_ack_seconds"]
+        counts = {s.labels["kind"]: s.value for s in family.samples if s.name.endswith("_count")}
+        assert counts == {"command": 1}
+    finally:
+        await bot_runner.cleanup()
+        await slack_runner.cleanup()
+        await sim_runner.cleanup()
