@@ -30,6 +30,7 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
 # A pooled connection that died (server restart, pg_terminate_backend): a read may simply be tried again.
 _LOST: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError, asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError, asyncpg.InternalClientError,
 )
 
 
@@ -72,6 +73,13 @@ class PgBase:
         return StoreUnavailable(f"PostgreSQL {what} ({redact_url(self._url)}): {kind}{': ' if detail else ''}"
                                 f"{detail[:200]}")
 
+    async def _failed(self, what: str, exc: BaseException) -> StoreUnavailable:
+        """After a lost connection, replace every pooled one (they likely died together: a restart, a kill), so
+        the next call works; then the short reason."""
+        if isinstance(exc, _LOST) and not self._closed:
+            await self._pool.expire_connections()
+        return self._unavailable(what, exc)
+
     def _live_pool(self) -> asyncpg.Pool:
         if self._closed:
             raise StoreUnavailable(f"PostgreSQL store {redact_url(self._url)} is closed")
@@ -85,10 +93,11 @@ class PgBase:
                 async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
                     return list(await conn.fetch(sql, *args))
             except _LOST as exc:
+                failure = await self._failed("query failed", exc)
                 if attempt == 2:
-                    raise self._unavailable("query failed", exc) from exc
+                    raise failure from exc
             except DB_ERRORS as exc:
-                raise self._unavailable("query failed", exc) from exc
+                raise await self._failed("query failed", exc) from exc
         raise AssertionError("unreachable")
 
     async def _row(self, sql: str, *args: Any) -> asyncpg.Record | None:
@@ -102,7 +111,7 @@ class PgBase:
             async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
                 return rowcount(await conn.execute(sql, *args))
         except DB_ERRORS as exc:
-            raise self._unavailable("write failed", exc) from exc
+            raise await self._failed("write failed", exc) from exc
 
     async def _fetch_write(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """Rows of one writing statement with RETURNING (its own transaction); never retried."""
@@ -111,7 +120,7 @@ class PgBase:
             async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
                 return list(await conn.fetch(sql, *args))
         except DB_ERRORS as exc:
-            raise self._unavailable("write failed", exc) from exc
+            raise await self._failed("write failed", exc) from exc
 
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[asyncpg.Connection]:
@@ -122,7 +131,7 @@ class PgBase:
             async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
                 yield conn
         except DB_ERRORS as exc:
-            raise self._unavailable("transaction failed", exc) from exc
+            raise await self._failed("transaction failed", exc) from exc
 
 
 def rowcount(status: str) -> int:
