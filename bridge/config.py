@@ -60,6 +60,7 @@ class Config:
     stuck_after: float = 900.0
     sweep_interval: float = 2.0
     reply_resume_after: float = 30.0  # a thread reply stored but unfinished this long (its process died) is resumed
+    lease_seconds: float = 30.0  # a replica's claim on a message / outbox item, renewed every third of it while alive
     # Retention (bridge.recovery prunes in small batches); 0 keeps rows forever.
     retention_days: int = 90          # inbound claims, Slack event ids, status-callback history
     audit_retention_days: int = 365   # the audit trail
@@ -213,6 +214,7 @@ class Config:
             "stuck_after": seconds("STUCK_AFTER_SECONDS", "900", 1, 7 * 86400),
             "sweep_interval": seconds("SWEEP_INTERVAL_SECONDS", "2", 0.05, 3600),
             "reply_resume_after": seconds("REPLY_RESUME_SECONDS", "30", 1, 3600),
+            "lease_seconds": seconds("LEASE_SECONDS", "30", 1, 600),
         }
 
         allowed_users = _slack_ids(get("SMS_ALLOWED_USERS"), "SMS_ALLOWED_USERS", r"[UW][A-Z0-9]{2,}",

@@ -217,8 +217,9 @@ def create_app(config: Config) -> web.Application:
             settings=SendSettings(
                 reconcile_first_check=min(2.0, effective.reconcile_grace), reconcile_grace=effective.reconcile_grace,
                 stuck_after=effective.stuck_after, sweep_interval=effective.sweep_interval,
-                stale_submitting=effective.signalwire_timeout + 60,
+                stale_submitting=effective.signalwire_timeout + 60, message_lease=effective.lease_seconds,
             ),
+            outbox_options={"lease": effective.lease_seconds},
         )
         bolt, replies = build_bolt(effective, bridge, slack_client)
 

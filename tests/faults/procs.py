@@ -213,6 +213,8 @@ async def open_world(
         # Small grace periods so reconciliation happens within a test (the bot's defaults are 15 s / 60 s).
         "SIGNALWIRE_TIMEOUT_SECONDS": "2",
         "RECONCILE_GRACE_SECONDS": "1",
+        # A killed bot's leases (messages, outbox items) run out this fast; the restarted one takes over after.
+        "LEASE_SECONDS": "2",
         **(env or {}),
     }
     bot = BotProcess(env=bot_env, log_path=tmp_path / "bot.log", port=port, script=script or REPO / "bot.py")

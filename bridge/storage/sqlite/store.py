@@ -285,18 +285,17 @@ class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
             raise StoreUnavailable(f"SQLite store {self._path} is closed")
 
     async def _one(self, sql: str, params: Sequence[Any]) -> aiosqlite.Row | None:
-        self._check_open()
-        try:
-            async with self._db.execute(sql, params) as cur:
-                return await cur.fetchone()
-        except _DB_ERRORS as exc:
-            raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, params: Sequence[Any]) -> list[aiosqlite.Row]:
+        # execute_fetchall runs the statement to completion in ONE call on the connection's thread: a statement
+        # left half-read would hold a read snapshot on this connection, and a write another coroutine issued on it
+        # meanwhile would then fail at once with "database is locked" (SQLITE_BUSY_SNAPSHOT, no busy wait) as
+        # soon as another connection — a second replica on the same file — had committed.
         self._check_open()
         try:
-            async with self._db.execute(sql, params) as cur:
-                return list(await cur.fetchall())
+            return list(await self._db.execute_fetchall(sql, params))
         except _DB_ERRORS as exc:
             raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
 
