@@ -9,9 +9,7 @@ import pytest
 
 from bridge.storage.engines import open_store
 from bridge.storage.port import Store
-from tests.pg import throwaway_database
-
-ENGINES = ["sqlite", "postgresql"]
+from tests.pg import ENGINES, throwaway_database
 
 
 @pytest.fixture(params=ENGINES)

@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ENGINES = ["sqlite", "postgresql"]  # every store and fault test runs on each
 _reachable: bool | None = None
 
 

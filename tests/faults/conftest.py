@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from faults.procs import World, open_world
+from tests.faults.procs import World, open_world
 
 WorldFactory = Callable[..., AbstractAsyncContextManager[World]]
 

@@ -14,7 +14,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from faults.procs import World
+from tests.faults.procs import World
 
 Match = Callable[[str, dict[str, Any]], bool]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from faults.procs import Snapshot, World
 from sw_api.webhooks import SIGNATURE_HEADER, sign_json
+from tests.faults.procs import Snapshot, World
 
 TO = "+15551234567"
 OVERSIZED = 256 * 1024 + 1

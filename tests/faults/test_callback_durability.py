@@ -18,7 +18,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from faults.procs import (
+from sw_api.models import MessageStatus, StatusEvent
+from sw_api.simulator import SimMessage
+from sw_api.webhooks import SIGNATURE_HEADER, sign_json
+from tests.faults.procs import (
     CHANNEL,
     RECEIPT_LABELS,
     World,
@@ -27,10 +30,7 @@ from faults.procs import (
     receipts_in,
     thread_texts,
 )
-from faults.slow_outbox_bot import DELAY_VARIABLE
-from sw_api.models import MessageStatus, StatusEvent
-from sw_api.simulator import SimMessage
-from sw_api.webhooks import SIGNATURE_HEADER, sign_json
+from tests.faults.slow_outbox_bot import DELAY_VARIABLE
 
 TO = "+15551234567"
 SLOW_BOT = Path(__file__).with_name("slow_outbox_bot.py")

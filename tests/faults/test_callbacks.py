@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from faults.procs import (
+from sw_api.models import MessageStatus, StatusEvent
+from sw_api.simulator import Fault
+from sw_api.webhooks import SIGNATURE_HEADER, sign_json
+from tests.faults.procs import (
     CHANNEL,
     Snapshot,
     World,
@@ -16,9 +19,6 @@ from faults.procs import (
     parent_for,
     thread_texts,
 )
-from sw_api.models import MessageStatus, StatusEvent
-from sw_api.simulator import Fault
-from sw_api.webhooks import SIGNATURE_HEADER, sign_json
 
 TO = "+15551234567"
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from faults.procs import CHANNEL, World, assert_exactly_one_sms, assert_receipts_once, parent_for, sms_to
+from tests.faults.procs import CHANNEL, World, assert_exactly_one_sms, assert_receipts_once, parent_for, sms_to
 
 TO = "+15551234567"
 

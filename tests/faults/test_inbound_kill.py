@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from demo.harness import FROM_NUMBER
-from faults.kill_points import kill_on, restart_after_kill
-from faults.procs import World
 from sw_api.simulator import InboundDelivery
+from tests.faults.kill_points import kill_on, restart_after_kill
+from tests.faults.procs import World
 
 INBOUND = "C0INBOUND"
 PHONE = "+15551234567"

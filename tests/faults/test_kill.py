@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from faults.procs import CHANNEL, World, assert_exactly_one_sms, assert_receipts_once, parent_for
 from sw_api.models import MessageStatus
+from tests.faults.procs import CHANNEL, World, assert_exactly_one_sms, assert_receipts_once, parent_for
 
 TO = "+15551234567"
 

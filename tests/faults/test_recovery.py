@@ -9,9 +9,17 @@ from typing import Any
 
 import pytest
 
-from faults.procs import CHANNEL, World, assert_exactly_one_sms, assert_receipts_once, parent_for, sms_to, thread_texts
 from sw_api.models import MessageStatus
 from sw_api.simulator import Fault
+from tests.faults.procs import (
+    CHANNEL,
+    World,
+    assert_exactly_one_sms,
+    assert_receipts_once,
+    parent_for,
+    sms_to,
+    thread_texts,
+)
 
 TO = "+15551234567"
 
@@ -176,7 +184,7 @@ async def test_slack_payloads_bolt_cannot_parse_are_400(world: World) -> None:
 
 @pytest.mark.slow
 async def test_long_lock_refuses_clearly_and_answers_callbacks_503(make_world: Any) -> None:
-    from faults.test_database import locked_for
+    from tests.faults.test_database import locked_for
 
     async with asyncio.timeout(80), make_world(step_delay=0.3) as world:
         await world.driver.slash_command(f"{TO} receipts during a long lock")

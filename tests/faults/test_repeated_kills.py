@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from faults.kill_points import kill_on, restart_after_kill
-from faults.procs import CHANNEL, World, assert_exactly_one_sms, assert_receipts_once, parent_for, sms_to
+from tests.faults.kill_points import kill_on, restart_after_kill
+from tests.faults.procs import CHANNEL, World, assert_exactly_one_sms, assert_receipts_once, parent_for, sms_to
 
 TO = "+15551234567"
 SLACK_WRITES = frozenset({"chat.postMessage", "chat.update", "reactions.add", "reactions.remove"})

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from demo.fake_slack import SlackMessage
-from faults.procs import CHANNEL, World
-from faults.test_database import locked_for
 from sw_api.models import MessageStatus
 from sw_api.simulator import Outcome
+from tests.faults.procs import CHANNEL, World
+from tests.faults.test_database import locked_for
 
 TO = "+15551234567"
 

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from faults.procs import CHANNEL, World, assert_exactly_one_sms, assert_receipts_once, parent_for
 from sw_api.simulator import Fault
+from tests.faults.procs import CHANNEL, World, assert_exactly_one_sms, assert_receipts_once, parent_for
 
 TO = "+15551234567"
 

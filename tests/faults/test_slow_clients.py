@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from faults.procs import World
+from tests.faults.procs import World
 
 READ_TIMEOUT = "1"
 HARD_CAP = 30.0  # seconds; the old bot held such a connection for minutes (the body) or 75 s (the head)
