@@ -225,3 +225,42 @@ async def test_reply_intents_across_two_stores_create_one_message() -> None:
             *(pair[i % 2].create_reply_intent(f"ref{i}", request, T0) for i in range(CALLS)))
         assert [created for _, created in results].count(True) == 1
         assert len({sms.ref for sms, _ in results}) == 1
+
+
+async def test_import_takes_times_as_aware_datetimes_iso_text_or_unix_seconds_and_refuses_naive_ones() -> None:
+    async with throwaway_database() as url:
+        store = await PostgresStore.open(url)
+        try:
+            row = {"thread_key": "C1:1.0", "kind": "post", "ref": None, "channel": "C1", "payload": "{}",
+                   "created_at": "2025-03-01T12:00:00.000000+00:00", "attempts": 0,
+                   "next_attempt_at": T0.timestamp(), "claimed_until": None, "done_at": None, "failed_at": None,
+                   "last_error": None, "result": None, "claimed_by": None, "id": 7}
+            assert await store.import_rows("slack_outbox", [row]) == 1
+            [exported] = await store.export_rows("slack_outbox", 0, 10)
+            assert exported["created_at"] == T0 and exported["next_attempt_at"] == T0 and exported["id"] == 7
+            assert await store.outbox_add("C2:1.0", "post", None, "C2", {}, T0) == 8, "new ids follow imported ones"
+            with pytest.raises(ValueError):
+                await store.import_rows("slack_outbox", [{**row, "id": 9, "created_at": T0.replace(tzinfo=None)}])
+            with pytest.raises(ValueError):
+                await store.import_rows("schema_version", [{"version": 99}])
+        finally:
+            await store.close()
+
+
+async def test_a_statement_stuck_behind_a_lock_is_unavailable_after_the_command_timeout() -> None:
+    async with throwaway_database() as url:
+        store = await PostgresStore.open(url, command_timeout=0.5)
+        try:
+            await store.create_outbound("r1", REQUEST, T0)
+            holder = await asyncpg.connect(url, timeout=5)
+            try:
+                async with holder.transaction():
+                    await holder.execute("SELECT 1 FROM outbound WHERE ref = 'r1' FOR UPDATE")
+                    with pytest.raises(StoreUnavailable, match="Timeout"):
+                        await store.record_status("r1", MessageStatus.SENT, None, None, None, T0)
+            finally:
+                await holder.close()
+            change = await store.record_status("r1", MessageStatus.SENT, None, None, None, T0)
+            assert change.new and change.advanced, "the timed-out attempt left nothing behind"
+        finally:
+            await store.close()

@@ -146,11 +146,11 @@ async def lock_key(conn: asyncpg.Connection, *parts: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", parts[0], "\x1f".join(parts[1:]))
 
 
-async def create_pool(url: str) -> asyncpg.Pool:
+async def create_pool(url: str, *, command_timeout: float = COMMAND_TIMEOUT) -> asyncpg.Pool:
     """A connected pool; ``StoreUnavailable`` (password redacted) if the server cannot be reached."""
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=POOL_MIN, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT,
+            url, min_size=POOL_MIN, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT, command_timeout=command_timeout,
         )
     except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError,
             ValueError) as exc:

@@ -86,14 +86,15 @@ class OutboxSql(PgBase):
                                              item_id)
             if thread_key is None:
                 return False
-            # Every claim in this thread waits here: the checks below and the update are one step.
+            # Every claim in this thread waits here: the checks below and the update are one step. A claim without
+            # an owner counts as another owner's (IS DISTINCT FROM), as in SQLite.
             await lock_key(conn, "outbox-thread", thread_key)
             status = await conn.execute(
                 f"""UPDATE slack_outbox SET claimed_by = $2, claimed_until = $4
                     WHERE id = $1 AND {_UNDONE}
                       AND id = (SELECT MIN(id) FROM slack_outbox WHERE thread_key = $5 AND {_UNDONE})
                       AND NOT EXISTS (
-                          SELECT 1 FROM slack_outbox WHERE thread_key = $5 AND {_UNDONE}
+                          SELECT 1 FROM slack_outbox WHERE thread_key = $5
                               AND claimed_until > $3 AND claimed_by IS DISTINCT FROM $2)""",
                 item_id, owner, now, until, thread_key)
             return rowcount(status) == 1

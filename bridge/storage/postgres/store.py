@@ -11,7 +11,7 @@ import asyncio
 
 from bridge.storage.postgres.admin import AdminSql
 from bridge.storage.postgres.audit import AuditSql
-from bridge.storage.postgres.connection import ACQUIRE_TIMEOUT, DB_ERRORS, create_pool
+from bridge.storage.postgres.connection import ACQUIRE_TIMEOUT, COMMAND_TIMEOUT, DB_ERRORS, create_pool
 from bridge.storage.postgres.messages import MessagesSql
 from bridge.storage.postgres.migrations import current_version, migrate
 from bridge.storage.postgres.outbox import OutboxSql
@@ -24,9 +24,10 @@ class PostgresStore(MessagesSql, TwoWaySql, OutboxSql, AuditSql, AdminSql):
     """A pool of connections to one PostgreSQL database; several replicas may open the same one."""
 
     @classmethod
-    async def open(cls, url: str) -> PostgresStore:
-        """Connect and apply missing migrations; ``StoreUnavailable`` if the server cannot be reached."""
-        pool = await create_pool(url)
+    async def open(cls, url: str, *, command_timeout: float = COMMAND_TIMEOUT) -> PostgresStore:
+        """Connect and apply missing migrations; ``StoreUnavailable`` if the server cannot be reached.
+        ``command_timeout``: seconds a statement may run (or wait for a lock) before ``StoreUnavailable``."""
+        pool = await create_pool(url, command_timeout=command_timeout)
         store = cls(pool, url)
         try:
             async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
