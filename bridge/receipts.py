@@ -70,7 +70,7 @@ class Receipts:
                 raise CallbackRefused(403, "callback id belongs to another message")
         if sms.state is SendState.SUBMITTING:
             # Faster than the create answer. Remember the id, so even a lost answer leaves no doubt, and record the
-            # status without the message's lock: the POST holds it. Its owner announces what was recorded once
+            # status without the message's lease: the POST holds it. Its owner announces what was recorded once
             # SignalWire's answer is stored (``adopt``); after a crash, reconciliation does.
             if sms.sw_id is None:
                 await self.store.note_sw_id(ref, event.id, utcnow())

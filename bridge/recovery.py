@@ -83,8 +83,9 @@ class Recovery:
         await self._orphaned_submitting(utcnow())
 
     async def _orphaned_submitting(self, now: datetime) -> None:
-        # ``due`` skips live leases: a POST still in flight anywhere keeps its message's lease renewed.
-        for sms in await self.store.due([SendState.SUBMITTING], now + timedelta(days=36500)):
+        # ``due`` skips live leases: a POST still in flight anywhere keeps its message's lease renewed. (A submitting
+        # message has no next_attempt_at, so ``now`` finds them all.)
+        for sms in await self.store.due([SendState.SUBMITTING], now):
             async with self.bridge.claims.hold(sms.ref) as held:
                 current = await self.store.get_outbound(sms.ref) if held else None
                 if current is None or current.state is not SendState.SUBMITTING:
