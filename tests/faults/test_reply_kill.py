@@ -12,9 +12,9 @@ import pytest
 
 from demo.fake_slack import SlackMessage
 from demo.harness import FROM_NUMBER
+from faults.dbtools import locked_for
 from faults.kill_points import kill_on, restart_after_kill
 from faults.procs import World, sms_to
-from faults.test_database import locked_for
 
 INBOUND = "C0INBOUND"
 PHONE = "+15551234567"

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from demo.fake_slack import SlackMessage
+from faults.dbtools import locked_for
 from faults.procs import CHANNEL, World
-from faults.test_database import locked_for
 from sw_api.models import MessageStatus
 from sw_api.simulator import Outcome
 
