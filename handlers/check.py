@@ -1,6 +1,7 @@
 """``python bot.py check``: prove the configuration works before going live, and say precisely what does not.
 
-Owns: the checks (Slack ``auth.test``, a SignalWire logs call, the database) and their wording, and a ``warn`` line
+Owns: the checks (Slack ``auth.test``, a SignalWire logs call, the database: reachable, its engine and server
+version, its schema version) and their wording, and a ``warn`` line
 for a risk the operator accepted (``SIGNALWIRE_ALLOW_UNSIGNED_WEBHOOKS=true``; not a failure).
 Must not import: ``handlers.server`` (checks run without serving anything).
 """
@@ -13,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 from bridge.config import Config
 from bridge.storage.engines import open_store
 from bridge.storage.port import StoreUnavailable
+from bridge.storage.tools import redact_url
 from handlers.slack_out import make_web_client
 from handlers.web import UNSIGNED_WEBHOOKS_WARNING
 from sw_api.client import NO_RETRY, SignalWireClient
@@ -62,13 +64,23 @@ async def run_check(config: Config, out: list[str] | None = None) -> int:
             except SignalWireError as exc:
                 say(False, f"SignalWire: logs call failed: {exc}")
 
+    where = redact_url(config.database_url)
     try:
         store = await open_store(config.database_url)
-        await store.ping()
-        await store.close()
-        say(True, f"Database: {config.database_url.split('@')[-1]} is reachable and migrated")
+        try:
+            await store.ping()
+            status = await store.schema_status()
+        finally:
+            await store.close()
+        say(True, f"Database: {where} is reachable and migrated")
+        if status.current:
+            say(True, f"Database engine: {status.engine} {status.server_version}, schema {status.schema_version} "
+                      "(current)")
+        else:
+            say(False, f"Database engine: {status.engine} {status.server_version}, schema {status.schema_version}, "
+                       f"newer than this version of sms-bridge knows ({status.latest_version}): upgrade it")
     except StoreUnavailable as exc:
-        say(False, f"Database: {exc}")
+        say(False, f"Database: {where}: {exc}")
 
     if config.allow_unsigned_webhooks:
         # Not a failure (the operator opted in), but never silent.

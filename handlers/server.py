@@ -1,6 +1,7 @@
 """The application factory: one aiohttp app serving Slack (Bolt mounted in it), SignalWire webhooks and health.
 
-Owns: ``create_app(config)``, the lifetime of every long-lived resource (store, HTTP sessions, Socket Mode,
+Owns: ``create_app(config)`` and its routes (Slack, SignalWire, ``handlers.ops``' health, readiness and
+metrics), the lifetime of every long-lived resource (store, HTTP sessions, Socket Mode,
 the in-process simulator in ``simulator`` mode) through ``cleanup_ctx``, the typed app keys, and ``run(config)``:
 serving the app until SIGTERM/SIGINT behind the client limits of ``handlers.limits``, with event-loop errors
 logged in a form the log's repeat limiter can collapse.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -27,6 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.config import Config
 from bridge.logs import REQUEST_ID, REQUEST_ID_HEADER, bind_request_id
+from bridge.metrics import Metrics, metered
 from bridge.model import SlackReply
 from bridge.recovery import Recovery, Retention
 from bridge.service import Bridge, CallbackTokens, SendSettings
@@ -34,8 +37,9 @@ from bridge.storage.engines import open_store
 from handlers import register_all, two_way
 from handlers.events import ThreadReplies
 from handlers.limits import GuardedRunner, Limits, body_deadline_middleware
+from handlers.ops import MetricsRoute, Readiness, healthz
 from handlers.slack_out import SlackOut, make_web_client
-from handlers.web import SignalWireRoutes, healthz
+from handlers.web import SignalWireRoutes
 from sw_api.client import SignalWireClient
 
 log = logging.getLogger("handlers.server")
@@ -43,6 +47,9 @@ log = logging.getLogger("handlers.server")
 CONFIG = web.AppKey("config", Config)
 BRIDGE = web.AppKey("bridge", Bridge)
 BOLT = web.AppKey("bolt", AsyncApp)
+METRICS = web.AppKey("metrics", Metrics)
+READINESS = web.AppKey("readiness", Readiness)
+SCRAPE = web.AppKey("scrape", MetricsRoute)
 
 SHUTDOWN_DRAIN_SECONDS = 20.0
 SHUTDOWN_REQUESTS_SECONDS = 10.0  # SIGTERM: how long requests in flight may finish before the app's clean-up
@@ -179,9 +186,10 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES,
                           middlewares=[request_id_middleware, body_deadline_middleware(config.request_read_timeout)])
     app[CONFIG] = config
+    metrics = app[METRICS] = Metrics()
     routes = SignalWireRoutes(BRIDGE, public_url=config.public_url, signing_key=config.signalwire_signing_key,
                               our_numbers=config.from_numbers, default_region=config.default_region,
-                              two_way=lambda bridge: two_way(bridge, config))
+                              two_way=lambda bridge: two_way(bridge, config), metrics=metrics)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         effective = config
@@ -191,14 +199,15 @@ def create_app(config: Config) -> web.Application:
             routes.public_url = effective.public_url
             routes.signing_key = effective.signalwire_signing_key
         routes.warn_if_unsigned()
-        store = await open_store(effective.database_url)
+        # Every store call goes through the meter: outcomes (store.count) and database errors become metrics.
+        store = metered(await open_store(effective.database_url), metrics)
         session = aiohttp.ClientSession()
         signalwire = SignalWireClient(
             session, space=effective.signalwire_space_url, project_id=effective.signalwire_project_id,
             api_token=effective.signalwire_api_token,
             timeout=aiohttp.ClientTimeout(total=effective.signalwire_timeout, sock_connect=3),
         )
-        slack_client = make_web_client(effective.slack_bot_token, effective.slack_api_url)
+        slack_client = make_web_client(effective.slack_bot_token, effective.slack_api_url, metrics)
         bridge = Bridge(
             store=store, signalwire=signalwire, slack=SlackOut(slack_client),
             tokens=CallbackTokens(await store.secret("callback"), effective.public_url),
@@ -222,6 +231,8 @@ def create_app(config: Config) -> web.Application:
         bridge.outbox.start()
         app[BRIDGE] = bridge
         app[BOLT] = bolt
+        app[READINESS] = Readiness(store, slack_client)
+        app[SCRAPE] = MetricsRoute(metrics, store)
         socket_handler: AsyncSocketModeHandler | None = None
         if effective.socket_mode:
             socket_handler = AsyncSocketModeHandler(bolt, effective.slack_app_token)
@@ -262,18 +273,35 @@ def create_app(config: Config) -> web.Application:
         body: object = bolt_request.body  # typed as a dict by Bolt, but `payload=[]` makes it a list
         if not isinstance(body, dict):
             return web.json_response({"error": "the Slack payload is not a JSON object"}, status=400)
+        started = time.monotonic()
         bolt_response = await request.app[BOLT].async_dispatch(bolt_request)
-        return await to_aiohttp_response(bolt_response)
+        response = await to_aiohttp_response(bolt_response)
+        metrics.ack_seconds.labels(kind=_slack_kind(body)).observe(time.monotonic() - started)
+        return response
 
-    async def health(request: web.Request) -> web.Response:
-        return await healthz(request, request.app.get(BRIDGE))
+    async def readyz(request: web.Request) -> web.Response:
+        return await request.app[READINESS](request)
+
+    async def scrape(request: web.Request) -> web.Response:
+        return await request.app[SCRAPE](request)
 
     if not config.socket_mode:
         app.router.add_post("/slack/events", slack_events)
     app.router.add_post("/signalwire/status", routes.status)
     app.router.add_post("/signalwire/inbound", routes.inbound)
-    app.router.add_get("/healthz", health)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", scrape)
     return app
+
+
+def _slack_kind(body: dict[str, Any]) -> str:
+    """What a Slack request over HTTP was, for the ack latency histogram."""
+    if "command" in body:
+        return "command"
+    if body.get("type") in ("event_callback", "url_verification"):
+        return "event"
+    return "interactive"
 
 
 # Parts of an event-loop error context that change on every occurrence (a timer handle's due time) and would make

@@ -2,7 +2,8 @@
 
 Owns: building the one ``AsyncWebClient`` (base URL, timeout, slack_sdk's own retry handlers, kept to one quick
 retry each because ``bridge.outbox`` owns retrying) and turning slack_sdk / aiohttp errors into
-``SlackPortError`` — ``SlackTransientError`` (with ``Retry-After``) for what may succeed later.
+``SlackPortError`` — ``SlackTransientError`` (with ``Retry-After``) for what may succeed later; counting Web API
+calls and slack_sdk's retries by method in ``bridge.metrics.Metrics`` when given one.
 Must not import: ``handlers`` siblings (it is a leaf), storage.
 """
 
@@ -14,13 +15,19 @@ from typing import Any, TypeVar
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bridge.metrics import Metrics
 from bridge.ports import SlackPortError, SlackTransientError
 
 log = logging.getLogger("handlers.slack_out")
@@ -37,19 +44,58 @@ MAX_RETRY_AFTER = 3600.0
 T = TypeVar("T")
 
 
-def make_web_client(token: str, base_url: str) -> AsyncWebClient:
+class MeteredWebClient(AsyncWebClient):
+    """Counts every Web API call (Bolt's and ours: they share this client) by method and result."""
+
+    metrics: Metrics | None = None
+
+    async def api_call(self, api_method: str, *args: Any, **kwargs: Any) -> AsyncSlackResponse:
+        if self.metrics is None:
+            return await super().api_call(api_method, *args, **kwargs)
+        try:
+            response = await super().api_call(api_method, *args, **kwargs)
+        except BaseException:
+            self.metrics.slack_calls.labels(method=api_method, result="error").inc()
+            raise
+        self.metrics.slack_calls.labels(method=api_method, result="ok").inc()
+        return response
+
+
+class CountedRetries(AsyncRetryHandler):
+    """One of slack_sdk's retry handlers, with each retry it makes counted by API method."""
+
+    def __init__(self, inner: AsyncRetryHandler, metrics: Metrics) -> None:
+        super().__init__(max_retry_count=inner.max_retry_count, interval_calculator=inner.interval_calculator)
+        self._inner = inner
+        self._metrics = metrics
+
+    async def can_retry_async(self, *, state: RetryState, request: HttpRequest,
+                              response: HttpResponse | None = None, error: Exception | None = None) -> bool:
+        return await self._inner.can_retry_async(state=state, request=request, response=response, error=error)
+
+    async def prepare_for_next_attempt_async(self, *, state: RetryState, request: HttpRequest,
+                                             response: HttpResponse | None = None,
+                                             error: Exception | None = None) -> None:
+        # The method is the last path segment of the URL (…/api/chat.postMessage).
+        self._metrics.slack_retries.labels(method=request.url.rstrip("/").rsplit("/", 1)[-1]).inc()
+        await self._inner.prepare_for_next_attempt_async(state=state, request=request, response=response,
+                                                         error=error)
+
+
+def make_web_client(token: str, base_url: str, metrics: Metrics | None = None) -> AsyncWebClient:
     # One quick retry each smooths a blip inside a single call; anything longer is the outbox's job, where a wait
     # does not hold the caller and survives a restart.
-    return AsyncWebClient(
-        token=token,
-        base_url=base_url,
-        timeout=SLACK_TIMEOUT_SECONDS,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=1),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=1),
-            AsyncServerErrorRetryHandler(max_retry_count=1),
-        ],
-    )
+    handlers: list[AsyncRetryHandler] = [
+        AsyncConnectionErrorRetryHandler(max_retry_count=1),
+        AsyncRateLimitErrorRetryHandler(max_retry_count=1),
+        AsyncServerErrorRetryHandler(max_retry_count=1),
+    ]
+    if metrics is not None:
+        handlers = [CountedRetries(handler, metrics) for handler in handlers]
+    client = MeteredWebClient(token=token, base_url=base_url, timeout=SLACK_TIMEOUT_SECONDS,
+                              retry_handlers=handlers)
+    client.metrics = metrics
+    return client
 
 
 def _retry_after(headers: Mapping[str, Any] | None) -> float | None:

@@ -1,8 +1,8 @@
-"""SignalWire's webhooks and the health check, as aiohttp routes.
+"""SignalWire's webhooks, as aiohttp routes.
 
-Owns: ``POST /signalwire/status`` (status callbacks), ``POST /signalwire/inbound`` (inbound messages),
-``GET /healthz``; refusing forged, unknown and malformed webhooks without side effects, and inbound texts
-addressed to a number that is not one of ours (``SIGNALWIRE_FROM_NUMBERS``).
+Owns: ``POST /signalwire/status`` (status callbacks), ``POST /signalwire/inbound`` (inbound messages);
+refusing forged, unknown and malformed webhooks without side effects, and inbound texts addressed to a number that
+is not one of ours (``SIGNALWIRE_FROM_NUMBERS``); counting each answer (by delivery status) in ``bridge.metrics``.
 Must not import: Slack packages (Slack is reached through the bridge).
 """
 
@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from bridge.metrics import Metrics
 from bridge.service import Bridge, CallbackRefused
 from bridge.storage.port import StoreUnavailable
 from bridge.two_way import TwoWay
@@ -45,8 +46,9 @@ UNSIGNED_WEBHOOKS_WARNING = (
 class SignalWireRoutes:
     def __init__(self, bridge_key: web.AppKey[Bridge], *, public_url: str, signing_key: str,
                  our_numbers: tuple[str, ...], two_way: Callable[[Bridge], TwoWay] | None = None,
-                 default_region: str = "US") -> None:
+                 default_region: str = "US", metrics: Metrics | None = None) -> None:
         self._bridge_key = bridge_key
+        self._metrics = metrics
         self._two_way = two_way
         self.public_url = public_url.rstrip("/")
         self.signing_key = signing_key
@@ -80,7 +82,34 @@ class SignalWireRoutes:
             raise web.HTTPUnauthorized(text=json.dumps({"error": str(exc)}),
                                        content_type="application/json") from exc
 
+    async def _answered(self, handle: Callable[[], Awaitable[web.StreamResponse]],
+                        count: Callable[[int], None]) -> web.StreamResponse:
+        """Run a route and count its answer, including the ones raised as ``HTTPException`` (401)."""
+        try:
+            response = await handle()
+        except web.HTTPException as exc:
+            count(exc.status)
+            raise
+        count(response.status)
+        return response
+
     async def status(self, request: web.Request) -> web.StreamResponse:
+        seen: list[str] = []  # the delivery status, once parsed
+
+        def count(answer: int) -> None:
+            if self._metrics is not None:
+                self._metrics.callbacks.labels(status=seen[0] if seen else "unparsed", answer=str(answer)).inc()
+
+        return await self._answered(lambda: self._status(request, seen), count)
+
+    async def inbound(self, request: web.Request) -> web.StreamResponse:
+        def count(answer: int) -> None:
+            if self._metrics is not None:
+                self._metrics.inbound.labels(answer=str(answer)).inc()
+
+        return await self._answered(lambda: self._inbound(request), count)
+
+    async def _status(self, request: web.Request, seen: list[str]) -> web.StreamResponse:
         raw = await request.read()
         ref = request.query.get("ref", "")
         token = request.query.get("t", "")
@@ -91,6 +120,7 @@ class SignalWireRoutes:
             event = parse_status_callback(raw)
         except MalformedWebhook as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        seen.append(event.status.value)
         bridge = request.app[self._bridge_key]
         # The work runs as a bridge task: if the store is slow (a locked file), SignalWire gets a quick 503 and
         # retries, while the task still finishes and announces the receipt — the retry is then a harmless duplicate.
@@ -114,7 +144,7 @@ class SignalWireRoutes:
         # which SignalWire never retries, loses nothing.
         return web.Response(status=204)
 
-    async def inbound(self, request: web.Request) -> web.StreamResponse:
+    async def _inbound(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         self._check_signature(request, raw)
         try:
@@ -149,12 +179,3 @@ class SignalWireRoutes:
             return web.Response(text=CXML_EMPTY, content_type="text/xml")
         return web.json_response(SWML_RECEIVE)
 
-
-async def healthz(request: web.Request, bridge: Bridge | None) -> web.Response:
-    if bridge is None:
-        return web.json_response({"ok": False, "error": "starting"}, status=503)
-    try:
-        await bridge.store.ping()
-    except StoreUnavailable as exc:
-        return web.json_response({"ok": False, "error": str(exc)}, status=503)
-    return web.json_response({"ok": True})

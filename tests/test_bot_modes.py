@@ -96,10 +96,3 @@ async def _sleep(seconds: float) -> None:
 
     await asyncio.sleep(seconds)
 
-
-async def test_healthz_is_503_when_the_store_is_gone(tmp_path: Path) -> None:
-    async with running_bridge(tmp_path) as h:
-        await h.bridge.store.close()
-        async with h.session.get(f"{h.bot_url}/healthz") as resp:
-            assert resp.status == 503
-            assert (await resp.json())["ok"] is False

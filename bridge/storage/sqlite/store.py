@@ -23,6 +23,7 @@ import aiosqlite
 
 from bridge.model import OutboundSms, OutboxWrite, SendRequest, SendState, StatusChange, StatusRecord
 from bridge.storage.port import StoreUnavailable
+from bridge.storage.sqlite.admin import SqliteAdmin
 from bridge.storage.sqlite.audit import AUDIT_MIGRATION, AuditSql
 from bridge.storage.sqlite.outbox import MIGRATION as OUTBOX_MIGRATION
 from bridge.storage.sqlite.outbox import OutboxSql, insert_statement
@@ -193,8 +194,10 @@ def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
     )
 
 
-class SqliteStore(TwoWaySql, AuditSql, OutboxSql):
+class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
     """One aiosqlite connection (SQLite serialises writers anyway); WAL so readers never block the writer."""
+
+    schema_latest = max(MIGRATIONS)
 
     def __init__(self, db: aiosqlite.Connection, path: str) -> None:
         self._db = db
