@@ -3,8 +3,10 @@
 Owns: ``locked_for`` (another connection holds a write lock on the whole database for a while: SQLite's
 ``BEGIN EXCLUSIVE``, PostgreSQL's ``LOCK TABLE … IN EXCLUSIVE MODE`` on every table — both still let readers
 read, as WAL does), ``status_recorded`` (a synchronisation point: has a status event been committed?) and
-``claimed_rows`` (leases still held after the work is done).
-Must not import: ``bot.py``, ``handlers``, ``bridge`` (the database is seen from outside, as another client).
+``live_claims`` / ``assert_nothing_claimed`` (leases still held, outbox items left undone, once the work is done —
+read through the storage port's administration methods, so whatever columns each engine names its leases).
+Must not import: ``bot.py``, ``handlers``, ``bridge.service`` (the database is seen from outside, as another client;
+only ``bridge.storage.engines`` to read it).
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
+from bridge.storage.engines import open_store
 from faults.procs import World
 from sw_api.models import MessageStatus
 
@@ -94,3 +99,48 @@ async def status_recorded(world: World, status: MessageStatus) -> bool:
     row = await _fetch_one(world, "SELECT 1 FROM status_event WHERE status = ? LIMIT 1",
                            "SELECT 1 FROM status_event WHERE status = $1 LIMIT 1", status.value)
     return row is not None
+
+
+def _is_lease_column(name: str) -> bool:
+    lowered = name.lower()
+    return lowered.endswith("_until") and ("claim" in lowered or "lease" in lowered)
+
+
+def _live(value: Any, now: datetime) -> bool:
+    if isinstance(value, datetime):
+        return value > now
+    if isinstance(value, int | float):
+        return value > now.timestamp()
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value) > now
+        except ValueError:
+            return False
+    return False
+
+
+async def live_claims(world: World) -> tuple[list[str], int]:
+    """Rows whose lease (a ``*claim*_until`` / ``*lease*_until`` column) is still running, as ``table: row``
+    lines, and how many outbox items are undone."""
+    store = await open_store(world.database_url)
+    try:
+        now = datetime.now(UTC)
+        found: list[str] = []
+        for table in await store.table_names():
+            after = 0
+            while rows := await store.export_rows(table, after, 500):
+                after += len(rows)
+                for row in rows:
+                    if any(_is_lease_column(c) and _live(v, now) for c, v in row.items()):
+                        leases = {c: v for c, v in row.items() if _is_lease_column(c) or "owner" in c.lower()}
+                        found.append(f"{table}: {leases}")
+        depth = (await store.outbox_stats(now)).depth
+        return found, depth
+    finally:
+        await store.close()
+
+
+async def assert_nothing_claimed(world: World) -> None:
+    claims, depth = await live_claims(world)
+    assert not claims, f"{len(claims)} lease(s) still held after the work was done: {claims[:10]}"
+    assert depth == 0, f"{depth} Slack outbox item(s) left undone"

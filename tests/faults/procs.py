@@ -161,6 +161,7 @@ class RoundRobin:
     bots: list[BotProcess]
     session: aiohttp.ClientSession
     routed: list[Routed] = field(default_factory=list)
+    in_flight: list[int] = field(default_factory=list)  # requests each replica is handling now
     _next: int = 0
 
     def app(self) -> web.Application:
@@ -180,6 +181,9 @@ class RoundRobin:
             bot = self.bots[index]
             if not bot.running:
                 continue
+            while len(self.in_flight) < len(self.bots):
+                self.in_flight.append(0)
+            self.in_flight[index] += 1
             try:
                 async with self.session.request(
                     request.method, bot.url + request.path_qs, data=body, headers=headers,
@@ -194,6 +198,8 @@ class RoundRobin:
             except (aiohttp.ClientError, TimeoutError):
                 self.routed.append(Routed(request.path, index, 502))
                 return web.Response(status=502, text="replica failed mid-request")
+            finally:
+                self.in_flight[index] -= 1
         self.routed.append(Routed(request.path, None, 502))
         return web.Response(status=502, text="no replica answered")
 
