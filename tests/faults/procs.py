@@ -161,8 +161,13 @@ class RoundRobin:
     bots: list[BotProcess]
     session: aiohttp.ClientSession
     routed: list[Routed] = field(default_factory=list)
-    in_flight: list[int] = field(default_factory=list)  # requests each replica is handling now
+    in_flight: dict[int, int] = field(default_factory=dict)  # requests each replica is handling now
+    _busy: dict[int, asyncio.Event] = field(default_factory=dict)
     _next: int = 0
+
+    def busy(self, replica: int) -> asyncio.Event:
+        """Set while ``replica`` is handling at least one request."""
+        return self._busy.setdefault(replica, asyncio.Event())
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=8 * 1024 * 1024)
@@ -181,9 +186,8 @@ class RoundRobin:
             bot = self.bots[index]
             if not bot.running:
                 continue
-            while len(self.in_flight) < len(self.bots):
-                self.in_flight.append(0)
-            self.in_flight[index] += 1
+            self.in_flight[index] = self.in_flight.get(index, 0) + 1
+            self.busy(index).set()
             try:
                 async with self.session.request(
                     request.method, bot.url + request.path_qs, data=body, headers=headers,
@@ -200,6 +204,8 @@ class RoundRobin:
                 return web.Response(status=502, text="replica failed mid-request")
             finally:
                 self.in_flight[index] -= 1
+                if not self.in_flight[index]:
+                    self.busy(index).clear()
         self.routed.append(Routed(request.path, None, 502))
         return web.Response(status=502, text="no replica answered")
 

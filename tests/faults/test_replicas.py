@@ -157,8 +157,7 @@ async def kill_mid_request(world: World, replica: int) -> None:
     assert world.front is not None
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(1.0):
-            while world.front.in_flight[replica] == 0:
-                await asyncio.sleep(0.002)
+            await world.front.busy(replica).wait()
     await world.bots[replica].kill()
 
 
