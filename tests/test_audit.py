@@ -1,9 +1,10 @@
-"""The audit trail in the store (migration 4, ``bridge.storage.sqlite.audit``): rows, the rate-limit count, outcomes."""
+"""The audit trail in the store (migration 4, ``bridge.storage.sqlite.audit``): rows, the rate-limit count, outcomes.
+
+Run on every engine (the ``store`` fixture of tests/conftest.py) but the SQLite migration and closed-file tests."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,13 +22,6 @@ TO, FROM = "+15551234567", "+15557770000"
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(f"sqlite:///{tmp_path / 'audit.db'}")
-    yield opened
-    await opened.close()
 
 
 async def add(store: Store, seconds: float, action: AuditAction = AuditAction.SEND, user: str = "U1",

@@ -1,30 +1,21 @@
 """The storage contract of thread replies stored as Slack delivered them (migration 9): one row per Slack message,
-claims that exactly one caller wins, finished by the intent's own transaction or by ``finish_reply``."""
+claims that exactly one caller wins, finished by the intent's own transaction or by ``finish_reply``.
+
+Run on every engine (the ``store`` fixture of tests/conftest.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from bridge.model import SendRequest, SlackReply
-from bridge.storage.engines import open_store
 from bridge.storage.port import Store
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 REPLY = SlackReply(channel_id="C1", thread_ts="100.000001", ts="100.000002", user_id="U1", text="hi <@U2>",
                    team_id="T1", subtype="thread_broadcast")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(f"sqlite:///{tmp_path / 'bridge.db'}")
-    yield opened
-    await opened.close()
 
 
 async def test_a_reply_is_stored_once_per_slack_message(store: Store) -> None:
@@ -80,3 +71,12 @@ async def test_retention_deletes_only_finished_replies(store: Store) -> None:
     # The unfinished one is kept however old: it is still to be texted or explained.
     [left] = await store.replies_to_resume(T0 + timedelta(days=1))
     assert left.ts == "1.3"
+
+
+async def test_replies_to_resume_oldest_first_within_the_limit(store: Store) -> None:
+    for n in (3, 1, 2):
+        reply = SlackReply("C1", "1.0", f"1.{n}", "U1", "hi")
+        await store.record_reply(reply, T0 + timedelta(seconds=n), T0 + timedelta(seconds=n))
+    later = T0 + timedelta(seconds=10)
+    assert [r.ts for r in await store.replies_to_resume(later)] == ["1.1", "1.2", "1.3"]
+    assert [r.ts for r in await store.replies_to_resume(later, limit=2)] == ["1.1", "1.2"]

@@ -1,5 +1,8 @@
 """Retention and the database file's privacy: owner-only files, bounded pruning, and the real bot's sweeper pruning
-old inbound claims, Slack event ids, status history and audit rows while keeping everything younger."""
+old inbound claims, Slack event ids, status history and audit rows while keeping everything younger.
+
+The pruning contract runs on every engine (the ``store`` fixture of tests/conftest.py); the file-permission tests
+and the bot's sweeper over its default SQLite file are SQLite-only."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import pytest
 
 from bridge.config import Config, ConfigError
 from bridge.model import AuditAction, SendRequest
+from bridge.storage.port import Store
 from bridge.storage.sqlite.store import SqliteStore
 from demo.harness import running_bridge
 from sw_api.models import InboundMessage, MessageStatus
@@ -36,7 +40,7 @@ def loose_umask() -> Iterator[None]:
         os.umask(saved)
 
 
-async def _inbound(store: SqliteStore, message_id: str, at: datetime) -> bool:
+async def _inbound(store: Store, message_id: str, at: datetime) -> bool:
     """An inbound text stored and posted at ``at`` (only posted texts are pruned); False if already stored."""
     message = InboundMessage(message_id=message_id, from_="+15551234567", to="+15557770000", body="hi")
     stored = await store.record_inbound(message, opt_out=None, opt_in=False, items=[], now=at)
@@ -50,6 +54,7 @@ def _mode(path: Path) -> int:
 
 
 async def test_database_and_its_wal_and_shm_are_created_owner_only(tmp_path: Path, loose_umask: None) -> None:
+    """SQLite only: the database file and its -wal/-shm are owner-only (PostgreSQL: the server's own files)."""
     path = tmp_path / "data" / "bridge.db"
     store = await SqliteStore.open(str(path))
     try:
@@ -64,6 +69,7 @@ async def test_database_and_its_wal_and_shm_are_created_owner_only(tmp_path: Pat
 
 
 async def test_an_existing_readable_database_is_tightened(tmp_path: Path, loose_umask: None) -> None:
+    """SQLite only: a file an older release left world-readable is tightened at open."""
     path = tmp_path / "bridge.db"
     store = await SqliteStore.open(str(path))
     await store.close()
@@ -75,18 +81,74 @@ async def test_an_existing_readable_database_is_tightened(tmp_path: Path, loose_
         await store.close()
 
 
-async def test_prune_deletes_in_bounded_batches_oldest_first_and_keeps_younger_rows(tmp_path: Path) -> None:
-    store = await SqliteStore.open(str(tmp_path / "bridge.db"))
-    try:
-        for n in range(1200):
-            await _inbound(store, f"old{n}", OLD + timedelta(seconds=n))
-        await _inbound(store, "recent", RECENT)
-        cutoff = NOW - timedelta(days=90)
-        assert [await store.prune_inbound(cutoff, 500) for _ in range(4)] == [500, 500, 200, 0]
-        assert not await _inbound(store, "recent", NOW), "a younger row was pruned"
-        assert await _inbound(store, "old1199", NOW), "an old row survived"
-    finally:
-        await store.close()
+async def test_prune_deletes_in_bounded_batches_oldest_first_and_keeps_younger_rows(store: Store) -> None:
+    for n in range(1200):
+        await _inbound(store, f"old{n}", OLD + timedelta(seconds=n))
+    await _inbound(store, "recent", RECENT)
+    cutoff = NOW - timedelta(days=90)
+    assert [await store.prune_inbound(cutoff, 500) for _ in range(4)] == [500, 500, 200, 0]
+    assert not await _inbound(store, "recent", NOW), "a younger row was pruned"
+    assert await _inbound(store, "old1199", NOW), "an old row survived"
+
+
+async def test_prune_inbound_is_oldest_first_and_keeps_texts_not_yet_in_slack(store: Store) -> None:
+    message = InboundMessage(message_id="waiting", from_="+15551234567", to="+15557770000", body="hi")
+    assert await store.record_inbound(message, opt_out=None, opt_in=False, items=[], now=ANCIENT)
+    for n in range(3):
+        await _inbound(store, f"old{n}", OLD + timedelta(seconds=n))
+    assert await store.prune_inbound(NOW, 1) == 1
+    assert await _inbound(store, "old0", NOW), "the oldest posted row goes first"
+    assert not await _inbound(store, "old1", NOW) and not await _inbound(store, "old2", NOW)
+    assert await store.prune_inbound(NOW, 10) == 2
+    assert await store.prune_inbound(NOW + timedelta(days=1), 10) == 1  # old0, re-stored at NOW
+    assert await store.prune_inbound(NOW + timedelta(days=1), 10) == 0
+    # Never posted (still to be delivered to Slack): kept however old.
+    assert not await store.record_inbound(message, opt_out=None, opt_in=False, items=[], now=NOW)
+
+
+async def test_prune_slack_events_oldest_first_within_the_limit(store: Store) -> None:
+    for n in range(5):
+        assert await store.claim_slack_event(f"C1:{n}.0", OLD + timedelta(seconds=n))
+    assert await store.claim_slack_event("C1:young", RECENT)
+    cutoff = NOW - timedelta(days=90)
+    assert await store.prune_slack_events(cutoff, 2) == 2
+    assert await store.claim_slack_event("C1:0.0", NOW) and await store.claim_slack_event("C1:1.0", NOW)
+    assert not await store.claim_slack_event("C1:2.0", NOW), "only the oldest two went"
+    assert await store.prune_slack_events(cutoff, 10) == 3
+    assert await store.prune_slack_events(cutoff, 10) == 0
+    assert not await store.claim_slack_event("C1:young", NOW), "a younger event id was pruned"
+
+
+async def test_prune_status_events_oldest_first_within_the_limit(store: Store) -> None:
+    request = SendRequest(user_id="U1", channel_id="C1", to="+15551234567", from_="+15557770000", body="hi")
+    await store.create_outbound("ref1", request, OLD)
+    await store.mark_accepted("ref1", "SM1", 1, OLD)
+    await store.record_status("ref1", MessageStatus.QUEUED, None, None, None, OLD)
+    await store.record_status("ref1", MessageStatus.SENT, None, None, None, OLD + timedelta(seconds=1))
+    await store.record_status("ref1", MessageStatus.DELIVERED, None, None, None, RECENT)
+    for status in ("queued", "sent", "delivered"):  # told in Slack: nothing is left to resume from them
+        assert await store.announce_status("ref1", status, [], RECENT)
+    cutoff = NOW - timedelta(days=90)
+    assert await store.prune_status_events(cutoff, 1) == 1
+    assert [r.status for r in await store.history("ref1")] == [MessageStatus.SENT, MessageStatus.DELIVERED]
+    assert await store.prune_status_events(cutoff, 10) == 1
+    assert await store.prune_status_events(cutoff, 10) == 0
+    assert [r.status for r in await store.history("ref1")] == [MessageStatus.DELIVERED]
+    sms = await store.get_outbound("ref1")
+    assert sms is not None and sms.status is MessageStatus.DELIVERED, "messages themselves are not pruned"
+
+
+async def test_audit_prune_oldest_first_within_the_limit(store: Store) -> None:
+    for n, user in enumerate(("U0", "U1", "U2")):
+        await store.audit_add(at=ANCIENT + timedelta(seconds=n), user_id=user, channel_id="C1",
+                              action=AuditAction.SEND)
+    await store.audit_add(at=RECENT, user_id="URECENT", channel_id="C1", action=AuditAction.SEND)
+    cutoff = NOW - timedelta(days=365)
+    assert await store.audit_prune(cutoff, 2) == 2
+    assert [e.user_id for e in await store.audit_list()] == ["URECENT", "U2"]
+    assert await store.audit_prune(cutoff, 10) == 1
+    assert await store.audit_prune(cutoff, 10) == 0
+    assert [e.user_id for e in await store.audit_list()] == ["URECENT"]
 
 
 async def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:

@@ -1,17 +1,18 @@
-"""The storage contract of ``bridge.storage.port.Store``, run against every implementation.
+"""The storage contract of ``bridge.storage.port.Store`` for outbound messages, delivery status, Retry and secrets,
+run against every engine.
 
-The ``store`` fixture is parametrized by implementation name; a PostgreSQL store joins by adding ``"postgres"`` to
-``IMPLEMENTATIONS`` and a branch to ``_open`` — every test below must pass unchanged. Tests that reach below the
-contract (SQLite file locks, migrations) say so in their names and use ``SqliteStore`` directly.
+The ``store`` and ``database_url`` fixtures (tests/conftest.py) are parametrised by engine (SQLite, PostgreSQL):
+every test below runs unchanged on both. Tests that reach below the contract (SQLite files, locks, migrations) are
+named ``test_sqlite_*``, say so in their docstring and use ``SqliteStore`` directly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,8 +23,7 @@ from bridge.storage.engines import open_store
 from bridge.storage.port import Store, StoreUnavailable
 from bridge.storage.sqlite.store import MIGRATIONS, SqliteStore
 from sw_api.models import MessageStatus
-
-IMPLEMENTATIONS = ["sqlite"]
+from tests.pg import throwaway_database
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -40,24 +40,6 @@ REQUEST = SendRequest(
     retry_of="0123abcd",
     thread_ts="1700000000.000100",
 )
-
-
-def _url(kind: str, tmp_path: Path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'nested' / 'bridge.db'}"
-    raise AssertionError(f"no such implementation {kind}")
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return _url(str(request.param), tmp_path)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    opened = await open_store(database_url)
-    yield opened
-    await opened.close()
 
 
 def _at(seconds: int) -> datetime:
@@ -259,6 +241,75 @@ async def test_concurrent_callbacks_all_land(store: Store) -> None:
         assert len(await store.history(ref)) == 3
 
 
+# --- durable sending: attempts, the reconciliation window, counters ------------------------------------------
+
+
+async def test_submitting_counts_attempts_and_remembers_when_the_post_started(store: Store) -> None:
+    await _outbound(store)
+    await store.mark_pending("ref1", _at(30), _at(1))
+    sms = await store.mark_submitting("ref1", _at(31))
+    assert (sms.attempts, sms.submitted_at, sms.next_attempt_at) == (1, _at(31), None)
+    back = await store.mark_pending("ref1", None, _at(32))
+    assert (back.state, back.next_attempt_at, back.attempts) == (SendState.PENDING, None, 1)
+    sms = await store.mark_submitting("ref1", _at(40))
+    assert (sms.attempts, sms.submitted_at) == (2, _at(40))
+
+
+async def test_note_sw_id_keeps_the_first_id_and_changes_nothing_else(store: Store) -> None:
+    await _outbound(store)
+    await store.mark_submitting("ref1", _at(1))
+    await store.note_sw_id("ref1", "SM-early", _at(2))
+    sms = await store.get_outbound("ref1")
+    assert sms is not None and (sms.sw_id, sms.state) == ("SM-early", SendState.SUBMITTING)
+    assert await store.find_by_sw_id("SM-early") == sms
+    await store.note_sw_id("ref1", "SM-other", _at(3))
+    assert (await store.get_outbound("ref1")).sw_id == "SM-early"  # type: ignore[union-attr]
+
+
+async def test_unfinished_lists_accepted_messages_without_a_final_status_until_checked(store: Store) -> None:
+    for ref in ("old", "final", "young", "rejected"):
+        await _outbound(store, ref)
+    for ref, at in (("old", 10), ("final", 10), ("young", 100), ("rejected", 10)):
+        await store.mark_submitting(ref, _at(at))
+    for ref in ("old", "final", "young"):
+        await store.mark_accepted(ref, f"SM-{ref}", 1, _at(101))
+    await store.mark_rejected("rejected", "21211", "invalid", _at(11))
+    await store.record_status("old", MessageStatus.SENT, None, None, None, _at(102))
+    await store.record_status("final", MessageStatus.DELIVERED, None, None, None, _at(102))
+    assert [s.ref for s in await store.unfinished(_at(50))] == ["old"]
+    assert [s.ref for s in await store.unfinished(_at(100))] == ["old", "young"]
+    assert [s.ref for s in await store.unfinished(_at(100), limit=1)] == ["old"]
+    await store.mark_checked("old", _at(200))
+    checked = await store.get_outbound("old")
+    assert checked is not None and checked.checked_at == _at(200)
+    assert [s.ref for s in await store.unfinished(_at(100))] == ["young"], "looked up once, never again"
+
+
+async def test_counters_add_up(store: Store) -> None:
+    assert await store.counters() == {}
+    await store.count("accepted")
+    await store.count("accepted", 2)
+    await store.count("rejected")
+    assert await store.counters() == {"accepted": 3, "rejected": 1}
+
+
+async def test_concurrent_counting_across_replicas_loses_nothing(store_pair: tuple[Store, Store]) -> None:
+    one, two = store_pair
+    await asyncio.gather(*((one if i % 2 else two).count("accepted") for i in range(20)))
+    assert (await two.counters())["accepted"] == 20
+
+
+async def test_record_status_duplicates_across_replicas_are_new_once(store_pair: tuple[Store, Store]) -> None:
+    one, two = store_pair
+    await _accepted(one)
+    changes = await asyncio.gather(*(
+        (one if i % 2 else two).record_status("ref1", MessageStatus.DELIVERED, None, None, None, _at(5))
+        for i in range(16)))
+    assert sum(c.new for c in changes) == 1
+    assert sum(c.advanced for c in changes) == 1
+    assert len(await one.history("ref1")) == 1
+
+
 # --- retry claim ----------------------------------------------------------------------------------------
 
 
@@ -309,9 +360,18 @@ async def test_secret_and_data_survive_restart(database_url: str) -> None:
         await second.close()
 
 
-async def test_different_databases_have_different_secrets(tmp_path: Path) -> None:
-    one = await open_store(f"sqlite:///{tmp_path / 'one.db'}")
-    two = await open_store(f"sqlite:///{tmp_path / 'two.db'}")
+async def test_different_databases_have_different_secrets(database_url: str, tmp_path: Path) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        if database_url.startswith("sqlite"):
+            other_url = f"sqlite:///{tmp_path / 'other.db'}"
+        else:
+            other_url = await stack.enter_async_context(throwaway_database())
+        await _two_secrets_differ(database_url, other_url)
+
+
+async def _two_secrets_differ(url_one: str, url_two: str) -> None:
+    one = await open_store(url_one)
+    two = await open_store(url_two)
     try:
         assert await one.secret("callback") != await two.secret("callback")
     finally:
@@ -365,6 +425,7 @@ async def test_unsupported_database_url() -> None:
 
 
 async def test_sqlite_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> None:
+    """SQLite only: a file on disk that is not a database."""
     path = tmp_path / "garbage.db"
     path.write_bytes(b"this is not an SQLite file " * 200)
     with pytest.raises(StoreUnavailable, match="not a database"):
@@ -372,6 +433,7 @@ async def test_sqlite_file_that_is_not_a_database_is_unavailable(tmp_path: Path)
 
 
 async def test_sqlite_migrations_are_idempotent(tmp_path: Path) -> None:
+    """SQLite only: reopening a migrated file applies nothing twice (PostgreSQL: tests/test_postgres.py)."""
     path = str(tmp_path / "m.db")
     first = await SqliteStore.open(path)
     await first.create_outbound("r", REQUEST, T0)
@@ -389,6 +451,7 @@ async def test_sqlite_migrations_are_idempotent(tmp_path: Path) -> None:
 
 
 async def test_sqlite_two_replicas_migrating_at_once(tmp_path: Path) -> None:
+    """SQLite only: two connections opening one new file at once (the journal-mode switch answers busy at once)."""
     path = str(tmp_path / "race.db")
     a, b = await asyncio.gather(SqliteStore.open(path), SqliteStore.open(path))
     try:
@@ -400,6 +463,7 @@ async def test_sqlite_two_replicas_migrating_at_once(tmp_path: Path) -> None:
 
 
 async def test_sqlite_locked_file_makes_writes_unavailable_within_busy_timeout(tmp_path: Path) -> None:
+    """SQLite only: another connection holding the file's write lock (``busy_timeout``)."""
     path = str(tmp_path / "locked.db")
     store = await SqliteStore.open(path, busy_timeout_ms=200)
     await store.create_outbound("r", REQUEST, T0)
@@ -426,4 +490,5 @@ async def test_sqlite_locked_file_makes_writes_unavailable_within_busy_timeout(t
 
 
 def test_sqlite_default_busy_timeout_is_5000_ms() -> None:
+    """SQLite only: the default ``busy_timeout`` of ``SqliteStore.open``."""
     assert inspect.signature(SqliteStore.open).parameters["busy_timeout_ms"].default == 5000

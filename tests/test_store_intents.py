@@ -1,32 +1,23 @@
 """The storage contract of the intents stored together with their claim (migration 8): inbound texts with their
-opt-out change and outbox items, thread replies keyed by their Slack message, Retry, parent-post attempts."""
+opt-out change and outbox items, thread replies keyed by their Slack message, Retry, parent-post attempts.
+
+Run on every engine (the ``store`` fixture of tests/conftest.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from bridge import outbox
 from bridge.model import SendRequest, SendState
-from bridge.storage.engines import open_store
 from bridge.storage.port import Store
 from sw_api.models import InboundMessage
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 OURS, THEIRS = "+15557770000", "+15551234567"
 REQUEST = SendRequest(user_id="U1", channel_id="C1", to=THEIRS, from_=OURS, body="hi")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(f"sqlite:///{tmp_path / 'bridge.db'}")
-    yield opened
-    await opened.close()
 
 
 def _inbound(message_id: str, body: str = "STOP") -> InboundMessage:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from bridge.storage.port import Store, StoreUnavailable
 
 SQLITE_PREFIX = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 async def open_store(database_url: str) -> Store:
@@ -17,6 +18,11 @@ async def open_store(database_url: str) -> Store:
         from bridge.storage.sqlite.store import SqliteStore
 
         return await SqliteStore.open(database_url.removeprefix(SQLITE_PREFIX))
+    if database_url.startswith(POSTGRES_SCHEMES):
+        from bridge.storage.postgres.store import PostgresStore
+
+        return await PostgresStore.open(database_url)
     raise StoreUnavailable(
-        f"DATABASE_URL scheme not supported yet: {database_url.split(':', 1)[0]} (use sqlite:///path)"
+        f"DATABASE_URL scheme not supported: {database_url.split(':', 1)[0]} "
+        "(use sqlite:///path or postgresql://user:password@host/db)"
     )
