@@ -47,7 +47,7 @@ ENV = {"INBOUND_CHANNEL": INBOUND, "REPLY_RESUME_SECONDS": "2", "SMS_RATE_LIMIT_
 @pytest.fixture
 def engine() -> str:
     """Several replicas share one database: PostgreSQL only."""
-    return "sqlite"  # TEMP
+    return "postgresql"
 
 
 @dataclass
