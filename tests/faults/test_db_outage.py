@@ -28,8 +28,9 @@ TO = "+15550600001"
 PHONE = "+15550600002"
 REPLICAS = 2
 ENV = {"INBOUND_CHANNEL": INBOUND, "SMS_RATE_LIMIT_PER_USER": "1000"}
-# A liveness probe's budget: /healthz must answer within it however the database is doing.
-PROBE = aiohttp.ClientTimeout(total=2)
+# A probe's budget, as an orchestrator would set it: /healthz must answer within 2 s however the database is
+# doing; /readyz bounds its own database check (2 s) and must then answer, so it gets more.
+PROBES = {"/healthz": aiohttp.ClientTimeout(total=2), "/readyz": aiohttp.ClientTimeout(total=5)}
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ async def proxied_url() -> AsyncIterator[tuple[str, TcpProxy]]:
 
 async def probe(world: World, replica: int, path: str) -> int | None:
     try:
-        async with world.session.get(world.bots[replica].url + path, timeout=PROBE) as resp:
+        async with world.session.get(world.bots[replica].url + path, timeout=PROBES[path]) as resp:
             await resp.read()
             return resp.status
     except (aiohttp.ClientError, TimeoutError):
@@ -58,7 +59,8 @@ async def probe(world: World, replica: int, path: str) -> int | None:
 
 
 async def all_ready(world: World, status: int) -> bool:
-    return all([await probe(world, i, "/readyz") == status for i in range(REPLICAS)])
+    answers = await asyncio.gather(*(probe(world, i, "/readyz") for i in range(REPLICAS)))
+    return all(a == status for a in answers)
 
 
 def delivered(world: World, body: str) -> bool:
@@ -89,7 +91,7 @@ async def redeliver_failed_callbacks(world: World) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("mode", "seconds"), [("refuse", 10.0), ("blackhole", 6.0)],
+@pytest.mark.parametrize(("mode", "seconds"), [("refuse", 10.0), ("blackhole", 8.0)],
                          ids=["stopped-10s", "unreachable"])
 async def test_a_database_outage_degrades_cleanly_and_resumes_by_itself(
         make_world: Any, proxied_url: tuple[str, TcpProxy], mode: CutMode, seconds: float) -> None:
