@@ -26,8 +26,12 @@ Guarantees:
   there is none or that thread no longer takes posts (parent deleted, bot removed) — as a new parent in the
   inbound channel, which then becomes the conversation's thread. Later items can follow it with
   ``thread_of_inbound`` (a reply or reaction in whatever thread that text ended up in).
-- Several replicas may share the database: an item is claimed (a lease of ``lease`` seconds) before delivery.
-  A process killed mid-delivery leaves a claim that expires after the lease.
+- Several replicas may share the database: an item is claimed by this outbox's ``owner`` (a lease of ``lease``
+  seconds, renewed every third of it while the delivery runs) before delivery, and only as the head of its thread
+  while no other owner holds a live claim in that thread, so two replicas never post into one thread at once and
+  a thread's order holds across them. A restarted outbox takes nothing over early: a process killed mid-delivery
+  leaves a claim that simply runs out after the lease, then any replica delivers the item (looking first).
+  ``stop`` hands back only the claims of its own deliveries.
 
 ``thread_key`` values are logged: they must not contain phone numbers.
 """
@@ -46,6 +50,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from bridge.claims import OUTBOX_LEASE, new_owner_id, renewed
 from bridge.model import OutboxItem, OutboxWrite
 from bridge.ports import SlackPort, SlackPortError, is_transient, retry_after
 from bridge.storage.port import Store, StoreUnavailable
@@ -171,6 +176,10 @@ class _Undeliverable(Exception):
     """The item can never be delivered (e.g. its thread's parent was never posted)."""
 
 
+# A claim handed back is left expired, not cleared: whether the cut-off attempt reached Slack is unknown.
+_EXPIRED = datetime.fromtimestamp(0, UTC)
+
+
 def _now() -> datetime:
     # Wall clock, not monotonic: schedules are stored and must mean the same thing after a restart.
     return datetime.fromtimestamp(time.time(), UTC)
@@ -189,8 +198,8 @@ class SlackOutbox:
         base_delay: float = 0.5,
         max_delay: float = 30.0,
         poll_interval: float = 1.0,
-        lease: float = 30.0,
-        release_claims_on_start: bool = True,
+        lease: float = OUTBOX_LEASE,
+        owner: str | None = None,
         concurrency: int = 8,
         keep_finished: float = 7 * 86400.0,
     ) -> None:
@@ -202,7 +211,7 @@ class SlackOutbox:
         self.max_delay = max_delay
         self.poll_interval = poll_interval
         self.lease = lease
-        self.release_claims_on_start = release_claims_on_start
+        self.owner = owner or new_owner_id()
         self.concurrency = concurrency
         self.keep_finished = keep_finished
         # Counters for metrics (this process only).
@@ -337,13 +346,6 @@ class SlackOutbox:
     # -- worker ----------------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        if self.release_claims_on_start:
-            # One process per SQLite file: claims left by a killed predecessor are stale and would block their
-            # threads until the lease ran out. (Replicas sharing a database set release_claims_on_start=False.)
-            with contextlib.suppress(Exception):
-                released = await self.store.outbox_release_all()
-                if released:
-                    log.info("slack outbox: released %d claim(s) left by a previous process", released)
         while True:
             self._wake.clear()
             try:
@@ -367,8 +369,9 @@ class SlackOutbox:
                     break
                 if item.thread_key in self._inflight:
                     continue
-                if not await self.store.outbox_claim(item.id, now, now + timedelta(seconds=self.lease)):
-                    continue  # another replica took it
+                if not await self.store.outbox_claim(item.id, self.owner, now,
+                                                     now + timedelta(seconds=self.lease)):
+                    continue  # another replica took it, or is delivering into that thread
                 task = asyncio.get_running_loop().create_task(
                     self._deliver_claimed(item), name=f"slack-outbox-{item.id}"
                 )
@@ -384,11 +387,14 @@ class SlackOutbox:
     async def _deliver_claimed(self, item: OutboxItem) -> None:
         try:
             try:
-                result = await self._deliver(item)
+                async with renewed(functools.partial(self._renew, item.id), every=self.lease / 3,
+                                   what=f"outbox claim on item {item.id}"):
+                    result = await self._deliver(item)
             except asyncio.CancelledError:
-                # Stopping: hand the item back now rather than after the lease expires.
+                # Stopping: hand the item back now rather than after the lease expires — if it is still ours.
                 with contextlib.suppress(Exception):
-                    await self.store.outbox_release(item.id)
+                    async with asyncio.timeout(STOP_CANCEL_SECONDS):
+                        await self.store.outbox_renew(item.id, self.owner, _EXPIRED)
                 raise
             except Exception as exc:
                 await self._recorded(functools.partial(self._attempt_failed, item, exc))
@@ -404,6 +410,9 @@ class SlackOutbox:
             self._inflight.pop(item.thread_key, None)
             self._wake.set()
             self._progress.set()
+
+    async def _renew(self, item_id: int) -> bool:
+        return await self.store.outbox_renew(item_id, self.owner, _now() + timedelta(seconds=self.lease))
 
     async def _recorded(self, write: Callable[[], Awaitable[None]]) -> None:
         """Record an attempt's outcome, waiting out a briefly locked or unavailable store (up to the lease):

@@ -16,6 +16,10 @@ Owns: the sweeper loop and its three jobs —
     ``PRUNE_BATCH`` rows per statement and a few statements per round (a backlog continues next round), so no
     delete holds the lock long.
 Everything is driven by the store (state + ``next_attempt_at``), so a restart simply picks up where it was.
+Several replicas may run this sweeper on one database: a message is sent, reconciled and checked only under its
+lease (``Bridge.claims.hold``; a POST is in flight exactly while its lease lives, so a ``submitting`` message
+without one was left by a process that died or gave up), receipts are queued in order by the store's rule
+(``announce_status``), and replies are resumed through ``claim_reply`` (a conditional update).
 Must not import: aiohttp's server side, Slack packages, ``handlers``.
 """
 
@@ -74,15 +78,25 @@ class Recovery:
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     async def resume(self) -> None:
-        """Once at start-up, before serving: no POST of this process is in flight, so ``submitting`` is stale."""
-        for sms in await self.store.due([SendState.SUBMITTING], utcnow() + timedelta(days=36500)):
-            log.warning("send interrupted by a restart ref=%s: outcome unknown, checking the logs", sms.ref)
-            unknown = await self.store.mark_unknown(sms.ref, "the bridge stopped while SignalWire was being called",
-                                                    utcnow())
-            await self.store.schedule(sms.ref, None, utcnow())
-            await self.store.count("interrupted")
-            # Tell the thread now, as a live unknown outcome does; the reconcile that follows says what it found.
-            await self.bridge.tell_checking(unknown, render.INTERRUPTED_CAUSE)
+        """Once at start-up, before serving: ``submitting`` messages nobody holds a lease on were cut off (this
+        process's predecessor, or a replica that died) — their outcome is unknown; tell their threads so."""
+        await self._orphaned_submitting(utcnow())
+
+    async def _orphaned_submitting(self, now: datetime) -> None:
+        # ``due`` skips live leases: a POST still in flight anywhere keeps its message's lease renewed.
+        for sms in await self.store.due([SendState.SUBMITTING], now + timedelta(days=36500)):
+            async with self.bridge.claims.hold(sms.ref) as held:
+                current = await self.store.get_outbound(sms.ref) if held else None
+                if current is None or current.state is not SendState.SUBMITTING:
+                    continue
+                log.warning("send ref=%s was cut off while SignalWire was being called: outcome unknown, checking "
+                            "the logs", sms.ref)
+                unknown = await self.store.mark_unknown(
+                    sms.ref, "the bridge stopped while SignalWire was being called", now)
+                await self.store.schedule(sms.ref, None, now)
+                await self.store.count("interrupted")
+                # Tell the thread now, as a live unknown outcome does; the reconcile says what it found.
+                await self.bridge.tell_checking(unknown, render.INTERRUPTED_CAUSE)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="recovery-sweeper")
@@ -150,13 +164,7 @@ class Recovery:
 
     async def sweep(self) -> None:
         now = utcnow()
-        stale = now - timedelta(seconds=self.settings.stale_submitting)
-        for sms in await self.store.due([SendState.SUBMITTING], now):
-            if (sms.submitted_at or sms.created_at) < stale and not self.bridge.lock(sms.ref).locked():
-                log.warning("send ref=%s stuck in submitting (its outcome was never stored): checking the logs",
-                            sms.ref)
-                await self.store.mark_unknown(sms.ref, "the outcome of the send could not be stored", now)
-                await self.store.count("interrupted")
+        await self._orphaned_submitting(now)
         fresh = now - FRESH_PENDING
         for sms in await self.store.due([SendState.PENDING], now):
             # A just-accepted message is being processed by its own request (or abandoned if its ack was too
@@ -191,10 +199,10 @@ class Recovery:
             self._resuming.discard(key)
 
     async def reconcile(self, ref: str) -> None:
-        async with self.bridge.lock(ref):
-            sms = await self.store.get_outbound(ref)
+        async with self.bridge.claims.hold(ref) as held:
+            sms = await self.store.get_outbound(ref) if held else None
             if sms is None or sms.state is not SendState.UNKNOWN:
-                return
+                return  # another replica holds it, or it was settled meanwhile
             if sms.sw_id is not None:
                 # An early callback named it before the crash or the lost answer: no search needed.
                 await self.store.count("reconciled_by_callback")
@@ -269,9 +277,18 @@ class Recovery:
         await self.bridge.reply_failure(sms, render.unknown_failure_headline(why))
 
     async def check_receipt(self, sms: OutboundSms) -> None:
-        """No final receipt after ``stuck_after``: ask the logs once and tell the thread what they say."""
+        """No final receipt after ``stuck_after``: ask the logs once and tell the thread what they say. Under the
+        message's lease, so of several replicas' sweepers one asks and one note is posted."""
         if sms.sw_id is None:
             return
+        async with self.bridge.claims.hold(sms.ref) as held:
+            current = await self.store.get_outbound(sms.ref) if held else None
+            if current is None or current.checked_at is not None:
+                return  # another replica is checking it, or has
+            await self._check_receipt_held(current)
+
+    async def _check_receipt_held(self, sms: OutboundSms) -> None:
+        assert sms.sw_id is not None
         try:
             record = await self.signalwire.get_message(sms.sw_id)
         except SignalWireError as exc:
@@ -282,8 +299,7 @@ class Recovery:
                                                 record.created_at, utcnow())
         if change.advanced and record.status.is_final:
             await self.store.count("receipts_from_logs")
-            async with self.bridge.lock(sms.ref):
-                await self.bridge.announce_pending(sms.ref)
+            await self.bridge.announce_pending(sms.ref)
             return
         minutes = self.settings.stuck_after / 60
         if sms.is_mms:
@@ -293,15 +309,15 @@ class Recovery:
                     f"“{record.status.value}”. Carriers do not always confirm delivery.")
         if change.advanced:
             # The logs moved it on (e.g. to sent): this note is that status's announcement, not an extra receipt.
-            async with self.bridge.lock(sms.ref):
-                await self.bridge.announce_pending(sms.ref, notes={record.status: text})
+            await self.bridge.announce_pending(sms.ref, notes={record.status: text})
         else:
             await self.bridge.reply(change.sms, text)
 
     async def announce_unannounced(self) -> None:
         """Receipts recorded but never queued (the process died in between, after or before answering SignalWire):
-        queue them now, in order. A live callback holds the message's lock from recording to queuing, so this
-        never races one into a double post."""
+        queue them now, in order. The store queues each exactly once and in rank order (``announce_status``), so
+        this never races a live callback, here or on another replica, into a double post; the lock only spares this
+        process's coroutines a wasted try."""
         for ref in await self.store.refs_with_unannounced():
             async with self.bridge.lock(ref):
                 told = await self.bridge.announce_pending(ref)

@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from bridge import render
+from bridge.claims import MESSAGE_LEASE, MessageClaims, new_owner_id
 from bridge.conversations import opted_out_refusal
 from bridge.model import OutboundSms, SendRequest, SendState, StatusChange, new_ref
 from bridge.outbox import OutboxBatch, ParentView, SlackOutbox, parent_key
@@ -66,7 +66,8 @@ class SendSettings:
     reconcile_grace: float = 60.0        # absent from the logs this long after the POST → it was never created
     stuck_after: float = 900.0           # accepted without a final receipt this long → ask the logs
     sweep_interval: float = 2.0          # how often the sweeper looks for due work
-    stale_submitting: float = 120.0      # a POST "in flight" this long was lost with its outcome (store outage)
+    stale_submitting: float = 120.0      # unused: a POST is "in flight" exactly while its message's lease lives
+    message_lease: float = MESSAGE_LEASE  # seconds a replica's claim on a message lasts unless renewed
 
 
 class _AsTransient(SlackPortError):
@@ -120,18 +121,19 @@ class Bridge:
         outbox_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
+        # This replica's name in every lease it takes (messages here, items in the outbox).
+        self.owner = new_owner_id()
+        self.claims = MessageClaims(store, self.owner, lease=settings.message_lease)
         # Everything the bridge tells Slack after the first post goes through the durable outbox.
+        options: dict[str, Any] = {"owner": self.owner, **(outbox_options or {})}
         self.outbox = SlackOutbox(store, slack, render_parent=self.render_parent,
-                                  on_parent_posted=self.parent_posted, **(outbox_options or {}))
+                                  on_parent_posted=self.parent_posted, **options)
         self.store = store
         self.signalwire = signalwire
         self.slack = slack
         self.tokens = tokens
         self.simulated = simulated
         self._tasks: set[asyncio.Task[Any]] = set()
-        # Thread replies must appear in the order the statuses were accepted: one lock per message.
-        # Weak: a lock nobody holds or waits for is dropped, so a long-running bridge does not keep one per message.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- background work -------------------------------------------------------------------------------------
 
@@ -161,11 +163,9 @@ class Bridge:
         return not self._tasks and await self.outbox.pending() == 0
 
     def lock(self, key: str) -> asyncio.Lock:
-        """A process-wide lock by name (one message, or one conversation in ``bridge.two_way``)."""
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+        """A process-wide lock by name (one message, or one conversation in ``bridge.two_way``). An optimisation
+        within this process only: across replicas, leases (``claims.hold``) and the store's constraints decide."""
+        return self.claims.lock(key)
 
     async def opt_out_refusal(self, from_: str, to: str) -> str | None:
         """Why texting ``to`` from ``from_`` is not allowed (they opted out), or None. Every send path asks this."""
@@ -271,9 +271,14 @@ class Bridge:
                                      render.parent_blocks(sms, simulated=self.simulated), key=key)
 
     async def process(self, ref: str, notify: Notify | None = None) -> OutboundSms | None:
-        """Post the parent (if new) and hand a pending message to SignalWire. Idempotent: only ``pending`` moves."""
-        async with self.lock(ref):
+        """Post the parent (if new) and hand a pending message to SignalWire. Idempotent: only ``pending`` moves,
+        and only under the message's lease: if another replica holds it, that one is on it (the stored message is
+        returned as it is)."""
+        async with self.claims.hold(ref) as held:
             sms = await self.store.get_outbound(ref)
+            if not held:
+                log.info("ref=%s is being worked on by another replica; leaving it", ref)
+                return sms
             if sms is None or sms.state is not SendState.PENDING:
                 return sms
             if sms.parent_ts is None and sms.attempts == 0:
@@ -302,7 +307,8 @@ class Bridge:
             return await self.post_to_signalwire(sms)
 
     async def post_to_signalwire(self, sms: OutboundSms) -> OutboundSms:
-        """One POST. The caller holds the message's lock. Every outcome is stored before anything else happens."""
+        """One POST, under the message's lease (``claims.hold``, held by the caller). Every outcome is stored before
+        anything else happens."""
         sms = await self.store.mark_submitting(sms.ref, utcnow())
         try:
             message = await self.signalwire.send_message(
@@ -492,20 +498,25 @@ class Bridge:
             change = await self._record(ref, event)
             if change.sms.state is SendState.ACCEPTED:
                 # The answer was stored meanwhile and its owner may have announced before our status was there.
-                async with self.lock(ref):
-                    await self.announce_pending(ref)
+                await self.announce_pending(ref)
             return change.advanced
-        async with self.lock(ref):
-            if sms.state is SendState.UNKNOWN:
+        if sms.state is SendState.UNKNOWN:
+            async with self.claims.hold(ref) as held:
                 current = await self.store.get_outbound(ref)
-                if current is not None and current.state is SendState.UNKNOWN:
+                if held and current is not None and current.state is SendState.UNKNOWN:
                     # The token proves this callback is about our message: SignalWire has it, under event.id.
+                    # Under the lease and re-read, so of several replicas (and the sweeper) one adopts it, once.
                     await self.store.count("reconciled_by_callback")
                     await self.adopt(current, current.sw_id or event.id, event.number_of_segments or 1, event.status,
                                      event.error_code, event.error_message, event.timestamp)
                     return True
-            # Recorded and announced under the lock, so receipts are queued in the order statuses were recorded;
-            # a redelivery after a crash between the two finds the status unannounced and announces it.
+                if not held and current is not None and current.sw_id is None:
+                    # Another replica is reconciling it: the id it will find first proves SignalWire has it.
+                    await self.store.note_sw_id(ref, event.id, utcnow())
+        # Receipts are queued in rank order by the store (``announce_status`` refuses one whose predecessor is still
+        # untold), whichever replica records what; the lock only saves this process's coroutines a wasted try. A
+        # redelivery after a crash between recording and announcing finds the status unannounced and announces it.
+        async with self.lock(ref):
             change = await self._record(ref, event)
             await self.announce_pending(ref)
         return change.advanced
@@ -523,18 +534,24 @@ class Bridge:
     async def announce_pending(self, ref: str, notes: Mapping[MessageStatus, str] | None = None) -> int:
         """Announce every status that advanced ``ref`` and is not announced yet, oldest first; how many were.
 
-        The caller holds ``lock(ref)``. ``notes``: a status's thread reply is this text instead of the receipt.
+        Safe from any replica at any time: the store queues a receipt only once and only after the ones before it,
+        so this goes round until a pass announces nothing (a status another replica recorded while an earlier one
+        was still untold is told here once that one is). ``notes``: a status's thread reply is this text instead.
         """
         told = 0
-        for status in await self.store.unannounced(ref):
-            sms = await self.store.get_outbound(ref)
-            if sms is not None and await self.announce(sms, status, note=(notes or {}).get(status)):
-                told += 1
-        return told
+        while True:
+            progress = 0
+            for status in await self.store.unannounced(ref):
+                sms = await self.store.get_outbound(ref)
+                if sms is not None and await self.announce(sms, status, note=(notes or {}).get(status)):
+                    progress += 1
+            if progress == 0:
+                return told
+            told += progress
 
     async def announce(self, sms: OutboundSms, status: MessageStatus, *, note: str | None = None) -> bool:
         """Queue what Slack must show for ``status`` (receipt, parent repaint, reactions) in the transaction that
-        marks it announced; False, with nothing queued, if it already was. Call with ``lock(sms.ref)`` held."""
+        marks it announced; False, with nothing queued, if it already was (or an earlier status is still untold)."""
         if status.is_failure:
             await self._note_opt_out(sms)
         if status.is_final:

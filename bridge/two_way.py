@@ -48,7 +48,8 @@ class Received(enum.Enum):
 
 
 class TwoWay:
-    """Stateless over the store: one instance per surface is fine (locks live in the shared ``Bridge``)."""
+    """Stateless over the store: one instance per surface is fine (in-process locks live in the shared ``Bridge``;
+    what holds across replicas is in the store)."""
 
     def __init__(
         self,
@@ -80,6 +81,11 @@ class TwoWay:
         """
         keyword = conv.classify_keyword(message.body)
         now = utcnow()
+        # The lock only spares this process's coroutines; across replicas the store decides. Two first texts of a
+        # conversation landing on two replicas at once both see no conversation, so both items get the same key
+        # (the inbound channel): the outbox delivers a key's items one at a time, in order, on whichever replica
+        # (``outbox_claim``: thread head, no other owner's live claim), so the second is routed when the first has
+        # made the thread (``inbound_posted``; the conversation is unique per (our, their) number).
         async with self.bridge.lock(f"conversation:{message.to}:{message.from_}"):
             current = await self.bridge.store.get_conversation(message.to, message.from_)
             channel = self.channel_for(message.to)

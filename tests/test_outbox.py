@@ -47,9 +47,9 @@ class World:
         self.recorded.append((ref, ts))
         await self.store.set_parent(ref, ts, datetime.now(UTC))
 
-    def outbox(self, *, release_claims_on_start: bool = True) -> SlackOutbox:
+    def outbox(self, *, owner: str | None = None, lease: float = 30.0) -> SlackOutbox:
         return SlackOutbox(self.store, self.slack, render_parent=self.render, on_parent_posted=self.parent_posted,
-                           base_delay=0.05, poll_interval=0.2, release_claims_on_start=release_claims_on_start)
+                           base_delay=0.05, poll_interval=0.2, owner=owner, lease=lease)
 
     async def new_sms(self, ref: str, text: str) -> None:
         request = SendRequest(user_id="U0ALICE", channel_id=CHANNEL, to="+15551234567", from_="+15557770000",
@@ -221,7 +221,8 @@ async def test_an_update_while_the_previous_one_is_in_flight_is_queued_not_dropp
     await outbox.update_parent("r1", "t1")
     [head] = await world.store.outbox_due(datetime.now(UTC), limit=10)
     # Another worker (a replica) holds the update: it may have rendered the old text already.
-    assert await world.store.outbox_claim(head.id, datetime.now(UTC), datetime.fromtimestamp(time.time() + 60, UTC))
+    assert await world.store.outbox_claim(head.id, "replica-b", datetime.now(UTC),
+                                          datetime.fromtimestamp(time.time() + 60, UTC))
     world.texts["r1"] = "SMS r1: delivered"
     await outbox.update_parent("r1", "t1")
     assert await outbox.pending() == 2 and outbox.coalesced == 0
@@ -329,25 +330,30 @@ async def outbox_ephemeral_and_note(outbox: SlackOutbox) -> None:
     await outbox.post("t2", CHANNEL, "note")
 
 
-async def test_a_restarted_process_releases_its_predecessors_claims_at_once(world: World) -> None:
+async def test_a_restarted_process_does_not_steal_a_live_claim(world: World) -> None:
     outbox = world.outbox()
-    await outbox.post("t1", CHANNEL, "claimed by the dead")
-    [head] = await world.store.outbox_due(datetime.now(UTC), limit=10)
-    assert await world.store.outbox_claim(head.id, datetime.now(UTC), datetime.now(UTC) + timedelta(minutes=5))
+    await outbox.post("t1", CHANNEL, "claimed by a live replica")
+    await outbox.post("t2", CHANNEL, "another thread")
+    [head, _] = await world.store.outbox_due(datetime.now(UTC), limit=10)
+    assert await world.store.outbox_claim(head.id, "replica-b", datetime.now(UTC),
+                                          datetime.now(UTC) + timedelta(minutes=5))
     outbox.start()
-    # The claim runs for five minutes: only releasing it at start lets the post through within this bound.
-    await until(lambda: bool(world.fake.messages(CHANNEL)), timeout=30.0)
-    await outbox.stop()
-    assert [m.text for m in world.fake.messages(CHANNEL)] == ["claimed by the dead"]
+    await until(lambda: [m.text for m in world.fake.messages(CHANNEL)] == ["another thread"], timeout=10.0)
+    await outbox.stop(flush_timeout=0)
+    # The live claim is the other replica's to finish: nothing was posted for it, and it is still held.
+    assert [m.text for m in world.fake.messages(CHANNEL)] == ["another thread"]
+    assert not await world.store.outbox_claim(head.id, outbox.owner, datetime.now(UTC),
+                                              datetime.now(UTC) + timedelta(minutes=5))
+    assert await world.store.outbox_renew(head.id, "replica-b", datetime.now(UTC) + timedelta(minutes=5))
 
 
 async def test_an_expired_claim_of_a_crashed_process_is_taken_over(world: World) -> None:
-    outbox = world.outbox(release_claims_on_start=False)  # replicas sharing a database
+    outbox = world.outbox()
     await outbox.post("t1", CHANNEL, "first")
     await outbox.post("t1", CHANNEL, "second")
     [head] = await world.store.outbox_due(datetime.now(UTC), limit=10)
     until_ts = datetime.fromtimestamp(time.time() + 0.5, UTC)
-    assert await world.store.outbox_claim(head.id, datetime.now(UTC), until_ts)  # then the claimant died
+    assert await world.store.outbox_claim(head.id, "dead-replica", datetime.now(UTC), until_ts)  # then it died
     started = time.monotonic()
     assert await outbox.flush(5.0)
     await outbox.stop()
@@ -395,13 +401,13 @@ async def test_slack_out_marks_permanent_errors_and_unreachable_slack(world: Wor
 
 
 async def test_a_post_cut_off_before_it_was_marked_done_is_not_posted_again(world: World) -> None:
-    # The process that claimed the item got Slack's "ok" and died before recording it.
+    # The process that claimed the item got Slack's "ok" and died before recording it; its lease ran out.
     outbox = world.outbox()
     await outbox.post("t1", CHANNEL, "🕓 Queued at SignalWire")
     await outbox.post("t1", CHANNEL, "📤 Sent to carrier")
     now = datetime.now(UTC)
     [head] = await world.store.outbox_due(now, limit=10)
-    assert await world.store.outbox_claim(head.id, now, now + timedelta(minutes=5))
+    assert await world.store.outbox_claim(head.id, "dead-replica", now, now + timedelta(seconds=0.3))
     await world.slack.post(CHANNEL, "🕓 Queued at SignalWire", None, None, key=f"outbox-{head.id}")
     outbox.start()  # the restarted process
     await until(lambda: len(world.fake.messages(CHANNEL)) >= 2, timeout=5.0)

@@ -6,7 +6,8 @@ Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.storage.sqlite.
 ``bridge.service``.
 
 Scheduling columns (``next_attempt_at``, ``claimed_until``) are REAL Unix seconds so "is it due" is a numeric
-comparison; the audit columns are ISO text like the rest of the schema.
+comparison; the audit columns are ISO text like the rest of the schema. ``claimed_by`` (migration 10, in
+``store.py``) names the replica holding a claim; claims are leases that run out, never released wholesale.
 """
 
 from __future__ import annotations
@@ -136,41 +137,52 @@ class OutboxSql:
         value = rows[0][0] if rows else None
         return None if value is None else datetime.fromtimestamp(float(value), UTC)
 
-    async def outbox_claim(self, item_id: int, now: datetime, until: datetime) -> bool:
+    async def outbox_claim(self, item_id: int, owner: str, now: datetime, until: datetime) -> bool:
+        # One statement, so the checks and the claim are atomic: the item is undone, it is its thread's head, and no
+        # other owner holds a live claim anywhere in that thread (two replicas never post into one thread at once).
+        # A claim without an owner (left by a version before migration 10) counts as another owner's.
         count = await self._write(
-            f"""UPDATE slack_outbox SET claimed_until = ?
-                WHERE id = ? AND {_UNDONE} AND (claimed_until IS NULL OR claimed_until <= ?)""",
-            (until.timestamp(), item_id, now.timestamp()),
+            f"""UPDATE slack_outbox SET claimed_until = ?, claimed_by = ?
+                WHERE id = ? AND {_UNDONE}
+                    AND id = (SELECT MIN(h.id) FROM slack_outbox h
+                              WHERE h.thread_key = slack_outbox.thread_key AND h.done_at IS NULL
+                                  AND h.failed_at IS NULL)
+                    AND NOT EXISTS (
+                        SELECT 1 FROM slack_outbox o WHERE o.thread_key = slack_outbox.thread_key
+                            AND o.claimed_until > ? AND (o.claimed_by IS NULL OR o.claimed_by <> ?))""",
+            (until.timestamp(), owner, item_id, now.timestamp(), owner),
         )
         return count == 1
 
-    async def outbox_release_all(self) -> int:
-        # Released as an expired claim (0), not NULL: whether the cut-off attempt reached Slack is unknown.
-        return await self._write(
-            "UPDATE slack_outbox SET claimed_until = 0 WHERE claimed_until IS NOT NULL AND done_at IS NULL", ()
+    async def outbox_renew(self, item_id: int, owner: str, until: datetime) -> bool:
+        count = await self._write(
+            f"UPDATE slack_outbox SET claimed_until = ? WHERE id = ? AND claimed_by = ? AND {_UNDONE}",
+            (until.timestamp(), item_id, owner),
         )
+        return count == 1
 
     async def outbox_release(self, item_id: int) -> None:
-        await self._write("UPDATE slack_outbox SET claimed_until = 0 WHERE id = ?", (item_id,))
+        # Released as an expired claim (0), not NULL: whether the cut-off attempt reached Slack is unknown.
+        await self._write("UPDATE slack_outbox SET claimed_until = 0, claimed_by = NULL WHERE id = ?", (item_id,))
 
     async def outbox_done(self, item_id: int, result: str | None, now: datetime) -> None:
         await self._write(
-            "UPDATE slack_outbox SET done_at = ?, result = ?, claimed_until = NULL, attempts = attempts + 1"
-            " WHERE id = ?",
+            """UPDATE slack_outbox SET done_at = ?, result = ?, claimed_until = NULL, claimed_by = NULL,
+                   attempts = attempts + 1 WHERE id = ?""",
             (db_time(now), result, item_id),
         )
 
     async def outbox_retry(self, item_id: int, error: str, next_attempt_at: datetime, result: str | None) -> None:
         await self._write(
             """UPDATE slack_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, result = ?,
-                   claimed_until = NULL WHERE id = ?""",
+                   claimed_until = NULL, claimed_by = NULL WHERE id = ?""",
             (error, next_attempt_at.timestamp(), result, item_id),
         )
 
     async def outbox_fail(self, item_id: int, error: str, now: datetime) -> None:
         await self._write(
-            """UPDATE slack_outbox SET failed_at = ?, last_error = ?, claimed_until = NULL, attempts = attempts + 1
-               WHERE id = ?""",
+            """UPDATE slack_outbox SET failed_at = ?, last_error = ?, claimed_until = NULL, claimed_by = NULL,
+                   attempts = attempts + 1 WHERE id = ?""",
             (db_time(now), error, item_id),
         )
 

@@ -104,6 +104,13 @@ MIGRATIONS: Mapping[int, str] = {
     8: DURABLE_MIGRATION,
     # 9: thread replies stored as Slack delivered them, before Slack is answered (bridge.storage.sqlite.two_way).
     9: REPLY_MIGRATION,
+    # 10: leases, so several replicas can share the database: who works on a message (sending, reconciling,
+    # checking a receipt) and until when; and who holds an outbox item's claim (``claimed_until`` exists).
+    10: """
+    ALTER TABLE outbound ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbound ADD COLUMN claimed_until TEXT;
+    ALTER TABLE slack_outbox ADD COLUMN claimed_by TEXT;
+    """,
 }
 
 # The database holds the callback HMAC secret and message bodies: owner-only, like a key file.
@@ -278,18 +285,17 @@ class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
             raise StoreUnavailable(f"SQLite store {self._path} is closed")
 
     async def _one(self, sql: str, params: Sequence[Any]) -> aiosqlite.Row | None:
-        self._check_open()
-        try:
-            async with self._db.execute(sql, params) as cur:
-                return await cur.fetchone()
-        except _DB_ERRORS as exc:
-            raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, params: Sequence[Any]) -> list[aiosqlite.Row]:
+        # execute_fetchall runs the statement to completion in ONE call on the connection's thread: a statement
+        # left half-read would hold a read snapshot on this connection, and a write another coroutine issued on it
+        # meanwhile would then fail at once with "database is locked" (SQLITE_BUSY_SNAPSHOT, no busy wait) as
+        # soon as another connection — a second replica on the same file — had committed.
         self._check_open()
         try:
-            async with self._db.execute(sql, params) as cur:
-                return list(await cur.fetchall())
+            return list(await self._db.execute_fetchall(sql, params))
         except _DB_ERRORS as exc:
             raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
 
@@ -374,12 +380,14 @@ class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
         )
 
     async def due(self, states: Sequence[SendState], now: datetime, limit: int = 100) -> list[OutboundSms]:
-        """Messages in one of ``states`` whose ``next_attempt_at`` is unset or has passed, oldest first."""
+        """Messages in one of ``states`` whose ``next_attempt_at`` is unset or has passed and that nobody holds a
+        live lease on (``claim_message``), oldest first."""
         marks = ",".join("?" for _ in states)
         rows = await self._all(
             f"""SELECT * FROM outbound WHERE state IN ({marks}) AND checked_at IS NULL
-                   AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY created_at LIMIT ?""",
-            (*[s.value for s in states], db_time(now), limit),
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+                   AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY created_at LIMIT ?""",
+            (*[s.value for s in states], db_time(now), db_time(now), limit),
         )
         return [_row_to_sms(r) for r in rows]
 
@@ -516,18 +524,42 @@ class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
 
     async def announce_status(self, ref: str, status: str, writes: Sequence[OutboxWrite], now: datetime) -> bool:
         async def work(db: aiosqlite.Connection) -> bool:
-            cur = await db.execute(
+            # Under BEGIN IMMEDIATE (``_atomic``) no other connection can record or announce meanwhile.
+            async with db.execute(
+                "SELECT status FROM status_event WHERE ref = ? AND announced_at IS NULL", (ref,)
+            ) as cur:
+                waiting = {row["status"] for row in await cur.fetchall()}
+            if status not in waiting:
+                return False  # announced already (a duplicate callback, another replica, the sweeper), or not ours
+            rank = MessageStatus(status).rank
+            if any(MessageStatus(other).rank < rank for other in waiting if other != status):
+                return False  # an earlier receipt of this message is still to be queued: it goes first
+            await db.execute(
                 "UPDATE status_event SET announced_at = ? WHERE ref = ? AND status = ? AND announced_at IS NULL",
                 (db_time(now), ref, status),
             )
-            if cur.rowcount != 1:
-                return False  # announced already (a duplicate callback, or the sweeper got there first)
             for write in writes:
                 async with db.execute(*insert_statement(write, now)) as insert:
                     await insert.fetchall()
             return True
 
         return await self._atomic(work)
+
+    # -- leases on messages (migration 10) -------------------------------------------------------------------------
+
+    async def claim_message(self, ref: str, owner: str, now: datetime, until: datetime) -> bool:
+        count = await self._write(
+            """UPDATE outbound SET claimed_by = ?, claimed_until = ?
+               WHERE ref = ? AND (claimed_until IS NULL OR claimed_until <= ? OR claimed_by = ?)""",
+            (owner, db_time(until), ref, db_time(now), owner),
+        )
+        return count == 1
+
+    async def release_message(self, ref: str, owner: str) -> None:
+        await self._write(
+            "UPDATE outbound SET claimed_by = NULL, claimed_until = NULL WHERE ref = ? AND claimed_by = ?",
+            (ref, owner),
+        )
 
     async def prune_status_events(self, before: datetime, limit: int) -> int:
         """Delete at most ``limit`` status-callback rows received before ``before`` (oldest first)."""
