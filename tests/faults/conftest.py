@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from faults.procs import World, open_world
-from tests.conftest import ENGINES
 from tests.pg import throwaway_database
+
+# The engines tests/conftest.py's ``database_url`` runs store tests on (conftest modules are not imported).
+ENGINES = ["sqlite", "postgresql"]
 
 WorldFactory = Callable[..., AbstractAsyncContextManager[World]]
 
