@@ -62,6 +62,7 @@ class BotProcess:
     script: Path = REPO / "bot.py"
     proc: asyncio.subprocess.Process | None = None
     starts: int = 0
+    last_exit_seconds: float | None = None  # how long the last SIGTERM took
     _log: IO[bytes] | None = None
 
     @property
@@ -100,6 +101,7 @@ class BotProcess:
     async def kill(self) -> None:
         """SIGKILL: no clean-up runs, exactly like a crash or the OOM killer."""
         if self.proc is not None and self.proc.returncode is None:
+            self._mark("SIGKILL")
             self.proc.kill()
             await self.proc.wait()
         self._close_log()
@@ -108,13 +110,18 @@ class BotProcess:
         """SIGTERM and wait for the exit code (SIGKILL and ``BotDied`` if it does not exit within ``timeout``)."""
         assert self.proc is not None, "the bot was never started"
         if self.proc.returncode is None:
+            self._mark("SIGTERM sent")
+            started = time.monotonic()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 async with asyncio.timeout(timeout):
                     await self.proc.wait()
             except TimeoutError:
+                self._mark(f"still running {timeout:g} s after SIGTERM: SIGKILL")
                 await self.kill()
                 raise BotDied(f"bot ignored SIGTERM for {timeout:g} s\n{self.log_tail()}") from None
+            self.last_exit_seconds = time.monotonic() - started
+            self._mark(f"exited {self.proc.returncode} {self.last_exit_seconds:.1f} s after SIGTERM")
         self._close_log()
         assert self.proc.returncode is not None
         return self.proc.returncode
@@ -133,6 +140,12 @@ class BotProcess:
         # aiosqlite logs every statement twice at DEBUG; those lines would push out everything that explains.
         kept = [line for line in self.log_text().splitlines() if "logger=aiosqlite" not in line]
         return "\n".join(kept[-lines:])
+
+    def _mark(self, what: str) -> None:
+        """A line of the harness's own in the bot's log, so a reader sees when it was signalled."""
+        if self._log is not None:
+            self._log.write(f"===== {time.strftime('%H:%M:%S')} {what} =====\n".encode())
+            self._log.flush()
 
     def _close_log(self) -> None:
         if self._log is not None:

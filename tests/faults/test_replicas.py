@@ -205,7 +205,7 @@ async def test_a_rolling_restart_under_traffic_loses_and_doubles_nothing(make_wo
         async def inbound_traffic(phone: str) -> None:
             n = 0
             while not stop.is_set():
-                body = f"in {phone[-4:]} #{n:02d}"
+                body = f"in {phone[-4:]} #{n:03d}."  # never a prefix of another one
                 inbound.append(body)
                 # One phone's texts arrive one after another, as a person types them.
                 await text_in(world, phone, body, f"in-{phone[-4:]}-{n}")
@@ -217,7 +217,8 @@ async def test_a_rolling_restart_under_traffic_loses_and_doubles_nothing(make_wo
         async def roll() -> None:
             await asyncio.sleep(1.0)
             for bot in world.bots:
-                codes.append(await bot.terminate())
+                # The bot's own bound: requests in flight get 10 s, then each drain step its own cap.
+                codes.append(await bot.terminate(timeout=45))
                 await bot.start()
                 await asyncio.sleep(0.5)
             stop.set()
