@@ -1,8 +1,9 @@
-"""The fault suite's world: a real ``python bot.py`` process between an in-process simulator and fake Slack.
+"""The fault suite's world: real ``python bot.py`` processes between an in-process simulator and fake Slack.
 
 Owns: ``BotProcess`` (start / SIGKILL / SIGTERM / restart of the bot as a subprocess on a loopback port, waiting
-for ``/healthz``, its log file), ``World`` (simulator + fake Slack served in the test's own event loop so a test
-can flip their fault switches directly, a signed ``SlackDriver`` aimed at the subprocess) and ``open_world``.
+for ``/healthz``, its log file), ``RoundRobin`` (the load balancer in front of several replicas on one database),
+``World`` (simulator + fake Slack served in the test's own event loop so a test can flip their fault switches
+directly, a signed ``SlackDriver`` aimed at the bot or the front) and ``open_world``.
 Also the invariants every fault test asserts (``assert_exactly_one_sms``, ``assert_receipts_once``, ``Snapshot``).
 Must not import: ``bot.py``, ``handlers`` or ``bridge.service`` — the bot is only ever reached over HTTP
 (``bridge.render`` only for the receipt wording).
@@ -15,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ class BotProcess:
     script: Path = REPO / "bot.py"
     proc: asyncio.subprocess.Process | None = None
     starts: int = 0
+    last_exit_seconds: float | None = None  # how long the last SIGTERM took
     _log: IO[bytes] | None = None
 
     @property
@@ -99,6 +101,7 @@ class BotProcess:
     async def kill(self) -> None:
         """SIGKILL: no clean-up runs, exactly like a crash or the OOM killer."""
         if self.proc is not None and self.proc.returncode is None:
+            self._mark("SIGKILL")
             self.proc.kill()
             await self.proc.wait()
         self._close_log()
@@ -107,13 +110,18 @@ class BotProcess:
         """SIGTERM and wait for the exit code (SIGKILL and ``BotDied`` if it does not exit within ``timeout``)."""
         assert self.proc is not None, "the bot was never started"
         if self.proc.returncode is None:
+            self._mark("SIGTERM sent")
+            started = time.monotonic()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 async with asyncio.timeout(timeout):
                     await self.proc.wait()
             except TimeoutError:
+                self._mark(f"still running {timeout:g} s after SIGTERM: SIGKILL")
                 await self.kill()
                 raise BotDied(f"bot ignored SIGTERM for {timeout:g} s\n{self.log_tail()}") from None
+            self.last_exit_seconds = time.monotonic() - started
+            self._mark(f"exited {self.proc.returncode} {self.last_exit_seconds:.1f} s after SIGTERM")
         self._close_log()
         assert self.proc.returncode is not None
         return self.proc.returncode
@@ -133,36 +141,152 @@ class BotProcess:
         kept = [line for line in self.log_text().splitlines() if "logger=aiosqlite" not in line]
         return "\n".join(kept[-lines:])
 
+    def _mark(self, what: str) -> None:
+        """A line of the harness's own in the bot's log, so a reader sees when it was signalled."""
+        if self._log is not None:
+            self._log.write(f"===== {time.strftime('%H:%M:%S')} {what} =====\n".encode())
+            self._log.flush()
+
     def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
 
 
+@dataclass(frozen=True)
+class Routed:
+    """One request the front passed on: to which replica (None: none answered) and what came back."""
+
+    path: str
+    replica: int | None
+    status: int
+
+
+@dataclass
+class RoundRobin:
+    """The load balancer in front of the replicas: each request goes to the next running replica in turn.
+
+    A replica that refuses the connection (dead, restarting) is skipped, as a balancer's health check would; a
+    replica that dies while handling a request costs that request a 502, exactly as in production. ``routed``
+    records where every request went.
+    """
+
+    bots: list[BotProcess]
+    session: aiohttp.ClientSession
+    routed: list[Routed] = field(default_factory=list)
+    in_flight: dict[int, int] = field(default_factory=dict)  # requests each replica is handling now
+    _busy: dict[int, asyncio.Event] = field(default_factory=dict)
+    _next: int = 0
+
+    def busy(self, replica: int) -> asyncio.Event:
+        """Set while ``replica`` is handling at least one request."""
+        return self._busy.setdefault(replica, asyncio.Event())
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        return app
+
+    def _order(self) -> list[int]:
+        start = self._next
+        self._next = (self._next + 1) % len(self.bots)
+        return [(start + i) % len(self.bots) for i in range(len(self.bots))]
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        for index in self._order():
+            bot = self.bots[index]
+            if not bot.running:
+                continue
+            self.in_flight[index] = self.in_flight.get(index, 0) + 1
+            self.busy(index).set()
+            try:
+                async with self.session.request(
+                    request.method, bot.url + request.path_qs, data=body, headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=30), allow_redirects=False,
+                ) as upstream:
+                    payload = await upstream.read()
+                    self.routed.append(Routed(request.path, index, upstream.status))
+                    kept = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
+                    return web.Response(status=upstream.status, body=payload, headers=kept)
+            except aiohttp.ClientConnectorError:
+                continue  # nothing reached it: the next replica may take the request
+            except (aiohttp.ClientError, TimeoutError):
+                self.routed.append(Routed(request.path, index, 502))
+                return web.Response(status=502, text="replica failed mid-request")
+            finally:
+                self.in_flight[index] -= 1
+                if not self.in_flight[index]:
+                    self.busy(index).clear()
+        self.routed.append(Routed(request.path, None, 502))
+        return web.Response(status=502, text="no replica answered")
+
+
+_HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive"})
+
+
+def engine_of(database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite:") else "postgresql"
+
+
 @dataclass
 class World:
-    """Everything one fault test touches. ``simulator`` and ``slack`` live in this event loop."""
+    """Everything one fault test touches. ``simulator`` and ``slack`` live in this event loop.
+
+    ``bots`` are the replicas (one, unless the world was opened with ``replicas=N``), all on ``database_url``;
+    with several, ``front`` spreads requests across them and ``bot_url`` (what the driver, the simulator's
+    callbacks and inbound webhooks use) is the front's. ``bot`` is the first replica.
+    """
 
     simulator: Simulator
     sim_url: str
     slack: FakeSlack
     slack_url: str
-    bot: BotProcess
+    bots: list[BotProcess]
     session: aiohttp.ClientSession
     driver: SlackDriver
-    database: Path
+    database_url: str
+    database: Path | None  # the SQLite file, None on PostgreSQL
+    front: RoundRobin | None = None
+    front_url: str | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @property
-    def bot_url(self) -> str:
-        return self.bot.url
+    def bot(self) -> BotProcess:
+        return self.bots[0]
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-        """Poll ``predicate`` until true; ``AssertionError`` naming ``what`` (and the bot log tail) otherwise."""
+    @property
+    def bot_url(self) -> str:
+        return self.front_url or self.bot.url
+
+    @property
+    def engine(self) -> str:
+        return engine_of(self.database_url)
+
+    def driver_for(self, replica: int) -> SlackDriver:
+        """A Slack driver aimed straight at one replica (bypassing the front): a retry landing elsewhere."""
+        return SlackDriver(self.session, self.bots[replica].url, SIGNING_SECRET,
+                           response_url_base=self.slack.response_url_base)
+
+    def logs_tail(self, lines: int = 60) -> str:
+        if len(self.bots) == 1:
+            return self.bot.log_tail(lines)
+        per = max(20, lines // len(self.bots))
+        return "\n".join(f"--- replica {i} ({b.log_path.name}) ---\n{b.log_tail(per)}" for i, b in enumerate(self.bots))
+
+    async def wait_for(self, predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0,
+                       what: str = "condition") -> None:
+        """Poll ``predicate`` (sync or async) until true; ``AssertionError`` naming ``what`` (and the bot logs)."""
         deadline = time.monotonic() + timeout
-        while not predicate():
+        while True:
+            result = predicate()
+            if not isinstance(result, bool):
+                result = await result
+            if result:
+                return
             if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not reached within {timeout:g} s\n--- bot log ---\n{self.bot.log_tail()}")
+                raise AssertionError(f"{what} not reached within {timeout:g} s\n--- bot log ---\n{self.logs_tail()}")
             await asyncio.sleep(0.02)
 
     async def quiet(self, seconds: float = 0.5, timeout: float = 15.0) -> None:
@@ -180,7 +304,7 @@ class World:
             if idle >= seconds:
                 return
             if loop.time() > deadline:
-                raise AssertionError(f"still busy after {timeout:g} s\n--- bot log ---\n{self.bot.log_tail()}")
+                raise AssertionError(f"still busy after {timeout:g} s\n--- bot log ---\n{self.logs_tail()}")
             await asyncio.sleep(min(0.1, max(0.02, seconds - idle)))
 
 
@@ -192,43 +316,73 @@ async def open_world(
     env: Mapping[str, str] | None = None,
     start: bool = True,
     script: Path | None = None,
+    database_url: str | None = None,
+    replicas: int = 1,
 ) -> AsyncIterator[World]:
-    """Simulator + fake Slack on port 0 here, the bot as a subprocess; the bot is SIGKILLed on exit whatever happens."""
+    """Simulator + fake Slack on port 0 here, the bot(s) as subprocesses; every bot is SIGKILLed on exit.
+
+    ``database_url``: what the bots use (default: a SQLite file in ``tmp_path``; the caller owns any other
+    database). ``replicas`` > 1: that many bots on the same database behind a round-robin front.
+    """
     simulator = Simulator(SimulatorConfig(step_delay=step_delay))
     sim_runner, sim_url = await _serve(create_simulator_app(simulator))
     slack = FakeSlack(bot_token="xoxb-fake")
     slack_runner, slack_url = await _serve(create_fake_slack_app(slack))
     slack.base_url = slack_url
-    port = _free_port()
-    database = tmp_path / "bridge.db"
-    bot_env = {
-        # Only what the interpreter needs from the parent: the bot must not pick up a developer's real keys.
-        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")},
-        **bot_environment(slack_url=slack_url, sim_url=sim_url, sim=simulator.config,
-                          public_url=f"http://127.0.0.1:{port}", database=database),
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "LOG_LEVEL": "DEBUG",
-        "PYTHONUNBUFFERED": "1",
-        # Small grace periods so reconciliation happens within a test (the bot's defaults are 15 s / 60 s).
-        "SIGNALWIRE_TIMEOUT_SECONDS": "2",
-        "RECONCILE_GRACE_SECONDS": "1",
-        # A killed bot's leases (messages, outbox items) run out this fast; the restarted one takes over after.
-        "LEASE_SECONDS": "2",
-        **(env or {}),
-    }
-    bot = BotProcess(env=bot_env, log_path=tmp_path / "bot.log", port=port, script=script or REPO / "bot.py")
+    runners = [sim_runner, slack_runner]
+    database = None if database_url is not None else tmp_path / "bridge.db"
+    url = database_url or f"sqlite:///{database}"
+    bots: list[BotProcess] = []
     try:
         async with aiohttp.ClientSession() as session:
-            driver = SlackDriver(session, bot.url, SIGNING_SECRET, response_url_base=slack.response_url_base)
-            world = World(simulator=simulator, sim_url=sim_url, slack=slack, slack_url=slack_url, bot=bot,
-                          session=session, driver=driver, database=database, _runners=[sim_runner, slack_runner])
-            if start:
-                await bot.start()
-            yield world
+            front: RoundRobin | None = None
+            front_url: str | None = None
+            if replicas > 1:
+                front = RoundRobin(bots, session)
+                front_runner, front_url = await _serve(front.app())
+                runners.append(front_runner)
+            for index in range(replicas):
+                port = _free_port()
+                public = front_url or f"http://127.0.0.1:{port}"
+                bot_env = {
+                    # Only what the interpreter needs from the parent: the bot must not pick up a developer's keys.
+                    **{k: v for k, v in os.environ.items()
+                       if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")},
+                    **bot_environment(slack_url=slack_url, sim_url=sim_url, sim=simulator.config,
+                                      public_url=public, database=tmp_path / "unused.db"),
+                    "DATABASE_URL": url,
+                    "PORT": str(port),
+                    "HOST": "127.0.0.1",
+                    "LOG_LEVEL": "DEBUG",
+                    "PYTHONUNBUFFERED": "1",
+                    # Small grace periods so reconciliation happens within a test (the bot's defaults: 15 s / 60 s).
+                    "SIGNALWIRE_TIMEOUT_SECONDS": "2",
+                    "RECONCILE_GRACE_SECONDS": "1",
+                    # A killed bot's leases (messages, outbox items) run out this fast; a restarted one takes over.
+                    "LEASE_SECONDS": "2",
+                    **(env or {}),
+                }
+                log_name = "bot.log" if replicas == 1 else f"bot{index}.log"
+                bots.append(BotProcess(env=bot_env, log_path=tmp_path / log_name, port=port,
+                                       script=script or REPO / "bot.py"))
+            driver = SlackDriver(session, front_url or bots[0].url, SIGNING_SECRET,
+                                 response_url_base=slack.response_url_base)
+            world = World(simulator=simulator, sim_url=sim_url, slack=slack, slack_url=slack_url, bots=bots,
+                          session=session, driver=driver, database_url=url, database=database, front=front,
+                          front_url=front_url, _runners=runners)
+            try:
+                if start:
+                    # One at a time: the first migrates the database, the others find it ready.
+                    for bot in bots:
+                        await bot.start()
+                yield world
+            finally:
+                for bot in bots:
+                    await bot.kill()
     finally:
-        await bot.kill()
-        for runner in (sim_runner, slack_runner):
+        for bot in bots:
+            await bot.kill()
+        for runner in reversed(runners):
             await runner.cleanup()
 
 

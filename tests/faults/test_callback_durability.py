@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 from sw_api.models import MessageStatus, StatusEvent
 from sw_api.simulator import SimMessage
 from sw_api.webhooks import SIGNATURE_HEADER, sign_json
+from tests.faults.dbtools import status_recorded
 from tests.faults.procs import (
     CHANNEL,
     RECEIPT_LABELS,
@@ -72,12 +72,6 @@ async def _callback(world: World, sms: SimMessage, status: MessageStatus) -> int
         return None
 
 
-def _recorded(database: Path, status: MessageStatus) -> bool:
-    # Only a synchronisation point (when to pull the plug); what is asserted is what Slack shows.
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        return db.execute("SELECT 1 FROM status_event WHERE status = ?", (status.value,)).fetchone() is not None
-
-
 def _assert_thread(world: World, body: str, expected: list[MessageStatus]) -> None:
     parent = parent_for(world, body)
     texts = thread_texts(world, parent)
@@ -106,7 +100,7 @@ async def test_sigkill_between_recording_and_queuing_the_receipt(make_world: Any
         sms = await _accepted_and_walked(world, "killed mid-callback")
         answer = asyncio.create_task(_callback(world, sms, MessageStatus.DELIVERED))
         # The status is committed; its receipt is not queued yet (the enqueue is asleep): kill now.
-        await world.wait_for(lambda: _recorded(world.database, MessageStatus.DELIVERED), what="status recorded")
+        await world.wait_for(lambda: status_recorded(world, MessageStatus.DELIVERED), what="status recorded")
         await world.bot.kill()
         assert await answer is None, "the callback must not be answered before its receipt is queued"
         await world.bot.start()

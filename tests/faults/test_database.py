@@ -1,38 +1,16 @@
-"""The SQLite file locked by another connection (``BEGIN EXCLUSIVE``) while sends and callbacks arrive:
-delayed, never half-done, never a 500; receipts still reach the thread once."""
+"""The database write-locked by another connection (SQLite ``BEGIN EXCLUSIVE``, PostgreSQL ``LOCK TABLE … IN
+EXCLUSIVE MODE``) while sends and callbacks arrive: delayed, never half-done, never a 500; receipts still reach the
+thread once."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import time
-from pathlib import Path
 from typing import Any
 
+from tests.faults.dbtools import locked_for
 from tests.faults.procs import CHANNEL, World, assert_exactly_one_sms, assert_receipts_once, parent_for, sms_to
 
 TO = "+15551234567"
-
-
-def hold_exclusive_lock(path: Path, seconds: float, locked: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
-    """In a thread: what a backup tool or a second replica does to the bot's database file."""
-    conn = sqlite3.connect(path, timeout=10, isolation_level=None)
-    try:
-        conn.execute("BEGIN EXCLUSIVE")
-        loop.call_soon_threadsafe(locked.set)
-        time.sleep(seconds)
-        conn.execute("ROLLBACK")
-    finally:
-        conn.close()
-
-
-async def locked_for(world: World, seconds: float) -> asyncio.Task[None]:
-    """Start holding the lock; returns once it is held (await the task to know it was released)."""
-    locked = asyncio.Event()
-    task = asyncio.create_task(asyncio.to_thread(hold_exclusive_lock, world.database, seconds, locked,
-                                                 asyncio.get_running_loop()))
-    await locked.wait()
-    return task
 
 
 def all_delivered(world: World, count: int) -> bool:

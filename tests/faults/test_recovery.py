@@ -184,7 +184,7 @@ async def test_slack_payloads_bolt_cannot_parse_are_400(world: World) -> None:
 
 @pytest.mark.slow
 async def test_long_lock_refuses_clearly_and_answers_callbacks_503(make_world: Any) -> None:
-    from tests.faults.test_database import locked_for
+    from tests.faults.dbtools import locked_for
 
     async with asyncio.timeout(80), make_world(step_delay=0.3) as world:
         await world.driver.slash_command(f"{TO} receipts during a long lock")

@@ -12,9 +12,9 @@ import pytest
 
 from demo.fake_slack import SlackMessage
 from demo.harness import FROM_NUMBER
+from tests.faults.dbtools import locked_for
 from tests.faults.kill_points import kill_on, restart_after_kill
 from tests.faults.procs import World, sms_to
-from tests.faults.test_database import locked_for
 
 INBOUND = "C0INBOUND"
 PHONE = "+15551234567"

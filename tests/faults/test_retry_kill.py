@@ -11,8 +11,8 @@ import pytest
 from demo.fake_slack import SlackMessage
 from sw_api.models import MessageStatus
 from sw_api.simulator import Outcome
+from tests.faults.dbtools import locked_for
 from tests.faults.procs import CHANNEL, World
-from tests.faults.test_database import locked_for
 
 TO = "+15551234567"
 
