@@ -17,7 +17,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/lint-imports
 
 test: lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 4 --dist worksteal  # mostly waiting on real processes and sockets: 4 workers fit 2 cores
 
 demo: $(VENV)/.installed
 	$(PY) bot.py demo
