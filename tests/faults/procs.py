@@ -36,6 +36,7 @@ from sw_api.simulator import create_app as create_simulator_app
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 20.0
+LEASE_SECONDS = 2.0  # the bots' LEASE_SECONDS: a killed bot's claims run out this fast
 
 
 class BotDied(AssertionError):
@@ -62,6 +63,7 @@ class BotProcess:
     script: Path = REPO / "bot.py"
     proc: asyncio.subprocess.Process | None = None
     starts: int = 0
+    killed: bool = False  # SIGKILLed at least once: its leases may still hold work for up to LEASE_SECONDS
     last_exit_seconds: float | None = None  # how long the last SIGTERM took
     _log: IO[bytes] | None = None
 
@@ -101,6 +103,7 @@ class BotProcess:
     async def kill(self) -> None:
         """SIGKILL: no clean-up runs, exactly like a crash or the OOM killer."""
         if self.proc is not None and self.proc.returncode is None:
+            self.killed = True
             self._mark("SIGKILL")
             self.proc.kill()
             await self.proc.wait()
@@ -293,8 +296,12 @@ class World:
         """Wait until the simulator has nothing pending and Slack saw no call for ``seconds``.
 
         The bot is another process, so "done" is observed from outside: no callback in flight and no Web API
-        traffic for a while.
+        traffic for a while. After a SIGKILL "a while" is at least one lease: work the dead process had claimed
+        (an outbox item half-delivered) is taken over only when its lease runs out, which may leave Slack silent
+        that long in the middle of a thread.
         """
+        if any(bot.killed for bot in self.bots):
+            seconds = max(seconds, LEASE_SECONDS + 0.5)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -359,7 +366,7 @@ async def open_world(
                     "SIGNALWIRE_TIMEOUT_SECONDS": "2",
                     "RECONCILE_GRACE_SECONDS": "1",
                     # A killed bot's leases (messages, outbox items) run out this fast; a restarted one takes over.
-                    "LEASE_SECONDS": "2",
+                    "LEASE_SECONDS": str(LEASE_SECONDS),
                     **(env or {}),
                 }
                 log_name = "bot.log" if replicas == 1 else f"bot{index}.log"

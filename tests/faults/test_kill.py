@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 
 from sw_api.models import MessageStatus
-from tests.faults.procs import CHANNEL, World, assert_exactly_one_sms, assert_receipts_once, parent_for
+from tests.faults.procs import (
+    CHANNEL,
+    World,
+    assert_exactly_one_sms,
+    assert_receipts_once,
+    parent_for,
+    receipts_in,
+    thread_texts,
+)
 
 TO = "+15551234567"
 
@@ -29,7 +37,9 @@ async def test_sigkill_between_accept_and_callbacks_loses_no_receipt(make_world:
         await world.bot.start()
         sms = assert_exactly_one_sms(world, TO, "survive a kill")
         await world.wait_for(lambda: sms.status is MessageStatus.DELIVERED, timeout=10, what="delivered")
-        await world.wait_for(lambda: _parent_says(world, "Delivered"), what="thread told")
+        # The parent, then its receipt (queued after the repaint in the same thread): wait for both.
+        await world.wait_for(lambda: _parent_says(world, "Delivered") and MessageStatus.DELIVERED in receipts_in(
+            thread_texts(world, parent_for(world, "survive a kill"))), what="thread told")
         await world.quiet()
         assert_receipts_once(world, sms, parent_for(world, "survive a kill"))
         assert world.bot.starts == 2
