@@ -24,6 +24,7 @@ from bridge.model import (
     SlackReply,
     StatusRecord,
 )
+from bridge.storage.rows import outbound_from_row
 from sw_api.models import MessageStatus
 
 
@@ -45,33 +46,11 @@ def outbound_params(ref: str, request: SendRequest, now: datetime) -> tuple[Any,
 
 
 def to_sms(row: asyncpg.Record) -> OutboundSms:
-    return OutboundSms(
-        ref=row["ref"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        team_id=row["team_id"],
-        channel_id=row["channel_id"],
-        user_id=row["user_id"],
-        to=row["to_number"],
-        from_=row["from_number"],
-        body=row["body"],
-        media=tuple(json.loads(row["media"])),
-        send_as_mms=bool(row["send_as_mms"]),
-        origin=row["origin"],
-        state=SendState(row["state"]),
-        sw_id=row["sw_id"],
-        status=None if row["status"] is None else MessageStatus(row["status"]),
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        segments=row["segments"],
-        parent_ts=row["parent_ts"],
-        retry_of=row["retry_of"],
-        submitted_at=row["submitted_at"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        checked_at=row["checked_at"],
-    )
+    return outbound_from_row(row, _as_time)
 
+
+def _as_time(value: datetime | None) -> datetime | None:
+    return value  # TIMESTAMPTZ columns arrive as aware datetimes
 
 def to_record(row: asyncpg.Record) -> StatusRecord:
     return StatusRecord(

@@ -23,6 +23,7 @@ import aiosqlite
 
 from bridge.model import OutboundSms, OutboxWrite, SendRequest, SendState, StatusChange, StatusRecord
 from bridge.storage.port import StoreUnavailable
+from bridge.storage.rows import outbound_from_row
 from bridge.storage.sqlite.admin import SqliteAdmin
 from bridge.storage.sqlite.audit import AUDIT_MIGRATION, AuditSql
 from bridge.storage.sqlite.outbox import MIGRATION as OUTBOX_MIGRATION
@@ -157,35 +158,7 @@ async def _retry_locked(db: aiosqlite.Connection, sql: str, budget_seconds: floa
 
 
 def _row_to_sms(row: aiosqlite.Row) -> OutboundSms:
-    created = py_time(row["created_at"])
-    updated = py_time(row["updated_at"])
-    assert created is not None and updated is not None
-    return OutboundSms(
-        ref=row["ref"],
-        created_at=created,
-        updated_at=updated,
-        team_id=row["team_id"],
-        channel_id=row["channel_id"],
-        user_id=row["user_id"],
-        to=row["to_number"],
-        from_=row["from_number"],
-        body=row["body"],
-        media=tuple(json.loads(row["media"])),
-        send_as_mms=bool(row["send_as_mms"]),
-        origin=row["origin"],
-        state=SendState(row["state"]),
-        sw_id=row["sw_id"],
-        status=None if row["status"] is None else MessageStatus(row["status"]),
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        segments=row["segments"],
-        parent_ts=row["parent_ts"],
-        retry_of=row["retry_of"],
-        submitted_at=py_time(row["submitted_at"]),
-        attempts=row["attempts"],
-        next_attempt_at=py_time(row["next_attempt_at"]),
-        checked_at=py_time(row["checked_at"]),
-    )
+    return outbound_from_row(row, py_time)
 
 
 def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
