@@ -1,8 +1,9 @@
-"""Rows of the ``outbound`` table → ``OutboundSms``, shared by both storage adapters.
+"""Rows → domain values where both storage adapters read them alike: ``outbound`` and ``slack_outbox``.
 
-Owns: the column ↔ field mapping of an outbound message (same column names on every engine; ``media`` is JSON
-text everywhere). Each engine passes how it reads a time column (SQLite: ISO text; PostgreSQL: already a
-``datetime``). Must not import: anything in ``bridge`` but ``bridge.model``; drivers, aiohttp, Slack, ``handlers``.
+Owns: the column ↔ field mapping of an outbound message and of an outbox item (same column names on every
+engine; ``media`` and ``payload`` are JSON text everywhere). Each engine passes how it reads a time column
+(SQLite: ISO text; PostgreSQL: already a ``datetime``).
+Must not import: anything in ``bridge`` but ``bridge.model``; drivers, aiohttp, Slack, ``handlers``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from bridge.model import OutboundSms, SendState
+from bridge.model import OutboundSms, OutboxItem, SendState
 from sw_api.models import MessageStatus
 
 TimeReader = Callable[[Any], datetime | None]
@@ -52,4 +53,20 @@ def outbound_from_row(row: Row, as_time: TimeReader) -> OutboundSms:
         attempts=row["attempts"],
         next_attempt_at=as_time(row["next_attempt_at"]),
         checked_at=as_time(row["checked_at"]),
+    )
+
+
+def outbox_item_from_row(row: Row) -> OutboxItem:
+    return OutboxItem(
+        id=int(row["id"]),
+        thread_key=row["thread_key"],
+        kind=row["kind"],
+        ref=row["ref"],
+        channel=row["channel"],
+        payload=json.loads(row["payload"]),
+        attempts=int(row["attempts"]),
+        result=row["result"],
+        last_error=row["last_error"],
+        # A claim still set on a due item was cut off (crash, stop, expired lease); a counted attempt failed.
+        uncertain=row["claimed_until"] is not None or int(row["attempts"]) > 0,
     )

@@ -24,7 +24,7 @@ from bridge.model import (
     SlackReply,
     StatusRecord,
 )
-from bridge.storage.rows import outbound_from_row
+from bridge.storage.rows import outbound_from_row, outbox_item_from_row
 from sw_api.models import MessageStatus
 
 
@@ -74,19 +74,7 @@ def to_reply(row: asyncpg.Record) -> SlackReply:
 
 
 def to_item(row: asyncpg.Record) -> OutboxItem:
-    return OutboxItem(
-        id=int(row["id"]),
-        thread_key=row["thread_key"],
-        kind=row["kind"],
-        ref=row["ref"],
-        channel=row["channel"],
-        payload=json.loads(row["payload"]),
-        attempts=int(row["attempts"]),
-        result=row["result"],
-        last_error=row["last_error"],
-        # A claim still set on a due item was cut off (crash, stop, expired lease); a counted attempt failed.
-        uncertain=row["claimed_until"] is not None or int(row["attempts"]) > 0,
-    )
+    return outbox_item_from_row(row)
 
 
 def to_entry(row: asyncpg.Record) -> AuditEntry:

@@ -21,6 +21,7 @@ from typing import Any
 import aiosqlite
 
 from bridge.model import OutboxItem, OutboxWrite
+from bridge.storage.rows import outbox_item_from_row
 from bridge.storage.sqlite.timefmt import db_time
 
 MIGRATION = """
@@ -71,19 +72,7 @@ def insert_statement(write: OutboxWrite, now: datetime) -> tuple[str, tuple[Any,
 
 
 def _row_to_item(row: aiosqlite.Row) -> OutboxItem:
-    return OutboxItem(
-        id=int(row["id"]),
-        thread_key=row["thread_key"],
-        kind=row["kind"],
-        ref=row["ref"],
-        channel=row["channel"],
-        payload=json.loads(row["payload"]),
-        attempts=int(row["attempts"]),
-        result=row["result"],
-        last_error=row["last_error"],
-        # A claim still set on a due item was cut off (crash, stop, expired lease); a counted attempt failed.
-        uncertain=row["claimed_until"] is not None or int(row["attempts"]) > 0,
-    )
+    return outbox_item_from_row(row)
 
 
 class OutboxSql:
