@@ -21,7 +21,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import World, engine_urls, open_world, percentile, print_table, temp_dir, wait_until
+from bench.common import (World, engine_urls, open_world, percentile, print_table, profiled, temp_dir,
+                          wait_until)
 from sw_api.models import MessageStatus, StatusEvent
 from sw_api.webhooks import SIGNATURE_HEADER, sign_json
 
@@ -90,7 +91,8 @@ async def measure_engine(engine: str, url: str, data_dir: Path, messages: int, c
         await asyncio.sleep(1.0)  # let parents and queued receipts settle so the callbacks measure themselves
         # Warm both servers' connections, then interleave: bare, bot, bare — noise hits both alike.
         bare1 = await deliver(world.session, callbacks_for(world, world.bare.url)[: messages // 2], clients)
-        bot = await deliver(world.session, callbacks_for(world), clients)
+        async with profiled(world.bot, f"callbacks-{engine}"):
+            bot = await deliver(world.session, callbacks_for(world), clients)
         bare2 = await deliver(world.session, callbacks_for(world, world.bare.url)[messages // 2:], clients)
         if bot[2]:
             raise SystemExit(f"{engine}: {bot[2]} callbacks were not answered 2xx")

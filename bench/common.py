@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -222,3 +224,29 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
 
 def _cell(value: object) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+@asynccontextmanager
+async def profiled(process: Process, label: str) -> AsyncIterator[None]:
+    """With ``BENCH_PROFILE=DIR``: py-spy samples ``process`` for the duration (collapsed stacks in DIR/label.txt).
+
+    py-spy attaches to the running bot from outside, so the measured process runs unmodified; without the
+    variable (or without py-spy on PATH) this does nothing."""
+    out_dir = os.environ.get("BENCH_PROFILE")
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not out_dir or process.proc is None or not Path(spy).exists():
+        yield
+        return
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir) / f"{label}.txt"
+    sampler = await asyncio.create_subprocess_exec(spy, "record", "--pid", str(process.proc.pid), "--format", "raw",
+                                                   "--rate", "500", "--output", str(out), "--nonblocking",
+                                                   stdout=asyncio.subprocess.DEVNULL,
+                                                   stderr=asyncio.subprocess.DEVNULL)
+    await asyncio.sleep(0.5)  # py-spy attaches
+    try:
+        yield
+    finally:
+        sampler.send_signal(signal.SIGINT)
+        async with asyncio.timeout(20):
+            await sampler.wait()
