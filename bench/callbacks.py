@@ -21,8 +21,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import (World, engine_urls, open_world, percentile, print_table, profiled, temp_dir,
-                          wait_until)
+from bench.common import World, engine_urls, open_world, percentile, print_table, profiled, temp_dir, wait_until
 from sw_api.models import MessageStatus, StatusEvent
 from sw_api.webhooks import SIGNATURE_HEADER, sign_json
 

@@ -233,14 +233,14 @@ async def profiled(process: Process, label: str) -> AsyncIterator[None]:
     py-spy attaches to the running bot from outside, so the measured process runs unmodified; without the
     variable (or without py-spy on PATH) this does nothing."""
     out_dir = os.environ.get("BENCH_PROFILE")
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not out_dir or process.proc is None or not Path(spy).exists():
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if not out_dir or process.proc is None or spy is None:
         yield
         return
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    out = Path(out_dir) / f"{label}.txt"
+    os.makedirs(out_dir, exist_ok=True)
+    out = os.path.join(out_dir, f"{label}.txt")
     sampler = await asyncio.create_subprocess_exec(spy, "record", "--pid", str(process.proc.pid), "--format", "raw",
-                                                   "--rate", "500", "--output", str(out), "--nonblocking",
+                                                   "--rate", "500", "--output", out, "--nonblocking",
                                                    stdout=asyncio.subprocess.DEVNULL,
                                                    stderr=asyncio.subprocess.DEVNULL)
     await asyncio.sleep(0.5)  # py-spy attaches
