@@ -97,7 +97,10 @@ class Receipts:
         # redelivery after a crash between recording and announcing finds the status unannounced and announces it.
         async with self.claims.lock(ref):
             change = await self._record(ref, event)
-            await self.announce_pending(ref)
+            if change.unannounced or not change.new:
+                # Recording told us what is still untold (and the message as it is now): announce from that, not
+                # from fresh reads. A duplicate finds the queue as a crash may have left it, so it looks again.
+                await self.announce_pending(ref, first=change)
         return change.advanced
 
     async def _record(self, ref: str, event: StatusEvent) -> StatusChange:
@@ -110,19 +113,27 @@ class Receipts:
         )
         return change
 
-    async def announce_pending(self, ref: str, notes: Mapping[MessageStatus, str] | None = None) -> int:
+    async def announce_pending(self, ref: str, notes: Mapping[MessageStatus, str] | None = None, *,
+                               first: StatusChange | None = None) -> int:
         """Announce every status that advanced ``ref`` and is not announced yet, oldest first; how many were.
 
         Safe from any replica at any time: the store queues a receipt only once and only after the ones before it,
         so this goes round until a pass announces nothing (a status another replica recorded while an earlier one
         was still untold is told here once that one is). ``notes``: a status's thread reply is this text instead.
+        ``first``: what recording a status just returned — the first pass starts from it instead of reading.
         """
         told = 0
         while True:
             progress = 0
-            for status in await self.store.unannounced(ref):
-                sms = await self.store.get_outbound(ref)
-                if sms is not None and await self.announce(sms, status, note=(notes or {}).get(status)):
+            if first is not None and first.new:
+                statuses, sms_now = list(first.unannounced), first.sms
+            else:
+                statuses, sms_now = await self.store.unannounced(ref), None
+            first = None
+            if statuses and sms_now is None:
+                sms_now = await self.store.get_outbound(ref)
+            for status in statuses:
+                if sms_now is not None and await self.announce(sms_now, status, note=(notes or {}).get(status)):
                     progress += 1
             if progress == 0:
                 return told

@@ -151,8 +151,13 @@ class MessagesSql(PgBase):
                 await conn.execute(
                     """UPDATE outbound SET status = $2, error_code = $3, error_message = $4, updated_at = $5
                        WHERE ref = $1""", ref, status.value, error_code, error_message, now)
-        sms = await self._require(ref)
-        return StatusChange(new=new, advanced=advanced, sms=sms, history=tuple(await self.history(ref)))
+            sms = to_sms(await conn.fetchrow("SELECT * FROM outbound WHERE ref = $1", ref))
+            events = await conn.fetch("SELECT * FROM status_event WHERE ref = $1 ORDER BY received_at, rowid", ref)
+        return StatusChange(
+            new=new, advanced=advanced, sms=sms, history=tuple(to_record(e) for e in events),
+            unannounced=tuple(MessageStatus(e["status"]) for e in sorted(events, key=lambda e: int(e["rowid"]))
+                              if e["announced_at"] is None),
+        )
 
     async def history(self, ref: str) -> list[StatusRecord]:
         rows = await self._read("SELECT * FROM status_event WHERE ref = $1 ORDER BY received_at, rowid", ref)
