@@ -21,6 +21,25 @@ from sw_api.models import MessageStatus
 _FINAL = "('delivered', 'undelivered', 'failed', 'read')"
 
 
+_RECORD_STATUS = f"""
+    WITH cur AS (SELECT * FROM outbound WHERE ref = $1 FOR UPDATE),
+    ins AS (
+        INSERT INTO status_event (ref, status, error_code, error_message, event_at, received_at, announced_at)
+        SELECT ref, $2::text, $3::text, $4::text, $5::timestamptz, $6::timestamptz,
+               CASE WHEN status IS NULL OR {rank_sql('status')} < {rank_sql('$2::text')} THEN NULL
+                    ELSE $6::timestamptz END
+        FROM cur
+        ON CONFLICT (ref, status) DO NOTHING
+        RETURNING announced_at IS NULL AS advances),
+    upd AS (
+        UPDATE outbound SET status = $2::text, error_code = $3::text, error_message = $4::text,
+            updated_at = $6::timestamptz
+        WHERE ref = $1 AND EXISTS (SELECT 1 FROM ins WHERE advances)
+        RETURNING *)
+    SELECT now_row.*, EXISTS (SELECT 1 FROM ins) AS recorded_new, EXISTS (SELECT 1 FROM upd) AS recorded_advanced
+    FROM (SELECT * FROM upd UNION ALL SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)) AS now_row"""
+
+
 class MessagesSql(PgBase):
     """Methods of ``Store`` for outbound messages and their statuses."""
 
@@ -133,28 +152,18 @@ class MessagesSql(PgBase):
         event_at: datetime | None,
         now: datetime,
     ) -> StatusChange:
-        async with self._tx() as conn:
-            # The row lock makes read-compare-update atomic across connections and replicas.
-            row = await conn.fetchrow("SELECT status FROM outbound WHERE ref = $1 FOR UPDATE", ref)
-            if row is None:
-                raise KeyError(f"no outbound message {ref}")
-            current = None if row["status"] is None else MessageStatus(row["status"])
-            outranks = current is None or status.rank > current.rank
-            # A status that does not advance the message is never announced: it is born "told".
-            inserted = await conn.execute(
-                """INSERT INTO status_event (ref, status, error_code, error_message, event_at, received_at,
-                       announced_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (ref, status) DO NOTHING""",
-                ref, status.value, error_code, error_message, event_at, now, None if outranks else now)
-            new = rowcount(inserted) == 1
-            advanced = new and outranks
-            if advanced:
-                await conn.execute(
-                    """UPDATE outbound SET status = $2, error_code = $3, error_message = $4, updated_at = $5
-                       WHERE ref = $1""", ref, status.value, error_code, error_message, now)
-            sms = to_sms(await conn.fetchrow("SELECT * FROM outbound WHERE ref = $1", ref))
-            events = await conn.fetch("SELECT * FROM status_event WHERE ref = $1 ORDER BY received_at, rowid", ref)
+        # One statement, so one round trip and its own transaction: the row lock (taken first; under READ COMMITTED
+        # it sees the latest committed row) makes read-compare-update atomic across connections and replicas, and
+        # ON CONFLICT sees a duplicate that committed while we waited for it. A status that does not advance the
+        # message is never announced: it is born "told".
+        rows = await self._fetch_write(_RECORD_STATUS, ref, status.value, error_code, error_message, event_at, now)
+        row = rows[0] if rows else None
+        if row is None:
+            raise KeyError(f"no outbound message {ref}")
+        events = await self._read("SELECT * FROM status_event WHERE ref = $1 ORDER BY received_at, rowid", ref)
         return StatusChange(
-            new=new, advanced=advanced, sms=sms, history=tuple(to_record(e) for e in events),
+            new=row["recorded_new"], advanced=row["recorded_advanced"], sms=to_sms(row),
+            history=tuple(to_record(e) for e in events),
             unannounced=tuple(MessageStatus(e["status"]) for e in sorted(events, key=lambda e: int(e["rowid"]))
                               if e["announced_at"] is None),
         )
