@@ -189,16 +189,17 @@ class MessagesSql(PgBase):
             # Announcements of one message take turns, so receipts are queued in rank order whoever queues them.
             if await conn.fetchval("SELECT 1 FROM outbound WHERE ref = $1 FOR UPDATE", ref) is None:
                 return False
-            earlier = await conn.fetchval(
-                f"""SELECT 1 FROM status_event WHERE ref = $1 AND announced_at IS NULL AND status <> $2
-                        AND {rank_sql('status')} < {rank_sql('$2::text')} LIMIT 1""", ref, status)
-            if earlier is not None:
-                return False  # a lower-rank status of this message is still to be told first
+            # After the lock, so this statement's snapshot sees every status recorded before we got it.
             marked = await conn.execute(
-                "UPDATE status_event SET announced_at = $3 WHERE ref = $1 AND status = $2 AND announced_at IS NULL",
+                f"""UPDATE status_event SET announced_at = $3
+                    WHERE ref = $1 AND status = $2 AND announced_at IS NULL
+                        AND NOT EXISTS (SELECT 1 FROM status_event e WHERE e.ref = $1 AND e.announced_at IS NULL
+                                            AND e.status <> $2 AND {rank_sql('e.status')} < {rank_sql('$2::text')})""",
                 ref, status, now)
             if rowcount(marked) != 1:
-                return False  # announced already (a duplicate callback, or the sweeper got there first)
+                # Announced already (a duplicate callback, or the sweeper got there first), or a lower-rank status
+                # of this message is still to be told first.
+                return False
             for write in writes:
                 await insert_item(conn, write, now)
             return True
