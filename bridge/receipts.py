@@ -157,6 +157,7 @@ class Receipts:
         told = 0
         while True:
             progress = 0
+            from_recording = first is not None and first.new
             if first is not None and first.new:
                 statuses, sms_now = list(first.unannounced), first.sms
             else:
@@ -170,6 +171,10 @@ class Receipts:
             if progress == 0:
                 return told
             told += progress
+            if from_recording and progress == len(statuses):
+                # Everything untold when we recorded is told now. A status recorded since then by another replica
+                # is its recorder's to tell (its own pass starts from it), so there is nothing to look for again.
+                return told
 
     async def announce(self, sms: OutboundSms, status: MessageStatus, *, note: str | None = None) -> bool:
         """Queue what Slack must show for ``status`` (receipt, parent repaint, reactions) in the transaction that

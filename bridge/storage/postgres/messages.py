@@ -21,6 +21,7 @@ from sw_api.models import MessageStatus
 _FINAL = "('delivered', 'undelivered', 'failed', 'read')"
 
 
+_HISTORY_COLUMNS = ("status", "error_code", "error_message", "event_at", "received_at", "announced_at", "rowid")
 _RECORD_STATUS = f"""
     WITH cur AS (SELECT * FROM outbound WHERE ref = $1 FOR UPDATE),
     ins AS (
@@ -30,13 +31,19 @@ _RECORD_STATUS = f"""
                     ELSE $6::timestamptz END
         FROM cur
         ON CONFLICT (ref, status) DO NOTHING
-        RETURNING announced_at IS NULL AS advances),
+        RETURNING {", ".join(_HISTORY_COLUMNS)}, announced_at IS NULL AS advances),
     upd AS (
         UPDATE outbound SET status = $2::text, error_code = $3::text, error_message = $4::text,
             updated_at = $6::timestamptz
         WHERE ref = $1 AND EXISTS (SELECT 1 FROM ins WHERE advances)
-        RETURNING *)
-    SELECT now_row.*, EXISTS (SELECT 1 FROM ins) AS recorded_new, EXISTS (SELECT 1 FROM upd) AS recorded_advanced
+        RETURNING *),
+    -- The statement's snapshot does not show its own insert: the history is the rows before it, plus it.
+    hist AS (
+        SELECT {", ".join(_HISTORY_COLUMNS)} FROM status_event WHERE ref = $1
+        UNION ALL SELECT {", ".join(_HISTORY_COLUMNS)} FROM ins)
+    SELECT now_row.*, EXISTS (SELECT 1 FROM ins) AS recorded_new, EXISTS (SELECT 1 FROM upd) AS recorded_advanced,
+        {", ".join(f"ARRAY(SELECT {c} FROM hist ORDER BY received_at, rowid) AS history_{c}"
+                   for c in _HISTORY_COLUMNS)}
     FROM (SELECT * FROM upd UNION ALL SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)) AS now_row"""
 
 
@@ -157,15 +164,15 @@ class MessagesSql(PgBase):
         # ON CONFLICT sees a duplicate that committed while we waited for it. A status that does not advance the
         # message is never announced: it is born "told".
         rows = await self._fetch_write(_RECORD_STATUS, ref, status.value, error_code, error_message, event_at, now)
-        row = rows[0] if rows else None
-        if row is None:
+        if not rows:
             raise KeyError(f"no outbound message {ref}")
-        events = await self._read("SELECT * FROM status_event WHERE ref = $1 ORDER BY received_at, rowid", ref)
+        row = rows[0]
+        events = list(zip(*(row[f"history_{c}"] for c in _HISTORY_COLUMNS), strict=True))
+        history = tuple(StatusRecord(ref=ref, status=MessageStatus(e[0]), error_code=e[1], error_message=e[2],
+                                     event_at=e[3], received_at=e[4]) for e in events)
         return StatusChange(
-            new=row["recorded_new"], advanced=row["recorded_advanced"], sms=to_sms(row),
-            history=tuple(to_record(e) for e in events),
-            unannounced=tuple(MessageStatus(e["status"]) for e in sorted(events, key=lambda e: int(e["rowid"]))
-                              if e["announced_at"] is None),
+            new=row["recorded_new"], advanced=row["recorded_advanced"], sms=to_sms(row), history=history,
+            unannounced=tuple(MessageStatus(e[0]) for e in sorted(events, key=lambda e: int(e[6])) if e[5] is None),
         )
 
     async def history(self, ref: str) -> list[StatusRecord]:
@@ -187,12 +194,14 @@ class MessagesSql(PgBase):
     async def announce_status(self, ref: str, status: str, writes: Sequence[OutboxWrite], now: datetime) -> bool:
         async with self._tx() as conn:
             # Announcements of one message take turns, so receipts are queued in rank order whoever queues them.
-            if await conn.fetchval("SELECT 1 FROM outbound WHERE ref = $1 FOR UPDATE", ref) is None:
-                return False
-            # After the lock, so this statement's snapshot sees every status recorded before we got it.
+            # The message's row lock makes announcements of one message take turns. One statement: a status of
+            # lower rank can only be unannounced if it was recorded before this one (later it is born told), so
+            # this statement's snapshot already shows it; a stale "unannounced" only refuses, and the caller
+            # looks again.
             marked = await conn.execute(
-                f"""UPDATE status_event SET announced_at = $3
-                    WHERE ref = $1 AND status = $2 AND announced_at IS NULL
+                f"""WITH locked AS (SELECT 1 FROM outbound WHERE ref = $1 FOR UPDATE)
+                    UPDATE status_event SET announced_at = $3
+                    WHERE ref = $1 AND status = $2 AND announced_at IS NULL AND EXISTS (SELECT 1 FROM locked)
                         AND NOT EXISTS (SELECT 1 FROM status_event e WHERE e.ref = $1 AND e.announced_at IS NULL
                                             AND e.status <> $2 AND {rank_sql('e.status')} < {rank_sql('$2::text')})""",
                 ref, status, now)
