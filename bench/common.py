@@ -9,6 +9,7 @@ Must not import: ``tests`` (benches stand alone), ``handlers`` or ``bridge.servi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -250,3 +251,20 @@ async def profiled(process: Process, label: str) -> AsyncIterator[None]:
         sampler.send_signal(signal.SIGINT)
         async with asyncio.timeout(20):
             await sampler.wait()
+
+
+SUMMARY_ENV = "BENCH_SUMMARY"
+"""When set, a JSON-lines file each bench appends its goal rows to; ``python -m bench.summary FILE`` prints them."""
+
+
+def record_goal(figure: str, engine: str, baseline: object, measured: object, goal: str, ok: bool) -> None:
+    """One row of ``make bench``'s closing table: a figure, what it is compared with, the issue's goal, met or not.
+
+    Benches report, they do not fail: a missed goal is a row saying MISSED, never an exit status."""
+    path = os.environ.get(SUMMARY_ENV)
+    if not path:
+        return
+    row = {"figure": figure, "engine": engine, "baseline": _cell(baseline), "measured": _cell(measured),
+           "goal": goal, "ok": "ok" if ok else "MISSED"}
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
