@@ -13,8 +13,8 @@ since idle. The callbacks are the three SignalWire really sends for every SMS â€
 sent through ``/sms`` just before each block (the simulator's own callbacks dropped, as above), so the soak runs the
 whole path a receipt takes (record, enqueue, post in the thread, repaint the parent) for N/3 real messages, and the
 database grows as it would in use. Sending the texts is part of each block: real traffic is sends and their
-receipts, and a leak on either path shows. "Idle" is read after a warm-up of 50 texts with their callbacks and a
-quiet Slack (lazy imports, caches and pools are not growth); "fresh" is the RSS before that warm-up.
+receipts, and a leak on either path shows. "Idle" is read after a warm-up of 50 texts (fewer for a tiny N) with
+their callbacks and a quiet Slack (lazy imports, caches and pools are not growth); "fresh" is the RSS before it.
 
 Usage (from the repository root): python -m bench.callbacks [--messages N] [--clients C] [--engines sqlite,postgresql]
        python -m bench.callbacks --soak 20000 [--report-every 5000]
@@ -167,7 +167,7 @@ async def soak_engine(engine: str, url: str, data_dir: Path, total: int, every: 
         world.simulator.drop_callbacks = True
         fresh = world.bot.rss_mb()
         # Warm-up: every code path the soak uses runs once (lazy imports, caches, pools) before "idle" is read.
-        warm = await send_texts(world, 50, clients, "warm-up")
+        warm = await send_texts(world, max(1, min(50, total // 30)), clients, "warm-up")
         await deliver(world.session, callbacks_for(world, messages=warm, statuses=LIFECYCLE), clients)
         await slack_quiet(world, 2.0, 60)
         idle = world.bot.rss_mb()
