@@ -159,6 +159,11 @@ async def slack_quiet(world: World, seconds: float, timeout: float) -> bool:
     return await wait_until(lambda: not calls or time.monotonic() - calls[-1].at >= seconds, timeout)
 
 
+def progress(line: str) -> None:
+    """A long soak says where it is as it goes (the table comes at the end)."""
+    print(line, flush=True)
+
+
 async def soak_engine(engine: str, url: str, data_dir: Path, total: int, every: int, clients: int,
                       ) -> list[list[object]]:
     """RSS at idle, then after every ``every`` callbacks of ``total``; each block sends its own texts first."""
@@ -172,6 +177,7 @@ async def soak_engine(engine: str, url: str, data_dir: Path, total: int, every: 
         await slack_quiet(world, 2.0, 60)
         idle = world.bot.rss_mb()
         rows.append([engine, 0, "", "", f"{fresh:.1f}", f"{idle:.1f}", "", "idle (fresh, after warm-up)"])
+        progress(f"soak {engine}: RSS fresh {fresh:.1f} MB, idle after warm-up {idle:.1f} MB")
         done = 0
         while done < total:
             block = min(every, total - done)
@@ -190,6 +196,7 @@ async def soak_engine(engine: str, url: str, data_dir: Path, total: int, every: 
             rows.append([engine, done, round(len(latencies) / wall), percentile(latencies, 0.99),
                          "", f"{rss:.1f}", f"{rss - idle:+.1f}",
                          f"{len(messages)} texts in {sent:.0f} s, callbacks in {wall:.0f} s"])
+            progress(f"soak {engine}: {done} callbacks, RSS {rss:.1f} MB ({rss - idle:+.1f})")
         await slack_quiet(world, 2.0, 120)
         final = world.bot.rss_mb()
     rows.append([engine, done, "", "", "", f"{final:.1f}", f"{final - idle:+.1f}", "after the outbox drained"])
