@@ -215,12 +215,18 @@ def temp_dir() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="sms-bridge-bench-")
 
 
-def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]], *, left: int = 0) -> None:
+    """Columns right-aligned (figures), except the first ``left`` ones (labels)."""
     print(f"\n{title}")
     widths = [max(len(str(h)), *(len(_cell(r[i])) for r in rows)) for i, h in enumerate(header)]
-    print("  ".join(str(h).rjust(w) for h, w in zip(header, widths, strict=True)))
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths,
+                                                                                                   strict=True)))
+
+    print(line([str(h) for h in header]).rstrip())
     for row in rows:
-        print("  ".join(_cell(c).rjust(w) for c, w in zip(row, widths, strict=True)))
+        print(line([_cell(c) for c in row]).rstrip())
 
 
 def _cell(value: object) -> str:

@@ -33,7 +33,7 @@ def main() -> None:
         return
     missed = sum(1 for r in rows if r[-1] != "ok")
     print_table(f"summary: {len(rows) - missed} of {len(rows)} goals met", ["figure", "engine", "baseline",
-                "measured", "goal", "ok?"], rows)
+                "measured", "goal", "ok?"], rows, left=2)
 
 
 if __name__ == "__main__":
