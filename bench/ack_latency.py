@@ -25,6 +25,7 @@ from bench.common import (
     percentile,
     print_table,
     record_goal,
+    refused,
     run_concurrently,
     temp_dir,
     wait_until,
@@ -50,16 +51,20 @@ async def measure_engine(engine: str, url: str, data_dir: Path, requests: int, c
         async def help_(i: int) -> float:
             return (await world.driver.slash_command("help")).elapsed_ms
 
+        refusals = 0
+
         async def send(i: int) -> float:
+            nonlocal refusals
             response = await world.driver.slash_command(f"+15551234567 slow {i}")
             assert response.status == 200, response.status
+            refusals += refused(response.body)  # an ack saying "not sent": the intent insert gave up (1 s bound)
             return response.elapsed_ms
 
         for _ in range(ROUNDS):
             for name, one in (("bare", bare), ("help", help_), ("send", send)):
                 latencies, _ = await run_concurrently(per_round, clients, one)
                 series[name].extend(latencies)
-        expected = per_round * ROUNDS
+        expected = per_round * ROUNDS - refusals
         timeout = slow_seconds * expected / clients + 60
         if not await wait_until(lambda: world.simulator.created_count() >= expected, timeout):
             raise SystemExit(f"{engine}: {world.simulator.created_count()} of {expected} sends went through: "
@@ -71,10 +76,11 @@ async def measure_engine(engine: str, url: str, data_dir: Path, requests: int, c
         p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
         goal = f"p99 < {P99_GOAL_MS:g}, p50 < {P50_GOAL_RATIO:g}× bare" if name == "send" else ""
         rows.append([engine, name, len(values), p50, p99, p50 / base50, p99 / base99, goal,
-                     f"{rss:.0f}" if name == "send" else ""])
+                     refusals if name == "send" else "", f"{rss:.0f}" if name == "send" else ""])
         if name == "send":
-            record_goal("/sms ack p99 (ms), SignalWire 2 s", engine, f"bare {base99:.2f}", p99, f"< {P99_GOAL_MS:g}",
-                        p99 < P99_GOAL_MS)
+            record_goal("/sms ack p99 (ms), SignalWire 2 s", engine, f"bare {base99:.2f}",
+                        f"{p99:.2f}" + (f" ({refusals} not sent)" if refusals else ""), f"< {P99_GOAL_MS:g}",
+                        p99 < P99_GOAL_MS and not refusals)
             record_goal("/sms ack p50 / bare p50", engine, f"bare {base50:.2f} ms", p50 / base50,
                         f"< {P50_GOAL_RATIO:g}", p50 / base50 < P50_GOAL_RATIO)
     return rows
@@ -90,7 +96,7 @@ async def main_async(requests: int, clients: int, slow_seconds: float, engines: 
                 rows.extend(await measure_engine(engine, url, engine_dir, requests, clients, slow_seconds))
     print_table(f"/sms ack latency (ms), {clients} concurrent clients, SignalWire taking {slow_seconds:g} s; "
                 "Slack's limit is 3000 ms",
-                ["engine", "series", "n", "p50", "p99", "p50/bare", "p99/bare", "goal", "bot RSS MB"], rows)
+                ["engine", "series", "n", "p50", "p99", "p50/bare", "p99/bare", "goal", "not sent", "bot RSS MB"], rows)
 
 
 def main() -> None:

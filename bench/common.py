@@ -37,6 +37,14 @@ REPO = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+REFUSAL_MARKERS = ("was not sent", "Nothing was sent")
+
+
+def refused(body: str) -> bool:
+    """Whether a ``/sms`` ack says the text was not sent (e.g. the intent insert outlived its 1 s bound)."""
+    return any(marker in body for marker in REFUSAL_MARKERS)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
