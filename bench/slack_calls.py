@@ -236,7 +236,8 @@ async def main_async(args: argparse.Namespace) -> None:
         n = len(iso.calls)
         rows.append([engine, n, mean, min(iso.calls, default=0), max(iso.calls, default=0), f"≤ {CALLS_GOAL:g}",
                      f"{iso.receipts_shown}/{n}", f"{iso.duplicate_harmless}/{n}", iso.unsettled, iso.refused])
-        ok = n > 0 and mean <= CALLS_GOAL and iso.receipts_shown == n and iso.duplicate_harmless == n and not iso.unsettled
+        all_shown = iso.receipts_shown == iso.duplicate_harmless == n and not iso.unsettled
+        ok = n > 0 and mean <= CALLS_GOAL and all_shown
         record_goal("Slack calls per isolated SMS", engine, "—", mean, f"≤ {CALLS_GOAL:g}, receipts shown", ok)
     print_table(f"Slack Web API calls per isolated SMS: /sms, queued → sent → delivered {args.step_delay:g} s apart, "
                 f"one duplicate delivered callback; settled = Delivered shown + {args.quiet:g} s without a call",
