@@ -254,8 +254,9 @@ async def main_async(args: argparse.Namespace) -> None:
         rows.append([engine, b.sends, b.refused, len(b.posts), len(b.updates), b.peak(posts), b.mean_rate(posts),
                      b.peak(updates), SLACK_LIMIT, f"{b.sent_after:.1f}", _seconds(b.parents_after, args.give_up),
                      _seconds(b.settled_after, args.give_up)])
-        record_goal("burst posts/s in one channel (peak 1 s)", engine, "Slack ~1/s", f"{b.mean_rate(posts):.2f} "
-                    f"(peak {b.peak(posts)})", "≤ 1/s sustained", b.mean_rate(posts) <= SUSTAINED_GOAL)
+        mean = b.mean_rate(posts)
+        record_goal(f"burst posts/s, one channel (mean, first {b.window:g} s)", engine, "Slack ~1/s",
+                    f"{mean:.2f} (peak {b.peak(posts)})", "≤ 1/s sustained", mean <= SUSTAINED_GOAL)
     print_table(f"burst: {args.burst} sends by {args.clients} concurrent clients into one channel; rates over the "
                 f"first {args.window:g} s; times in s since the burst started",
                 ["engine", "sends", "not sent", "posts", "updates", "peak posts/1s", "mean posts/s", "peak updates/1s",
