@@ -9,6 +9,7 @@ Must not import: ``tests`` (benches stand alone), ``handlers`` or ``bridge.servi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -34,6 +35,14 @@ from sw_api.simulator import create_app as create_simulator_app
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+REFUSAL_MARKERS = ("was not sent", "Nothing was sent")
+
+
+def refused(body: str) -> bool:
+    """Whether a ``/sms`` ack says the text was not sent (e.g. the intent insert outlived its 1 s bound)."""
+    return any(marker in body for marker in REFUSAL_MARKERS)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -214,12 +223,18 @@ def temp_dir() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="sms-bridge-bench-")
 
 
-def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]], *, left: int = 0) -> None:
+    """Columns right-aligned (figures), except the first ``left`` ones (labels)."""
     print(f"\n{title}")
     widths = [max(len(str(h)), *(len(_cell(r[i])) for r in rows)) for i, h in enumerate(header)]
-    print("  ".join(str(h).rjust(w) for h, w in zip(header, widths, strict=True)))
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths,
+                                                                                                   strict=True)))
+
+    print(line([str(h) for h in header]).rstrip())
     for row in rows:
-        print("  ".join(_cell(c).rjust(w) for c, w in zip(row, widths, strict=True)))
+        print(line([_cell(c) for c in row]).rstrip())
 
 
 def _cell(value: object) -> str:
@@ -250,3 +265,20 @@ async def profiled(process: Process, label: str) -> AsyncIterator[None]:
         sampler.send_signal(signal.SIGINT)
         async with asyncio.timeout(20):
             await sampler.wait()
+
+
+SUMMARY_ENV = "BENCH_SUMMARY"
+"""When set, a JSON-lines file each bench appends its goal rows to; ``python -m bench.summary FILE`` prints them."""
+
+
+def record_goal(figure: str, engine: str, baseline: object, measured: object, goal: str, ok: bool) -> None:
+    """One row of ``make bench``'s closing table: a figure, what it is compared with, the issue's goal, met or not.
+
+    Benches report, they do not fail: a missed goal is a row saying MISSED, never an exit status."""
+    path = os.environ.get(SUMMARY_ENV)
+    if not path:
+        return
+    row = {"figure": figure, "engine": engine, "baseline": _cell(baseline), "measured": _cell(measured),
+           "goal": goal, "ok": "ok" if ok else "MISSED"}
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
