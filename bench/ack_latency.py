@@ -18,7 +18,16 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from bench.common import engine_urls, open_world, percentile, print_table, run_concurrently, temp_dir, wait_until
+from bench.common import (
+    engine_urls,
+    open_world,
+    percentile,
+    print_table,
+    profiled,
+    run_concurrently,
+    temp_dir,
+    wait_until,
+)
 
 ROUNDS = 4
 
@@ -43,9 +52,14 @@ async def measure_engine(engine: str, url: str, data_dir: Path, requests: int, c
             assert response.status == 200, response.status
             return response.elapsed_ms
 
-        for _ in range(ROUNDS):
+        for round_ in range(ROUNDS):
             for name, one in (("bare", bare), ("help", help_), ("send", send)):
-                latencies, _ = await run_concurrently(per_round, clients, one)
+                if name == "send":
+                    # BENCH_PROFILE=DIR: one collapsed-stacks file per round's send series (py-spy, from outside).
+                    async with profiled(world.bot, f"ack-{engine}-{round_}"):
+                        latencies, _ = await run_concurrently(per_round, clients, one)
+                else:
+                    latencies, _ = await run_concurrently(per_round, clients, one)
                 series[name].extend(latencies)
         expected = per_round * ROUNDS
         timeout = slow_seconds * expected / clients + 60

@@ -40,6 +40,7 @@ from handlers import register_all, two_way
 from handlers.events import ThreadReplies
 from handlers.limits import GuardedRunner, Limits, body_deadline_middleware
 from handlers.ops import MetricsRoute, Readiness, healthz
+from handlers.prompt_ack import PromptAckRunner
 from handlers.slack_out import SlackOut, make_web_client
 from handlers.web import SignalWireRoutes
 from sw_api.client import SignalWireClient
@@ -133,7 +134,7 @@ def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient) -> tuple[
 
 
 def _new_bolt_app(config: Config, client: AsyncWebClient, bolt_logger: logging.Logger) -> AsyncApp:
-    return AsyncApp(
+    app = AsyncApp(
         client=client,
         authorize=BotIdentity(client).as_function(),
         signing_secret=config.slack_signing_secret or None,
@@ -142,6 +143,9 @@ def _new_bolt_app(config: Config, client: AsyncWebClient, bolt_logger: logging.L
         raise_error_for_unhandled_request=False,
         logger=bolt_logger,
     )
+    # Answer Slack when the listener acks, not at Bolt's next 10 ms poll (handlers.prompt_ack).
+    PromptAckRunner.install(app)
+    return app
 
 
 async def _start_simulator(config: Config) -> tuple[Config, web.AppRunner]:
@@ -251,6 +255,8 @@ def create_app(config: Config) -> web.Application:
             if socket_handler is not None:
                 await _step("socket mode", socket_handler.close_async())  # type: ignore[no-untyped-call]
             await _step("sweeper", recovery.stop())
+            if isinstance(bolt.listener_runner, PromptAckRunner):  # listeners still running after their ack
+                await _step("slack listeners", bolt.listener_runner.drain(timeout=SHUTDOWN_DRAIN_SECONDS))
             await _step("background work", bridge.drain(timeout=SHUTDOWN_DRAIN_SECONDS))
             await _step("slack outbox", bridge.outbox.stop(flush_timeout=SHUTDOWN_DRAIN_SECONDS))
             await _step("http session", session.close())

@@ -339,6 +339,7 @@ async def test_help_is_open_to_everyone_but_the_form_is_not(h: Harness) -> None:
     assert "SMS_ALLOWED_USERS" in refused.body
     assert not h.slack.called("views.open")
     await h.driver.slash_command("", user_id="U0ALICE")
+    await h.settle()  # the form opens after the ack
     assert h.slack.call_count("views.open") == 1
 
 
@@ -365,6 +366,7 @@ async def test_a_carrier_failure_is_audited_with_its_code(h: Harness) -> None:
 
 async def test_modal_refusals_come_back_inline_on_the_right_block(h: Harness) -> None:
     await h.driver.slash_command("", user_id="U0ALICE")
+    await h.settle()  # the form opens after the ack
     [view] = h.slack.views.values()
 
     def values(channel: str) -> dict[str, Any]:
