@@ -139,12 +139,16 @@ class AccessGate:
     """The policy plus the store: admits or refuses one send attempt and writes the audit row either way.
 
     ``spawn`` runs the audit writes in the background (pass ``Bridge.spawn`` so that draining waits for them).
+    ``reader`` answers the rate-limit read, which the ack waits for (the ack path's own connection; default
+    ``store``); the audit writes go to ``store``.
     """
 
     def __init__(self, policy: AccessPolicy, store: Store, *, timeout: float = STORE_TIMEOUT_SECONDS,
-                 clock: Callable[[], datetime] = _utcnow, spawn: Spawn | None = None) -> None:
+                 clock: Callable[[], datetime] = _utcnow, spawn: Spawn | None = None,
+                 reader: Store | None = None) -> None:
         self.policy = policy
         self.store = store
+        self.reader = reader or store
         self.timeout = timeout
         self.clock = clock
         self._spawn = spawn or self._own_task
@@ -177,7 +181,7 @@ class AccessGate:
             # another connection holds the write lock, so a busy writer elsewhere does not refuse anyone.)
             async with asyncio.timeout(self.timeout), self._user_locks.setdefault(user_id, asyncio.Lock()):
                 now = self.clock()
-                times = await self.store.audit_send_times(user_id, now - RATE_WINDOW)
+                times = await self.reader.audit_send_times(user_id, now - RATE_WINDOW)
                 unwritten = self._unwritten.setdefault(user_id, [])
                 refusal = self.policy.rate_refusal([*times, *unwritten], now)
                 if refusal is None:
