@@ -149,12 +149,28 @@ class Sending:
             await self._stored(lambda: undo(outcome))
 
     async def _accept_now(self, request: SendRequest, store: Store) -> OutboundSms | str:
+        if request.source_ts is None:
+            # A new send (the slash command, the form): the opt-out check rides in the insert, one round trip.
+            ref = new_ref()
+            sms = await store.create_outbound_unless_opted_out(ref, request, utcnow())
+            if sms is not None:
+                self._log_requested(ref, request)
+                return sms
         refusal = await self.opt_out_refusal(request.from_, request.to, store=store)
         if refusal is not None:
             log.info("send refused: %s opted out of %s (origin=%s)", mask_number(request.to),
                      mask_number(request.from_), request.origin)
             return refusal
+        # A thread reply, or an opt-out withdrawn (START) between the insert and the read.
         return await self._store_intent(request, store)
+
+    @staticmethod
+    def _log_requested(ref: str, request: SendRequest) -> None:
+        log.info(
+            "send requested ref=%s user=%s channel=%s to=%s from=%s origin=%s",
+            ref, request.user_id, request.channel_id, mask_number(request.to), mask_number(request.from_),
+            request.origin,
+        )
 
     async def _store_intent(self, request: SendRequest, store: Store) -> OutboundSms:
         ref = new_ref()
@@ -169,11 +185,7 @@ class Sending:
             sms = await store.create_outbound(ref, request, utcnow())
             if request.source_ts is not None:
                 await store.set_reply_source(ref, request.source_ts)
-        log.info(
-            "send requested ref=%s user=%s channel=%s to=%s from=%s origin=%s",
-            ref, request.user_id, request.channel_id, mask_number(request.to), mask_number(request.from_),
-            request.origin,
-        )
+        self._log_requested(ref, request)
         return sms
 
     async def submit(self, request: SendRequest, notify: Notify | None = None) -> OutboundSms | None:

@@ -8,6 +8,7 @@ Owns: the ``audit`` table (one row per human send attempt or refusal) and its in
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,8 +16,9 @@ from typing import Any
 
 import aiosqlite
 
-from bridge.model import SEND_ACTIONS, AuditAction, AuditEntry
-from bridge.storage.sqlite.timefmt import db_time
+from bridge.model import SEND_ACTIONS, AuditAction, AuditEntry, OutboundSms, SendRequest, SendState
+from bridge.storage.rows import outbound_from_row
+from bridge.storage.sqlite.timefmt import db_time, py_time
 
 AUDIT_MIGRATION = """
     CREATE TABLE audit (
@@ -126,3 +128,28 @@ class AuditSql:
             "DELETE FROM audit WHERE rowid IN (SELECT rowid FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
             (db_time(before), max(0, int(limit))),
         )
+
+    # -- ack path (issue 10): here because it is what the audit's rate-limit read is followed by before the ack
+
+    async def create_outbound_unless_opted_out(self, ref: str, request: SendRequest,
+                                               now: datetime) -> OutboundSms | None:
+        # One statement checks and inserts (``_write``: the host's serialised writes); the row is then read back,
+        # a cheap hop on the connection's own thread.
+        inserted = await self._write(
+            """INSERT INTO outbound (ref, created_at, updated_at, team_id, channel_id, user_id, to_number,
+                   from_number, body, media, send_as_mms, origin, state, parent_ts, retry_of)
+               SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+               WHERE NOT EXISTS (SELECT 1 FROM opt_out WHERE our_number = ? AND their_number = ?)""",
+            (
+                ref, db_time(now), db_time(now), request.team_id, request.channel_id, request.user_id, request.to,
+                request.from_, request.body, json.dumps(list(request.media)), int(request.send_as_mms),
+                request.origin, SendState.PENDING.value, request.thread_ts, request.retry_of,
+                request.from_, request.to,
+            ),
+        )
+        if not inserted:
+            return None
+        row = await self._one("SELECT * FROM outbound WHERE ref = ?", (ref,))
+        if row is None:
+            raise KeyError(f"no outbound message {ref}")
+        return outbound_from_row(row, py_time)
