@@ -102,6 +102,8 @@ class StatusChange:
     advanced: bool
     sms: OutboundSms
     history: tuple[StatusRecord, ...] = field(default_factory=tuple)
+    # Statuses that advanced the message and whose receipt is not queued yet, in recorded order (as ``unannounced``).
+    unannounced: tuple[MessageStatus, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True, slots=True)

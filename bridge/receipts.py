@@ -11,6 +11,7 @@ Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.sending`` (whic
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -25,6 +26,9 @@ from bridge.tokens import CallbackTokens
 from sw_api.models import MessageStatus, StatusEvent
 
 log = logging.getLogger("bridge.service")
+
+# Accepted messages whose callbacks are checked from memory: a few hours of a busy number's traffic, about 1 MB.
+ACCEPTED_CACHE_SIZE = 4096
 
 
 class CallbackRefused(Exception):
@@ -44,6 +48,24 @@ class Receipts:
         self.display = display
         self.tokens = tokens
         self.claims = claims
+        # ref → (SignalWire id, to, from) of accepted messages: facts that never change once a message is accepted,
+        # so a message's later callbacks are checked without reading it again (a cache; the store stays the truth).
+        self._accepted: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
+
+    def _known_accepted(self, ref: str, event: StatusEvent) -> bool:
+        known = self._accepted.get(ref)
+        if known is None:
+            return False
+        self._accepted.move_to_end(ref)
+        sw_id, to, from_ = known
+        return sw_id == event.id and _same_number(event.to, to) and _same_number(event.from_, from_)
+
+    def _remember_accepted(self, sms: OutboundSms) -> None:
+        if sms.state is SendState.ACCEPTED and sms.sw_id is not None:
+            self._accepted[sms.ref] = (sms.sw_id, sms.to, sms.from_)
+            self._accepted.move_to_end(sms.ref)
+            while len(self._accepted) > ACCEPTED_CACHE_SIZE:
+                self._accepted.popitem(last=False)
 
     async def apply_status(self, ref: str, token: str, event: StatusEvent) -> bool:
         """Authenticate and record a callback, and queue its Slack announcement; True when it moved the message on.
@@ -55,6 +77,12 @@ class Receipts:
         """
         if not token or not self.tokens.valid(ref, token):
             raise CallbackRefused(403, "bad callback token")
+        if self._known_accepted(ref, event):
+            try:
+                return await self._record_and_announce(ref, event)
+            except KeyError:
+                self._accepted.pop(ref, None)  # pruned by retention since: unknown now
+                raise CallbackRefused(404, "unknown message reference") from None
         sms = await self.store.get_outbound(ref)
         if sms is None:
             raise CallbackRefused(404, "unknown message reference")
@@ -95,9 +123,16 @@ class Receipts:
         # Receipts are queued in rank order by the store (``announce_status`` refuses one whose predecessor is still
         # untold), whichever replica records what; the lock only saves this process's coroutines a wasted try. A
         # redelivery after a crash between recording and announcing finds the status unannounced and announces it.
+        self._remember_accepted(sms)
+        return await self._record_and_announce(ref, event)
+
+    async def _record_and_announce(self, ref: str, event: StatusEvent) -> bool:
         async with self.claims.lock(ref):
             change = await self._record(ref, event)
-            await self.announce_pending(ref)
+            if change.unannounced or not change.new:
+                # Recording told us what is still untold (and the message as it is now): announce from that, not
+                # from fresh reads. A duplicate finds the queue as a crash may have left it, so it looks again.
+                await self.announce_pending(ref, first=change)
         return change.advanced
 
     async def _record(self, ref: str, event: StatusEvent) -> StatusChange:
@@ -110,23 +145,36 @@ class Receipts:
         )
         return change
 
-    async def announce_pending(self, ref: str, notes: Mapping[MessageStatus, str] | None = None) -> int:
+    async def announce_pending(self, ref: str, notes: Mapping[MessageStatus, str] | None = None, *,
+                               first: StatusChange | None = None) -> int:
         """Announce every status that advanced ``ref`` and is not announced yet, oldest first; how many were.
 
         Safe from any replica at any time: the store queues a receipt only once and only after the ones before it,
         so this goes round until a pass announces nothing (a status another replica recorded while an earlier one
         was still untold is told here once that one is). ``notes``: a status's thread reply is this text instead.
+        ``first``: what recording a status just returned — the first pass starts from it instead of reading.
         """
         told = 0
         while True:
             progress = 0
-            for status in await self.store.unannounced(ref):
-                sms = await self.store.get_outbound(ref)
-                if sms is not None and await self.announce(sms, status, note=(notes or {}).get(status)):
+            from_recording = first is not None and first.new
+            if first is not None and first.new:
+                statuses, sms_now = list(first.unannounced), first.sms
+            else:
+                statuses, sms_now = await self.store.unannounced(ref), None
+            first = None
+            if statuses and sms_now is None:
+                sms_now = await self.store.get_outbound(ref)
+            for status in statuses:
+                if sms_now is not None and await self.announce(sms_now, status, note=(notes or {}).get(status)):
                     progress += 1
             if progress == 0:
                 return told
             told += progress
+            if from_recording and progress == len(statuses):
+                # Everything untold when we recorded is told now. A status recorded since then by another replica
+                # is its recorder's to tell (its own pass starts from it), so there is nothing to look for again.
+                return told
 
     async def announce(self, sms: OutboundSms, status: MessageStatus, *, note: str | None = None) -> bool:
         """Queue what Slack must show for ``status`` (receipt, parent repaint, reactions) in the transaction that

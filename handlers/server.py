@@ -228,7 +228,8 @@ def create_app(config: Config) -> web.Application:
             api_token=effective.signalwire_api_token,
             timeout=aiohttp.ClientTimeout(total=effective.signalwire_timeout, sock_connect=3),
         )
-        slack_client = make_web_client(effective.slack_bot_token, effective.slack_api_url, metrics)
+        slack_session = aiohttp.ClientSession()
+        slack_client = make_web_client(effective.slack_bot_token, effective.slack_api_url, metrics, slack_session)
         bridge = Bridge(
             store=store, signalwire=signalwire, slack=SlackOut(slack_client),
             tokens=CallbackTokens(await store.secret("callback"), effective.public_url),
@@ -276,6 +277,7 @@ def create_app(config: Config) -> web.Application:
             await _step("background work", bridge.drain(timeout=SHUTDOWN_DRAIN_SECONDS))
             await _step("slack outbox", bridge.outbox.stop(flush_timeout=SHUTDOWN_DRAIN_SECONDS))
             await _step("http session", session.close())
+            await _step("slack http session", slack_session.close())
             await _step("store", store.close())
             if ack_store is not store:
                 await _step("ack store", ack_store.close())

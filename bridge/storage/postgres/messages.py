@@ -21,6 +21,32 @@ from sw_api.models import MessageStatus
 _FINAL = "('delivered', 'undelivered', 'failed', 'read')"
 
 
+_HISTORY_COLUMNS = ("status", "error_code", "error_message", "event_at", "received_at", "announced_at", "rowid")
+_RECORD_STATUS = f"""
+    WITH cur AS (SELECT * FROM outbound WHERE ref = $1 FOR UPDATE),
+    ins AS (
+        INSERT INTO status_event (ref, status, error_code, error_message, event_at, received_at, announced_at)
+        SELECT ref, $2::text, $3::text, $4::text, $5::timestamptz, $6::timestamptz,
+               CASE WHEN status IS NULL OR {rank_sql('status')} < {rank_sql('$2::text')} THEN NULL
+                    ELSE $6::timestamptz END
+        FROM cur
+        ON CONFLICT (ref, status) DO NOTHING
+        RETURNING {", ".join(_HISTORY_COLUMNS)}, announced_at IS NULL AS advances),
+    upd AS (
+        UPDATE outbound SET status = $2::text, error_code = $3::text, error_message = $4::text,
+            updated_at = $6::timestamptz
+        WHERE ref = $1 AND EXISTS (SELECT 1 FROM ins WHERE advances)
+        RETURNING *),
+    -- The statement's snapshot does not show its own insert: the history is the rows before it, plus it.
+    hist AS (
+        SELECT {", ".join(_HISTORY_COLUMNS)} FROM status_event WHERE ref = $1
+        UNION ALL SELECT {", ".join(_HISTORY_COLUMNS)} FROM ins)
+    SELECT now_row.*, EXISTS (SELECT 1 FROM ins) AS recorded_new, EXISTS (SELECT 1 FROM upd) AS recorded_advanced,
+        {", ".join(f"ARRAY(SELECT {c} FROM hist ORDER BY received_at, rowid) AS history_{c}"
+                   for c in _HISTORY_COLUMNS)}
+    FROM (SELECT * FROM upd UNION ALL SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)) AS now_row"""
+
+
 class MessagesSql(PgBase):
     """Methods of ``Store`` for outbound messages and their statuses."""
 
@@ -133,26 +159,21 @@ class MessagesSql(PgBase):
         event_at: datetime | None,
         now: datetime,
     ) -> StatusChange:
-        async with self._tx() as conn:
-            # The row lock makes read-compare-update atomic across connections and replicas.
-            row = await conn.fetchrow("SELECT status FROM outbound WHERE ref = $1 FOR UPDATE", ref)
-            if row is None:
-                raise KeyError(f"no outbound message {ref}")
-            current = None if row["status"] is None else MessageStatus(row["status"])
-            outranks = current is None or status.rank > current.rank
-            # A status that does not advance the message is never announced: it is born "told".
-            inserted = await conn.execute(
-                """INSERT INTO status_event (ref, status, error_code, error_message, event_at, received_at,
-                       announced_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (ref, status) DO NOTHING""",
-                ref, status.value, error_code, error_message, event_at, now, None if outranks else now)
-            new = rowcount(inserted) == 1
-            advanced = new and outranks
-            if advanced:
-                await conn.execute(
-                    """UPDATE outbound SET status = $2, error_code = $3, error_message = $4, updated_at = $5
-                       WHERE ref = $1""", ref, status.value, error_code, error_message, now)
-        sms = await self._require(ref)
-        return StatusChange(new=new, advanced=advanced, sms=sms, history=tuple(await self.history(ref)))
+        # One statement, so one round trip and its own transaction: the row lock (taken first; under READ COMMITTED
+        # it sees the latest committed row) makes read-compare-update atomic across connections and replicas, and
+        # ON CONFLICT sees a duplicate that committed while we waited for it. A status that does not advance the
+        # message is never announced: it is born "told".
+        rows = await self._fetch_write(_RECORD_STATUS, ref, status.value, error_code, error_message, event_at, now)
+        if not rows:
+            raise KeyError(f"no outbound message {ref}")
+        row = rows[0]
+        events = list(zip(*(row[f"history_{c}"] for c in _HISTORY_COLUMNS), strict=True))
+        history = tuple(StatusRecord(ref=ref, status=MessageStatus(e[0]), error_code=e[1], error_message=e[2],
+                                     event_at=e[3], received_at=e[4]) for e in events)
+        return StatusChange(
+            new=row["recorded_new"], advanced=row["recorded_advanced"], sms=to_sms(row), history=history,
+            unannounced=tuple(MessageStatus(e[0]) for e in sorted(events, key=lambda e: int(e[6])) if e[5] is None),
+        )
 
     async def history(self, ref: str) -> list[StatusRecord]:
         rows = await self._read("SELECT * FROM status_event WHERE ref = $1 ORDER BY received_at, rowid", ref)
@@ -173,18 +194,21 @@ class MessagesSql(PgBase):
     async def announce_status(self, ref: str, status: str, writes: Sequence[OutboxWrite], now: datetime) -> bool:
         async with self._tx() as conn:
             # Announcements of one message take turns, so receipts are queued in rank order whoever queues them.
-            if await conn.fetchval("SELECT 1 FROM outbound WHERE ref = $1 FOR UPDATE", ref) is None:
-                return False
-            earlier = await conn.fetchval(
-                f"""SELECT 1 FROM status_event WHERE ref = $1 AND announced_at IS NULL AND status <> $2
-                        AND {rank_sql('status')} < {rank_sql('$2::text')} LIMIT 1""", ref, status)
-            if earlier is not None:
-                return False  # a lower-rank status of this message is still to be told first
+            # The message's row lock makes announcements of one message take turns. One statement: a status of
+            # lower rank can only be unannounced if it was recorded before this one (later it is born told), so
+            # this statement's snapshot already shows it; a stale "unannounced" only refuses, and the caller
+            # looks again.
             marked = await conn.execute(
-                "UPDATE status_event SET announced_at = $3 WHERE ref = $1 AND status = $2 AND announced_at IS NULL",
+                f"""WITH locked AS (SELECT 1 FROM outbound WHERE ref = $1 FOR UPDATE)
+                    UPDATE status_event SET announced_at = $3
+                    WHERE ref = $1 AND status = $2 AND announced_at IS NULL AND EXISTS (SELECT 1 FROM locked)
+                        AND NOT EXISTS (SELECT 1 FROM status_event e WHERE e.ref = $1 AND e.announced_at IS NULL
+                                            AND e.status <> $2 AND {rank_sql('e.status')} < {rank_sql('$2::text')})""",
                 ref, status, now)
             if rowcount(marked) != 1:
-                return False  # announced already (a duplicate callback, or the sweeper got there first)
+                # Announced already (a duplicate callback, or the sweeper got there first), or a lower-rank status
+                # of this message is still to be told first.
+                return False
             for write in writes:
                 await insert_item(conn, write, now)
             return True

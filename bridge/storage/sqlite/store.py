@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -26,6 +26,7 @@ from bridge.storage.port import StoreUnavailable
 from bridge.storage.rows import outbound_from_row
 from bridge.storage.sqlite.admin import SqliteAdmin
 from bridge.storage.sqlite.audit import AUDIT_MIGRATION, AuditSql
+from bridge.storage.sqlite.batch import GroupCommit, Work
 from bridge.storage.sqlite.outbox import MIGRATION as OUTBOX_MIGRATION
 from bridge.storage.sqlite.outbox import OutboxSql, insert_statement
 from bridge.storage.sqlite.timefmt import db_time, py_time
@@ -138,6 +139,7 @@ def _private_files(path: str) -> None:
 
 # aiosqlite raises ValueError("no active connection") once closed; callers must see one error type.
 _DB_ERRORS = (sqlite3.Error, ValueError)
+T = TypeVar("T")
 
 
 async def _retry_locked(db: aiosqlite.Connection, sql: str, budget_seconds: float) -> None:
@@ -185,6 +187,8 @@ class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
         # One connection is shared by every coroutine: a write issued while another coroutine holds an open
         # transaction would silently join it (and fail on BEGIN). Writers take turns.
         self._write_lock = asyncio.Lock()
+        # Writes are group-committed: each runs whole on the connection thread, several to one COMMIT.
+        self._group = GroupCommit(db, self._write_lock)
         self._closed = False
 
     @classmethod
@@ -274,12 +278,12 @@ class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
 
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
         self._check_open()
-        try:
-            async with self._write_lock:
-                cur = await self._db.execute(sql, params)
-                return cur.rowcount
-        except _DB_ERRORS as exc:
-            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+        return await self._group.run(lambda conn: conn.execute(sql, params).rowcount)
+
+    async def _transaction(self, work: Work[T]) -> T:
+        """Run ``work`` (synchronous, on the connection thread) as one write transaction, group-committed."""
+        self._check_open()
+        return await self._group.run(work)
 
     async def ping(self) -> None:
         await self._one("SELECT 1", ())
@@ -431,56 +435,40 @@ class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
         event_at: datetime | None,
         now: datetime,
     ) -> StatusChange:
-        self._check_open()
-        async with self._write_lock:
-            new, advanced = await self._record_status_locked(ref, status, error_code, error_message, event_at, now)
-        sms = await self._require(ref)
-        return StatusChange(new=new, advanced=advanced, sms=sms, history=tuple(await self.history(ref)))
-
-    async def _record_status_locked(
-        self,
-        ref: str,
-        status: MessageStatus,
-        error_code: str | None,
-        error_message: str | None,
-        event_at: datetime | None,
-        now: datetime,
-    ) -> tuple[bool, bool]:
-        try:
-            # BEGIN IMMEDIATE takes the write lock up front: read-compare-update is atomic across processes.
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                # Look the message up first: for an unknown ref the INSERT would fail its foreign key and surface
-                # as StoreUnavailable instead of the KeyError every other operation raises.
-                async with self._db.execute("SELECT status FROM outbound WHERE ref = ?", (ref,)) as c:
-                    row = await c.fetchone()
-                if row is None:
-                    raise KeyError(f"no outbound message {ref}")
-                current = None if row["status"] is None else MessageStatus(row["status"])
-                outranks = current is None or status.rank > current.rank
-                # A status that does not advance the message is never announced: it is born "told".
-                cur = await self._db.execute(
-                    """INSERT OR IGNORE INTO status_event (ref, status, error_code, error_message, event_at,
-                           received_at, announced_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
-                    (ref, status.value, error_code, error_message, None if event_at is None else db_time(event_at),
-                     db_time(now), None if outranks else db_time(now)),
+        def work(conn: sqlite3.Connection) -> StatusChange:
+            # Under BEGIN IMMEDIATE: read-compare-update is atomic across connections and processes.
+            # Looked up first: for an unknown ref the INSERT would fail its foreign key and surface as
+            # StoreUnavailable instead of the KeyError every other operation raises.
+            row = conn.execute("SELECT status FROM outbound WHERE ref = ?", (ref,)).fetchone()
+            if row is None:
+                raise KeyError(f"no outbound message {ref}")
+            current = None if row["status"] is None else MessageStatus(row["status"])
+            outranks = current is None or status.rank > current.rank
+            # A status that does not advance the message is never announced: it is born "told".
+            new = conn.execute(
+                """INSERT OR IGNORE INTO status_event (ref, status, error_code, error_message, event_at,
+                       received_at, announced_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (ref, status.value, error_code, error_message, None if event_at is None else db_time(event_at),
+                 db_time(now), None if outranks else db_time(now)),
+            ).rowcount == 1
+            advanced = new and outranks
+            if advanced:
+                conn.execute(
+                    """UPDATE outbound SET status = ?, error_code = ?, error_message = ?, updated_at = ?
+                       WHERE ref = ?""",
+                    (status.value, error_code, error_message, db_time(now), ref),
                 )
-                new = cur.rowcount == 1
-                advanced = new and outranks
-                if advanced:
-                    await self._db.execute(
-                        """UPDATE outbound SET status = ?, error_code = ?, error_message = ?, updated_at = ?
-                           WHERE ref = ?""",
-                        (status.value, error_code, error_message, db_time(now), ref),
-                    )
-                await self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    await self._db.execute("ROLLBACK")
-                raise
-        except _DB_ERRORS as exc:
-            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
-        return new, advanced
+            sms = _row_to_sms(conn.execute("SELECT * FROM outbound WHERE ref = ?", (ref,)).fetchone())
+            events = conn.execute(
+                "SELECT rowid AS recorded, * FROM status_event WHERE ref = ? ORDER BY received_at, rowid",
+                (ref,)).fetchall()
+            return StatusChange(
+                new=new, advanced=advanced, sms=sms, history=tuple(_row_to_record(e) for e in events),
+                unannounced=tuple(MessageStatus(e["status"]) for e in sorted(events, key=lambda e: int(e["recorded"]))
+                                  if e["announced_at"] is None),
+            )
+
+        return await self._transaction(work)
 
     async def unannounced(self, ref: str) -> list[MessageStatus]:
         rows = await self._all(
@@ -496,27 +484,24 @@ class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
         return [r["ref"] for r in rows]
 
     async def announce_status(self, ref: str, status: str, writes: Sequence[OutboxWrite], now: datetime) -> bool:
-        async def work(db: aiosqlite.Connection) -> bool:
-            # Under BEGIN IMMEDIATE (``_atomic``) no other connection can record or announce meanwhile.
-            async with db.execute(
-                "SELECT status FROM status_event WHERE ref = ? AND announced_at IS NULL", (ref,)
-            ) as cur:
-                waiting = {row["status"] for row in await cur.fetchall()}
+        def work(conn: sqlite3.Connection) -> bool:
+            # Under BEGIN IMMEDIATE no other connection can record or announce meanwhile.
+            waiting = {row["status"] for row in conn.execute(
+                "SELECT status FROM status_event WHERE ref = ? AND announced_at IS NULL", (ref,))}
             if status not in waiting:
                 return False  # announced already (a duplicate callback, another replica, the sweeper), or not ours
             rank = MessageStatus(status).rank
             if any(MessageStatus(other).rank < rank for other in waiting if other != status):
                 return False  # an earlier receipt of this message is still to be queued: it goes first
-            await db.execute(
+            conn.execute(
                 "UPDATE status_event SET announced_at = ? WHERE ref = ? AND status = ? AND announced_at IS NULL",
                 (db_time(now), ref, status),
             )
             for write in writes:
-                async with db.execute(*insert_statement(write, now)) as insert:
-                    await insert.fetchall()
+                conn.execute(*insert_statement(write, now)).fetchall()
             return True
 
-        return await self._atomic(work)
+        return await self._transaction(work)
 
     # -- leases on messages (migration 10) -------------------------------------------------------------------------
 
