@@ -150,6 +150,13 @@ class _Admitted:
         return self.written_before is not None and read_no >= self.written_before
 
 
+async def _reaped(task: asyncio.Future[Any]) -> None:
+    """Wait for an abandoned read to finish cancelling; its outcome is of no use any more."""
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not report it as lost
+
+
 def _not_in(times: Sequence[datetime], mine: Sequence[_Admitted], read_no: int) -> list[datetime]:
     """This process's sends that the rate-limit read ``read_no`` (rows ``times``) did not count.
 
@@ -216,10 +223,9 @@ class AccessGate:
         try:
             # Only the read is bounded: it is what the decision needs. (SQLite in WAL mode answers reads while
             # another connection holds the write lock, so a busy writer elsewhere does not refuse anyone.)
-            async with asyncio.timeout(self.timeout):
-                read_no = self._reads_started
-                self._reads_started += 1
-                times = await self.reader.audit_send_times(user_id, self.clock() - RATE_WINDOW)
+            read_no = self._reads_started
+            self._reads_started += 1
+            times = await self._bounded_read(user_id)
         except (StoreUnavailable, TimeoutError) as exc:
             # Fail closed: without the count nobody can tell whether this send is within the limit.
             log.error("send refused user=%s channel=%s action=%s: store unavailable for the rate check (%s)",
@@ -241,6 +247,18 @@ class AccessGate:
             self._admitted.pop(user_id, None)
         self._refused(refusal, user_id, channel_id, action, to_number, from_number)
         return Admission(refusal)
+
+    async def _bounded_read(self, user_id: str) -> list[datetime]:
+        """The rate-limit read, or ``TimeoutError`` after ``self.timeout`` — at once, not after the read's
+        cancellation has finished: asyncpg cancels a query sent into a dead network by opening a connection
+        to the server, which waits out its own connect timeout, past Slack's 3 s for the ack."""
+        read = asyncio.ensure_future(self.reader.audit_send_times(user_id, self.clock() - RATE_WINDOW))
+        done, _ = await asyncio.wait({read}, timeout=self.timeout)
+        if not done:
+            read.cancel()
+            self._spawn(_reaped(read))  # owned, and waited for at shutdown like the audit writes
+            raise TimeoutError
+        return read.result()
 
     async def _write_send(self, entry: _Admitted, user_id: str, channel_id: str, action: AuditAction,
                           to_number: str, from_number: str) -> str | None:
