@@ -24,6 +24,7 @@ from bench.common import (
     open_world,
     percentile,
     print_table,
+    profiled,
     record_goal,
     refused,
     run_concurrently,
@@ -60,9 +61,14 @@ async def measure_engine(engine: str, url: str, data_dir: Path, requests: int, c
             refusals += refused(response.body)  # an ack saying "not sent": the intent insert gave up (1 s bound)
             return response.elapsed_ms
 
-        for _ in range(ROUNDS):
+        for round_ in range(ROUNDS):
             for name, one in (("bare", bare), ("help", help_), ("send", send)):
-                latencies, _ = await run_concurrently(per_round, clients, one)
+                if name == "send":
+                    # BENCH_PROFILE=DIR: one collapsed-stacks file per round's send series (py-spy, from outside).
+                    async with profiled(world.bot, f"ack-{engine}-{round_}"):
+                        latencies, _ = await run_concurrently(per_round, clients, one)
+                else:
+                    latencies, _ = await run_concurrently(per_round, clients, one)
                 series[name].extend(latencies)
         expected = per_round * ROUNDS - refusals
         timeout = slow_seconds * expected / clients + 60

@@ -15,6 +15,7 @@ import asyncio
 import enum
 import logging
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -135,25 +136,72 @@ def outcome_of(sms: OutboundSms | None) -> str:
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
 
 
+@dataclass(eq=False, slots=True)
+class _Admitted:
+    """A send this process admitted in the last minute, whose audit row is written in the background.
+
+    Reads are numbered as they start; ``written_before`` is the number of the first read that started after the
+    row was committed, so that read surely counts it."""
+
+    at: datetime
+    written_before: int | None = None  # None: not committed yet (as far as this process knows)
+
+    def surely_read_by(self, read_no: int) -> bool:
+        return self.written_before is not None and read_no >= self.written_before
+
+
+async def _reaped(task: asyncio.Future[Any]) -> None:
+    """Wait for an abandoned read to finish cancelling; its outcome is of no use any more."""
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not report it as lost
+
+
+def _not_in(times: Sequence[datetime], mine: Sequence[_Admitted], read_no: int) -> list[datetime]:
+    """This process's sends that the rate-limit read ``read_no`` (rows ``times``) did not count.
+
+    A row committed before the read started is in ``times``. One committed while the read was out may or may not
+    be: it is taken to be there if an unclaimed row of the same ``at`` (to the microsecond) is — the rows of sends
+    surely read claim theirs first, so several sends of one instant are never mistaken for each other."""
+    unclaimed = Counter(times)
+    for sent in mine:
+        if sent.surely_read_by(read_no) and unclaimed[sent.at] > 0:
+            unclaimed[sent.at] -= 1
+    missing = []
+    for sent in mine:
+        if sent.surely_read_by(read_no):
+            continue
+        if unclaimed[sent.at] > 0:
+            unclaimed[sent.at] -= 1
+        else:
+            missing.append(sent.at)
+    return missing
+
+
 class AccessGate:
     """The policy plus the store: admits or refuses one send attempt and writes the audit row either way.
 
     ``spawn`` runs the audit writes in the background (pass ``Bridge.spawn`` so that draining waits for them).
+    ``reader`` answers the rate-limit read, which the ack waits for (the ack path's own connection; default
+    ``store``); the audit writes go to ``store``.
     """
 
     def __init__(self, policy: AccessPolicy, store: Store, *, timeout: float = STORE_TIMEOUT_SECONDS,
-                 clock: Callable[[], datetime] = _utcnow, spawn: Spawn | None = None) -> None:
+                 clock: Callable[[], datetime] = _utcnow, spawn: Spawn | None = None,
+                 reader: Store | None = None) -> None:
         self.policy = policy
         self.store = store
+        self.reader = reader or store
         self.timeout = timeout
         self.clock = clock
         self._spawn = spawn or self._own_task
         self._tasks: set[asyncio.Task[Any]] = set()
-        # Count-then-insert is not atomic; within one process the same user's attempts take turns, and sends whose
-        # audit row is still being written count too. Across replicas two simultaneous attempts can both pass at
-        # the limit's edge, which the limit tolerates.
-        self._user_locks: dict[str, asyncio.Lock] = {}
-        self._unwritten: dict[str, list[datetime]] = {}
+        # Count-then-insert is not atomic. Within one process no lock is needed: reads run concurrently (otherwise
+        # the ack of each request of one user waits for every read queued before it), and the decision after a read
+        # is synchronous, counting this process's admitted sends that the read did not (``_not_in``). Across
+        # replicas two simultaneous attempts can both pass at the limit's edge, which the limit tolerates.
+        self._reads_started = 0
+        self._admitted: dict[str, list[_Admitted]] = {}
 
     def _own_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -175,35 +223,59 @@ class AccessGate:
         try:
             # Only the read is bounded: it is what the decision needs. (SQLite in WAL mode answers reads while
             # another connection holds the write lock, so a busy writer elsewhere does not refuse anyone.)
-            async with asyncio.timeout(self.timeout), self._user_locks.setdefault(user_id, asyncio.Lock()):
-                now = self.clock()
-                times = await self.store.audit_send_times(user_id, now - RATE_WINDOW)
-                unwritten = self._unwritten.setdefault(user_id, [])
-                refusal = self.policy.rate_refusal([*times, *unwritten], now)
-                if refusal is None:
-                    unwritten.append(now)
-                    audit = self._spawn(self._write_send(now, user_id, channel_id, action, to_number, from_number))
-                    return Admission(None, audit)
+            read_no = self._reads_started
+            self._reads_started += 1
+            times = await self._bounded_read(user_id)
         except (StoreUnavailable, TimeoutError) as exc:
             # Fail closed: without the count nobody can tell whether this send is within the limit.
             log.error("send refused user=%s channel=%s action=%s: store unavailable for the rate check (%s)",
                       user_id, channel_id, action.value, type(exc).__name__ if isinstance(exc, TimeoutError) else exc)
             return Admission(Refusal(RefusalReason.STORE_UNAVAILABLE, STORE_REFUSAL_TEXT))
+        # From here to the end no await: the count and the admission it allows are one step for this process.
+        now = self.clock()
+        mine = [a for a in self._admitted.get(user_id, ()) if a.at > now - RATE_WINDOW]
+        refusal = self.policy.rate_refusal([*times, *_not_in(times, mine, read_no)], now)
+        if refusal is None:
+            entry = _Admitted(now)
+            mine.append(entry)
+            self._admitted[user_id] = mine
+            audit = self._spawn(self._write_send(entry, user_id, channel_id, action, to_number, from_number))
+            return Admission(None, audit)
+        if mine:
+            self._admitted[user_id] = mine
+        else:
+            self._admitted.pop(user_id, None)
         self._refused(refusal, user_id, channel_id, action, to_number, from_number)
         return Admission(refusal)
 
-    async def _write_send(self, at: datetime, user_id: str, channel_id: str, action: AuditAction, to_number: str,
-                          from_number: str) -> str | None:
+    async def _bounded_read(self, user_id: str) -> list[datetime]:
+        """The rate-limit read, or ``TimeoutError`` after ``self.timeout`` — at once, not after the read's
+        cancellation has finished: asyncpg cancels a query sent into a dead network by opening a connection
+        to the server, which waits out its own connect timeout, past Slack's 3 s for the ack."""
+        read = asyncio.ensure_future(self.reader.audit_send_times(user_id, self.clock() - RATE_WINDOW))
+        done, _ = await asyncio.wait({read}, timeout=self.timeout)
+        if not done:
+            read.cancel()
+            self._spawn(_reaped(read))  # owned, and waited for at shutdown like the audit writes
+            raise TimeoutError
+        return read.result()
+
+    async def _write_send(self, entry: _Admitted, user_id: str, channel_id: str, action: AuditAction,
+                          to_number: str, from_number: str) -> str | None:
         try:
-            return await self.store.audit_add(at=at, user_id=user_id, channel_id=channel_id, action=action,
-                                              to_number=to_number, from_number=from_number)
+            audit_id = await self.store.audit_add(at=entry.at, user_id=user_id, channel_id=channel_id,
+                                                  action=action, to_number=to_number, from_number=from_number)
         except StoreUnavailable as exc:
             # The send goes ahead (it was admitted on a good count); the log line is its only audit record.
             log.error("audit row not written user=%s channel=%s action=%s: %s", user_id, channel_id, action.value,
                       exc)
+            mine = self._admitted.get(user_id, [])
+            if entry in mine:
+                mine.remove(entry)
             return None
-        finally:
-            self._unwritten[user_id].remove(at)
+        # Committed: every read started from now on counts this row itself.
+        entry.written_before = self._reads_started
+        return audit_id
 
     def _refused(self, refusal: Refusal, user_id: str, channel_id: str, action: AuditAction,
                  to_number: str, from_number: str) -> None:

@@ -77,8 +77,13 @@ class _AsTransient(SlackPortError):
 class Sending:
     def __init__(self, *, store: Store, signalwire: SignalWireSender, slack: SlackPort, tokens: CallbackTokens,
                  outbox: SlackOutbox, display: ThreadDisplay, receipts: Receipts, claims: MessageClaims,
-                 supervisor: TaskSupervisor, settings: SendSettings, simulated: bool = False) -> None:
+                 supervisor: TaskSupervisor, settings: SendSettings, simulated: bool = False,
+                 ack_store: Store | None = None) -> None:
         self.store = store
+        # The connection(s) of what Slack's ack waits for: ``accept`` / ``accept_retry`` before the ack use it, so
+        # a slash command never queues behind outbox, callback and send writers. Everything after the ack (and
+        # thread replies, which Slack got its answer for already) stays on ``store``.
+        self.ack_store = ack_store or store
         self.signalwire = signalwire
         self.slack = slack
         self.tokens = tokens
@@ -90,9 +95,9 @@ class Sending:
         self.settings = settings
         self.simulated = simulated
 
-    async def opt_out_refusal(self, from_: str, to: str) -> str | None:
+    async def opt_out_refusal(self, from_: str, to: str, *, store: Store | None = None) -> str | None:
         """Why texting ``to`` from ``from_`` is not allowed (they opted out), or None. Every send path asks this."""
-        opt_out = await self.store.get_opt_out(from_, to)
+        opt_out = await (store or self.store).get_opt_out(from_, to)
         if opt_out is None:
             return None
         return opted_out_refusal(to, from_, opt_out.opted_out_at, opt_out.keyword)
@@ -105,9 +110,13 @@ class Sending:
         Returns the stored message, or a refusal to show the user (opted out, or the database did not answer
         within ``timeout`` — then nothing was sent and nothing ever will be for this request). The whole check is
         bounded: Slack's 3 s for the ack must never run out while a locked database is waited on.
+        Slack's ack waits for this (the slash command, the form), so it runs on ``ack_store`` — except for a thread
+        reply, which was stored and answered already.
         """
+        store = self.store if request.origin == "reply" else self.ack_store
         return await self._record_bounded(
-            self._accept_now(request), timeout=timeout, refusal=NOT_RECORDED, what=f"send (origin={request.origin})",
+            self._accept_now(request, store), timeout=timeout, refusal=NOT_RECORDED,
+            what=f"send (origin={request.origin})",
             # Too slow to acknowledge: the late insert must never be sent.
             undo=lambda sms: self.store.mark_rejected(
                 sms.ref, None, "not acknowledged in time; the user was told nothing was sent", utcnow()),
@@ -139,32 +148,44 @@ class Sending:
         if isinstance(outcome, OutboundSms):
             await self._stored(lambda: undo(outcome))
 
-    async def _accept_now(self, request: SendRequest) -> OutboundSms | str:
-        refusal = await self.opt_out_refusal(request.from_, request.to)
+    async def _accept_now(self, request: SendRequest, store: Store) -> OutboundSms | str:
+        if request.source_ts is None:
+            # A new send (the slash command, the form): the opt-out check rides in the insert, one round trip.
+            ref = new_ref()
+            sms = await store.create_outbound_unless_opted_out(ref, request, utcnow())
+            if sms is not None:
+                self._log_requested(ref, request)
+                return sms
+        refusal = await self.opt_out_refusal(request.from_, request.to, store=store)
         if refusal is not None:
             log.info("send refused: %s opted out of %s (origin=%s)", mask_number(request.to),
                      mask_number(request.from_), request.origin)
             return refusal
-        return await self._store_intent(request)
+        # A thread reply, or an opt-out withdrawn (START) between the insert and the read.
+        return await self._store_intent(request, store)
 
-    async def _store_intent(self, request: SendRequest) -> OutboundSms:
-        ref = new_ref()
-        if request.source_ts is not None and request.retry_of is None:
-            # A thread reply: its Slack message is the claim, stored with the intent (Slack's retries of the event
-            # find this one instead of making another).
-            sms, created = await self.store.create_reply_intent(ref, request, utcnow())
-            if not created:
-                log.info("thread reply %s already stored as ref=%s", request.source_ts, sms.ref)
-                return sms
-        else:
-            sms = await self.store.create_outbound(ref, request, utcnow())
-            if request.source_ts is not None:
-                await self.store.set_reply_source(ref, request.source_ts)
+    @staticmethod
+    def _log_requested(ref: str, request: SendRequest) -> None:
         log.info(
             "send requested ref=%s user=%s channel=%s to=%s from=%s origin=%s",
             ref, request.user_id, request.channel_id, mask_number(request.to), mask_number(request.from_),
             request.origin,
         )
+
+    async def _store_intent(self, request: SendRequest, store: Store) -> OutboundSms:
+        ref = new_ref()
+        if request.source_ts is not None and request.retry_of is None:
+            # A thread reply: its Slack message is the claim, stored with the intent (Slack's retries of the event
+            # find this one instead of making another).
+            sms, created = await store.create_reply_intent(ref, request, utcnow())
+            if not created:
+                log.info("thread reply %s already stored as ref=%s", request.source_ts, sms.ref)
+                return sms
+        else:
+            sms = await store.create_outbound(ref, request, utcnow())
+            if request.source_ts is not None:
+                await store.set_reply_source(ref, request.source_ts)
+        self._log_requested(ref, request)
         return sms
 
     async def submit(self, request: SendRequest, notify: Notify | None = None) -> OutboundSms | None:
@@ -336,12 +357,13 @@ class Sending:
         )
 
     async def _accept_retry_now(self, ref: str, user_id: str) -> OutboundSms | str:
-        original = await self.store.get_outbound(ref)
+        store = self.ack_store  # the Retry click's ack waits for this
+        original = await store.get_outbound(ref)
         if original is None:
             return "That message is not known to this bridge any more; send it again with /sms."
         if not render.can_retry(original):
             return "This message did not fail, so there is nothing to retry."
-        refusal = await self.opt_out_refusal(original.from_, original.to)
+        refusal = await self.opt_out_refusal(original.from_, original.to, store=store)
         if refusal is not None:
             return refusal
         request = SendRequest(
@@ -357,13 +379,13 @@ class Sending:
             origin="reply" if original.origin == "reply" else "retry",
             retry_of=original.ref,
             thread_ts=original.parent_ts,
-            source_ts=await self.store.reply_source(original.ref),
+            source_ts=await store.reply_source(original.ref),
         )
         retry_ref = new_ref()
-        if not await self.store.create_retry_intent(retry_ref, request, user_id, utcnow()):
+        if not await store.create_retry_intent(retry_ref, request, user_id, utcnow()):
             return ALREADY_RETRIED
         log.info("retry requested ref=%s of=%s user=%s", retry_ref, ref, user_id)
-        sms = await self.store.get_outbound(retry_ref)
+        sms = await store.get_outbound(retry_ref)
         assert sms is not None
         return sms
 

@@ -58,9 +58,13 @@ class Bridge:
         simulated: bool = False,
         settings: SendSettings | None = None,
         outbox_options: Mapping[str, Any] | None = None,
+        ack_store: Store | None = None,
     ) -> None:
         settings = settings or SendSettings()
         self.store = store
+        # What a Slack ack waits for (the rate-limit read, the opt-out read, the intent insert) goes to the
+        # ack path's own connection(s) when given, so it never queues behind the background writers (issue 10).
+        self.ack_store = ack_store or store
         self.signalwire = signalwire
         self.slack = slack
         self.tokens = tokens
@@ -79,7 +83,8 @@ class Bridge:
         self.receipts = Receipts(store, self.outbox, self.display, tokens, self.claims)
         self.sending = Sending(store=store, signalwire=signalwire, slack=slack, tokens=tokens, outbox=self.outbox,
                                display=self.display, receipts=self.receipts, claims=self.claims,
-                               supervisor=self.supervisor, settings=settings, simulated=simulated)
+                               supervisor=self.supervisor, settings=settings, simulated=simulated,
+                               ack_store=self.ack_store)
         # -- sending
         self.opt_out_refusal = self.sending.opt_out_refusal
         self.accept = self.sending.accept
@@ -128,4 +133,5 @@ class Bridge:
     def access_gate(self, policy: AccessPolicy) -> AccessGate:
         """The access gate of this bridge's sends: ``policy`` plus the shared audit trail and rate limit (in the
         store, so every replica counts the same sends); its audit writes run as this bridge's background work."""
-        return AccessGate(policy, self.store, spawn=lambda audit: self.spawn(audit, name="audit"))
+        return AccessGate(policy, self.store, reader=self.ack_store,
+                          spawn=lambda audit: self.spawn(audit, name="audit"))

@@ -23,6 +23,7 @@ def _step(text: str) -> None:
 
 async def _modal_send(h: Harness, to: str, body: str, user_id: str) -> None:
     await h.driver.slash_command("", user_id=user_id, user_name="bob")
+    await h.settle()  # the form opens after the ack
     view: dict[str, Any] = list(h.slack.views.values())[-1]
     values = {
         "to": {"to": {"type": "plain_text_input", "value": to}},

@@ -58,11 +58,8 @@ class SmsCommand:
                 await ack(text=refusal.message)
                 return
             await ack()
-            try:
-                await self.modal.open(client, str(command.get("trigger_id", "")), channel_id)
-            except SlackApiError as exc:
-                await respond(text=f"⚠️ Could not open the form ({exc.response.get('error')}). Try `/sms` again.",
-                              response_type="ephemeral")
+            self.bridge.spawn(self._open_form(client, str(command.get("trigger_id", "")), channel_id, respond),
+                              name="open-form")
             return
         # Checked before anything is stored, and before the ack so that the refusal is the answer.
         admission = await self.gate.admit(user_id=user_id, channel_id=channel_id, action=AuditAction.SEND,
@@ -78,6 +75,14 @@ class SmsCommand:
             return
         await ack()
         self.bridge.spawn(self.bridge.process(accepted.ref, respond_notifier(respond)), name="send-command")
+
+    async def _open_form(self, client: AsyncWebClient, trigger_id: str, channel_id: str,
+                         respond: AsyncRespond) -> None:
+        try:
+            await self.modal.open(client, trigger_id, channel_id)
+        except SlackApiError as exc:
+            await respond(text=f"⚠️ Could not open the form ({exc.response.get('error')}). Try `/sms` again.",
+                          response_type="ephemeral")
 
 
 def register(app: AsyncApp, command: SmsCommand) -> None:

@@ -125,6 +125,9 @@ class ComposeModal:
 
     async def on_body_change(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
+        self.bridge.spawn(self._update_counter(body, client), name="form-counter")
+
+    async def _update_counter(self, body: dict[str, Any], client: AsyncWebClient) -> None:
         view = body.get("view") or {}
         values = (view.get("state") or {}).get("values") or {}
         metadata = _metadata(view)

@@ -40,6 +40,7 @@ from handlers import register_all, two_way
 from handlers.events import ThreadReplies
 from handlers.limits import GuardedRunner, Limits, body_deadline_middleware
 from handlers.ops import MetricsRoute, Readiness, healthz
+from handlers.prompt_ack import PromptAckRunner
 from handlers.slack_out import SlackOut, make_web_client
 from handlers.web import SignalWireRoutes
 from sw_api.client import SignalWireClient
@@ -133,7 +134,7 @@ def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient) -> tuple[
 
 
 def _new_bolt_app(config: Config, client: AsyncWebClient, bolt_logger: logging.Logger) -> AsyncApp:
-    return AsyncApp(
+    app = AsyncApp(
         client=client,
         authorize=BotIdentity(client).as_function(),
         signing_secret=config.slack_signing_secret or None,
@@ -142,6 +143,9 @@ def _new_bolt_app(config: Config, client: AsyncWebClient, bolt_logger: logging.L
         raise_error_for_unhandled_request=False,
         logger=bolt_logger,
     )
+    # Answer Slack when the listener acks, not at Bolt's next 10 ms poll (handlers.prompt_ack).
+    PromptAckRunner.install(app)
+    return app
 
 
 async def _start_simulator(config: Config) -> tuple[Config, web.AppRunner]:
@@ -184,6 +188,10 @@ async def request_id_middleware(
     return response
 
 
+def _in_memory(database_url: str) -> bool:
+    return database_url.startswith("sqlite:") and (":memory:" in database_url or "mode=memory" in database_url)
+
+
 def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES,
                           middlewares=[request_id_middleware, body_deadline_middleware(config.request_read_timeout)])
@@ -203,6 +211,17 @@ def create_app(config: Config) -> web.Application:
         routes.warn_if_unsigned()
         # Every store call goes through the meter: outcomes (store.count) and database errors become metrics.
         store = metered(await open_store(effective.database_url), metrics)
+        # The ack path's own connection (SQLite) or pool (PostgreSQL), opened as a second replica would: what a
+        # Slack ack waits for (rate-limit read, opt-out read, intent insert) never queues behind the outbox,
+        # callback and send writers on ``store`` (issue 10). An in-memory SQLite database exists once per
+        # connection: it has to share.
+        ack_store = store
+        if not _in_memory(effective.database_url):
+            try:
+                ack_store = metered(await open_store(effective.database_url), metrics)
+            except BaseException:
+                await store.close()
+                raise
         session = aiohttp.ClientSession()
         signalwire = SignalWireClient(
             session, space=effective.signalwire_space_url, project_id=effective.signalwire_project_id,
@@ -220,6 +239,7 @@ def create_app(config: Config) -> web.Application:
                 stale_submitting=effective.signalwire_timeout + 60, message_lease=effective.lease_seconds,
             ),
             outbox_options={"lease": effective.lease_seconds},
+            ack_store=ack_store,
         )
         bolt, replies = build_bolt(effective, bridge, slack_client)
 
@@ -251,10 +271,14 @@ def create_app(config: Config) -> web.Application:
             if socket_handler is not None:
                 await _step("socket mode", socket_handler.close_async())  # type: ignore[no-untyped-call]
             await _step("sweeper", recovery.stop())
+            if isinstance(bolt.listener_runner, PromptAckRunner):  # listeners still running after their ack
+                await _step("slack listeners", bolt.listener_runner.drain(timeout=SHUTDOWN_DRAIN_SECONDS))
             await _step("background work", bridge.drain(timeout=SHUTDOWN_DRAIN_SECONDS))
             await _step("slack outbox", bridge.outbox.stop(flush_timeout=SHUTDOWN_DRAIN_SECONDS))
             await _step("http session", session.close())
             await _step("store", store.close())
+            if ack_store is not store:
+                await _step("ack store", ack_store.close())
             if sim_runner is not None:
                 await _step("simulator", sim_runner.cleanup())
 

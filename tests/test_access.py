@@ -241,6 +241,108 @@ async def test_sends_whose_audit_row_is_not_written_yet_still_count(store: Store
     assert await store.audit_recent_sends("U1", T0 - RATE_WINDOW) == 2
 
 
+class SlowReader:
+    """The rate-limit read of ``store`` on a connection the test steers: the read starts (``started``), takes its
+    rows when ``take`` is set, and answers when ``answer`` is set."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.started, self.take, self.taken, self.answer = (asyncio.Event() for _ in range(4))
+
+    def open(self) -> None:
+        for event in (self.take, self.answer):
+            event.set()
+
+    def close(self) -> None:
+        for event in (self.started, self.take, self.taken, self.answer):
+            event.clear()
+
+    async def audit_send_times(self, user_id: str, since: datetime) -> list[datetime]:
+        self.started.set()
+        await self.take.wait()
+        rows = await self.store.audit_send_times(user_id, since)
+        self.taken.set()
+        await self.answer.wait()
+        return rows
+
+
+class HeldWrites:
+    """A gate's ``spawn`` that starts each audit write only once ``go`` is set."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    def __call__(self, write: Any) -> asyncio.Task[Any]:
+        async def held() -> Any:
+            await self.go.wait()
+            return await write
+
+        task = asyncio.ensure_future(held())
+        self.tasks.append(task)
+        return task
+
+
+async def test_a_send_committed_after_another_attempts_rows_were_read_still_counts(store: Store) -> None:
+    # No lock around the read: attempt B reads while A's audit row is not written yet, and A's row is committed
+    # before B decides. B's rows cannot show A, so the gate must count A itself.
+    reader, writes = SlowReader(store), HeldWrites()
+    gate = AccessGate(AccessPolicy.build([], [], 1), store, clock=Clock(), reader=reader,  # type: ignore[arg-type]
+                      spawn=writes)
+    reader.open()
+    first = await gate.admit(user_id="U1", channel_id="C1", action=AuditAction.SEND)
+    assert first.allowed and first.audit is not None
+    reader.close()
+    second = asyncio.ensure_future(gate.admit(user_id="U1", channel_id="C1", action=AuditAction.SEND))
+    await reader.started.wait()
+    reader.take.set()
+    await reader.taken.wait()      # B's rows: without A
+    writes.go.set()
+    assert await first.audit is not None  # A committed while B's read is out
+    reader.answer.set()
+    refused = await second
+    assert refused.refusal is not None and refused.refusal.reason is RefusalReason.RATE_LIMITED
+    await asyncio.gather(*writes.tasks)
+    assert await store.audit_recent_sends("U1", T0 - RATE_WINDOW) == 1
+
+
+async def test_a_send_committed_before_another_attempts_rows_were_read_counts_once(store: Store) -> None:
+    # B's read started before A's row was committed but took its rows after: A is in them, and not counted again.
+    reader, writes = SlowReader(store), HeldWrites()
+    gate = AccessGate(AccessPolicy.build([], [], 2), store, clock=Clock(), reader=reader,  # type: ignore[arg-type]
+                      spawn=writes)
+    reader.open()
+    first = await gate.admit(user_id="U1", channel_id="C1", action=AuditAction.SEND)
+    assert first.allowed and first.audit is not None
+    reader.close()
+    second = asyncio.ensure_future(gate.admit(user_id="U1", channel_id="C1", action=AuditAction.SEND))
+    await reader.started.wait()
+    writes.go.set()
+    assert await first.audit is not None  # A committed after B's read started, before it took its rows
+    reader.open()
+    assert (await second).allowed         # one send in the minute, not two
+    await asyncio.gather(*writes.tasks)
+    third = await gate.admit(user_id="U1", channel_id="C1", action=AuditAction.SEND)
+    assert third.refusal is not None and third.refusal.reason is RefusalReason.RATE_LIMITED
+    await asyncio.gather(*writes.tasks)
+    assert await store.audit_recent_sends("U1", T0 - RATE_WINDOW) == 2
+
+
+async def test_overlapping_attempts_of_one_user_never_pass_the_limit(store: Store) -> None:
+    reader = SlowReader(store)
+    gate = AccessGate(AccessPolicy.build([], [], 2), store, clock=Clock(), reader=reader)  # type: ignore[arg-type]
+    attempts = [asyncio.ensure_future(gate.admit(user_id="U1", channel_id="C1", action=AuditAction.SEND))
+                for _ in range(3)]
+    await reader.started.wait()
+    reader.open()
+    results = await asyncio.gather(*attempts)
+    assert [r.allowed for r in results].count(True) == 2
+    await gate.drain()
+    assert not (await gate.admit(user_id="U1", channel_id="C1", action=AuditAction.SEND)).allowed
+    await gate.drain()
+    assert await store.audit_recent_sends("U1", T0 - RATE_WINDOW) == 2
+
+
 # --- configuration ------------------------------------------------------------------------------------------------
 
 BASE_ENV = {
@@ -339,6 +441,7 @@ async def test_help_is_open_to_everyone_but_the_form_is_not(h: Harness) -> None:
     assert "SMS_ALLOWED_USERS" in refused.body
     assert not h.slack.called("views.open")
     await h.driver.slash_command("", user_id="U0ALICE")
+    await h.settle()  # the form opens after the ack
     assert h.slack.call_count("views.open") == 1
 
 
@@ -365,6 +468,7 @@ async def test_a_carrier_failure_is_audited_with_its_code(h: Harness) -> None:
 
 async def test_modal_refusals_come_back_inline_on_the_right_block(h: Harness) -> None:
     await h.driver.slash_command("", user_id="U0ALICE")
+    await h.settle()  # the form opens after the ack
     [view] = h.slack.views.values()
 
     def values(channel: str) -> dict[str, Any]:

@@ -125,6 +125,7 @@ async def test_missing_receipt_is_looked_up_in_the_logs(h: Harness) -> None:
 async def test_mms_without_receipt_says_none_is_available(h: Harness) -> None:
     h.simulator.drop_callbacks = True
     await h.driver.slash_command("")
+    await h.settle()  # the form opens after the ack
     [view] = h.slack.views.values()
     await h.driver.view_submission(view, {
         "to": {"to": {"type": "plain_text_input", "value": TO}},

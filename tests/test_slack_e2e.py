@@ -101,6 +101,7 @@ async def test_ack_is_fast_while_signalwire_is_slow(h: Harness) -> None:
 async def test_modal_opens_counts_and_sends(h: Harness) -> None:
     response = await h.driver.slash_command("")
     assert response.status == 200
+    await h.settle()  # the form opens after the ack
     assert h.slack.call_count("views.open") == 1
     [view] = h.slack.views.values()
     assert view["callback_id"] == "sms_compose"
@@ -134,6 +135,7 @@ async def test_modal_opens_counts_and_sends(h: Harness) -> None:
 
 async def test_modal_errors_come_back_inline_and_nothing_is_sent(h: Harness) -> None:
     await h.driver.slash_command("")
+    await h.settle()  # the form opens after the ack
     [view] = h.slack.views.values()
     values = {
         "to": {"to": {"type": "plain_text_input", "value": "12"}},
@@ -155,6 +157,7 @@ async def test_modal_errors_come_back_inline_and_nothing_is_sent(h: Harness) -> 
 
 async def test_modal_mms_says_there_is_no_delivery_receipt(h: Harness) -> None:
     await h.driver.slash_command("")
+    await h.settle()  # the form opens after the ack
     [view] = h.slack.views.values()
     values = {
         "to": {"to": {"type": "plain_text_input", "value": TO}},
@@ -348,6 +351,7 @@ async def test_modal_offers_a_sender_choice_when_several_numbers_are_configured(
     second = "+15557770001"
     async with running_bridge(tmp_path, env={"SIGNALWIRE_FROM_NUMBERS": f"{FROM_NUMBER},{second}"}) as h:
         await h.driver.slash_command("")
+        await h.settle()  # the form opens after the ack
         [view] = h.slack.views.values()
         [select] = [b for b in view["blocks"] if b.get("block_id") == "from"]
         assert [o["value"] for o in select["element"]["options"]] == [FROM_NUMBER, second]

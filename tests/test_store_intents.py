@@ -79,3 +79,29 @@ async def test_begin_parent_post_says_whether_an_attempt_was_made_before(store: 
     await store.create_outbound("p1", REQUEST, T0)
     assert not await store.begin_parent_post("p1", T0)
     assert await store.begin_parent_post("p1", T0)
+
+
+# -- ack path (issue 10) ---------------------------------------------------------------------------------------
+
+
+async def test_create_outbound_unless_opted_out_stores_what_create_outbound_stores(store: Store) -> None:
+    request = replace(REQUEST, team_id="T1", media=("https://example.com/a.jpg",), send_as_mms=True,
+                      origin="modal", thread_ts="99.1")
+    made = await store.create_outbound_unless_opted_out("a1", request, T0)
+    plain = await store.create_outbound("a2", request, T0)
+    assert made is not None and made == await store.get_outbound("a1")
+    assert replace(made, ref="a2") == plain
+    assert (made.state, made.to, made.from_, made.media, made.created_at) == (
+        SendState.PENDING, THEIRS, OURS, ("https://example.com/a.jpg",), T0)
+
+
+async def test_create_outbound_unless_opted_out_stores_nothing_for_an_opted_out_number(store: Store) -> None:
+    await store.set_opt_out(OURS, THEIRS, "STOP", T0)
+    assert await store.create_outbound_unless_opted_out("b1", REQUEST, T0) is None
+    assert await store.get_outbound("b1") is None
+    # Only that pair: the same number texted from another of our numbers, and another number, still go.
+    other_sender = await store.create_outbound_unless_opted_out("b2", replace(REQUEST, from_="+15557770001"), T0)
+    other_number = await store.create_outbound_unless_opted_out("b3", replace(REQUEST, to="+15550001111"), T0)
+    assert other_sender is not None and other_number is not None
+    assert await store.clear_opt_out(OURS, THEIRS)
+    assert await store.create_outbound_unless_opted_out("b4", REQUEST, T0) is not None

@@ -332,3 +332,11 @@ class Store(Protocol):
 
     async def audit_prune(self, before: datetime, limit: int) -> int:
         """Delete at most ``limit`` audit rows older than ``before``, oldest first; returns how many."""
+
+    # -- ack path (issue 10)
+
+    async def create_outbound_unless_opted_out(self, ref: str, request: SendRequest,
+                                               now: datetime) -> OutboundSms | None:
+        """``create_outbound``, with the opt-out check in the same statement: None, and nothing stored, when
+        ``request.to`` has opted out of ``request.from_`` (``get_opt_out`` then says since when). One round trip
+        where the engine can return the inserted row: what a slash command's ack waits for."""

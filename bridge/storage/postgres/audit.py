@@ -9,11 +9,20 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from bridge.model import SEND_ACTIONS, AuditAction, AuditEntry
+from bridge.model import SEND_ACTIONS, AuditAction, AuditEntry, OutboundSms, SendRequest
 from bridge.storage.postgres.connection import PgBase
-from bridge.storage.postgres.rows import to_entry
+from bridge.storage.postgres.rows import outbound_params, to_entry, to_sms
 
 _SEND_ACTIONS = [a.value for a in SEND_ACTIONS]
+
+# ``rows.INSERT_OUTBOUND`` (same parameters), guarded by the opt-out in the same statement. The casts: parameters
+# in a SELECT list get no type from the target columns.
+_INSERT_UNLESS_OPTED_OUT = """INSERT INTO outbound (ref, created_at, updated_at, team_id, channel_id, user_id,
+       to_number, from_number, body, media, send_as_mms, origin, state, parent_ts, retry_of)
+   SELECT $1::text, $2::timestamptz, $2::timestamptz, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text,
+          $9::text, $10::integer, $11::text, $12::text, $13::text, $14::text
+   WHERE NOT EXISTS (SELECT 1 FROM opt_out WHERE our_number = $7::text AND their_number = $6::text)
+   RETURNING *"""
 
 
 class AuditSql(PgBase):
@@ -74,3 +83,10 @@ class AuditSql(PgBase):
         return await self._execute(
             "DELETE FROM audit WHERE rowid IN (SELECT rowid FROM audit WHERE at < $1 ORDER BY at, rowid LIMIT $2)",
             before, max(0, int(limit)))
+
+    # -- ack path (issue 10): here because it is what the audit's rate-limit read is followed by before the ack
+
+    async def create_outbound_unless_opted_out(self, ref: str, request: SendRequest,
+                                               now: datetime) -> OutboundSms | None:
+        rows = await self._fetch_write(_INSERT_UNLESS_OPTED_OUT, *outbound_params(ref, request, now))
+        return to_sms(rows[0]) if rows else None

@@ -8,15 +8,18 @@ Owns: the ``audit`` table (one row per human send attempt or refusal) and its in
 
 from __future__ import annotations
 
+import json
 import secrets
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
-from bridge.model import SEND_ACTIONS, AuditAction, AuditEntry
-from bridge.storage.sqlite.timefmt import db_time
+from bridge.model import SEND_ACTIONS, AuditAction, AuditEntry, OutboundSms, SendRequest, SendState
+from bridge.storage.rows import outbound_from_row
+from bridge.storage.sqlite.timefmt import db_time, py_time
 
 AUDIT_MIGRATION = """
     CREATE TABLE audit (
@@ -36,6 +39,8 @@ AUDIT_MIGRATION = """
     CREATE INDEX audit_ref ON audit (ref);
     CREATE INDEX audit_at ON audit (at);
 """
+
+T = TypeVar("T")
 
 _SEND_ACTIONS_SQL = ", ".join(f"'{a.value}'" for a in SEND_ACTIONS)
 
@@ -126,3 +131,31 @@ class AuditSql:
             "DELETE FROM audit WHERE rowid IN (SELECT rowid FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
             (db_time(before), max(0, int(limit))),
         )
+
+    # -- ack path (issue 10): here because it is what the audit's rate-limit read is followed by before the ack
+
+    async def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError
+
+    async def create_outbound_unless_opted_out(self, ref: str, request: SendRequest,
+                                               now: datetime) -> OutboundSms | None:
+        def work(conn: sqlite3.Connection) -> OutboundSms | None:
+            # One hop to the connection thread: the opt-out check, the insert and the row read back.
+            inserted = conn.execute(
+                """INSERT INTO outbound (ref, created_at, updated_at, team_id, channel_id, user_id, to_number,
+                       from_number, body, media, send_as_mms, origin, state, parent_ts, retry_of)
+                   SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+                   WHERE NOT EXISTS (SELECT 1 FROM opt_out WHERE our_number = ? AND their_number = ?)""",
+                (
+                    ref, db_time(now), db_time(now), request.team_id, request.channel_id, request.user_id,
+                    request.to, request.from_, request.body, json.dumps(list(request.media)),
+                    int(request.send_as_mms), request.origin, SendState.PENDING.value, request.thread_ts,
+                    request.retry_of, request.from_, request.to,
+                ),
+            ).rowcount
+            if not inserted:
+                return None
+            return outbound_from_row(conn.execute("SELECT * FROM outbound WHERE ref = ?", (ref,)).fetchone(),
+                                     py_time)
+
+        return await self._transaction(work)
