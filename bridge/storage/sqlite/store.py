@@ -27,7 +27,7 @@ from bridge.storage.rows import outbound_from_row
 from bridge.storage.sqlite.admin import SqliteAdmin
 from bridge.storage.sqlite.audit import AUDIT_MIGRATION, AuditSql
 from bridge.storage.sqlite.outbox import MIGRATION as OUTBOX_MIGRATION
-from bridge.storage.sqlite.outbox import OutboxSql, insert_statement
+from bridge.storage.sqlite.outbox import OutboxSql, insert_statements
 from bridge.storage.sqlite.timefmt import db_time, py_time
 from bridge.storage.sqlite.two_way import DURABLE_MIGRATION, REPLY_MIGRATION, TwoWaySql
 from bridge.storage.sqlite.two_way import MIGRATION as TWO_WAY_MIGRATION
@@ -512,8 +512,9 @@ class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
                 (db_time(now), ref, status),
             )
             for write in writes:
-                async with db.execute(*insert_statement(write, now)) as insert:
-                    await insert.fetchall()
+                for statement in insert_statements(write, now):
+                    async with db.execute(*statement) as insert:
+                        await insert.fetchall()
             return True
 
         return await self._atomic(work)
