@@ -145,11 +145,14 @@ class Receipts:
             if note is not None:
                 await self.display.reply(sms, note, out=batch)
             return await self.outbox.add_announcement(sms.ref, status.value, batch)
-        await self.display.refresh_parent(sms, out=batch)
-        if status.is_failure:
-            await self.display.reply_failure(sms, render.delivery_failure_headline(sms), out=batch)
+        if note is not None:
+            # Recovery's words for this status (e.g. what SignalWire's logs say): a fixed reply with that text.
+            await self.display.reply(sms, note, out=batch)
         else:
-            await self.display.reply(sms, note if note is not None else render.receipt_text(sms, status), out=batch)
+            # One reply for every status received within the coalescing window (failures with Retry), rendered
+            # when posted; the repaint waits behind it and coalesces with later ones: an SMS costs 3 Slack calls.
+            await self.display.receipt(sms, status, out=batch)
+        await self.display.refresh_parent(sms, out=batch)
         return await self.outbox.add_announcement(sms.ref, status.value, batch)
 
     async def audit_outcome(self, sms: OutboundSms, outcome: str) -> None:
