@@ -330,7 +330,9 @@ class SlackOutbox:
     async def post_finished(self, thread_key: str) -> None:
         """The post ``take_post`` allowed has returned: the bucket counts the next one from now."""
         if self.post_interval > 0:
-            await self.store.outbox_post_finished(thread_key, _now(), self.post_interval)
+            # Only makes the bucket stricter: losing it must not fail the caller's post.
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.outbox_post_finished(thread_key, _now(), self.post_interval)
 
     async def add_announcement(self, ref: str, status: str, batch: OutboxBatch) -> bool:
         """Add ``batch`` in the same transaction that records ``status`` of ``ref`` as announced.

@@ -186,10 +186,11 @@ class OutboxSql(PgBase):
         async with self._tx() as conn:
             taken = await conn.fetchval(
                 """INSERT INTO slack_outbox (id, thread_key, kind, payload, created_at, next_attempt_at, done_at)
-                   VALUES ($1, $2, 'pace', '{}', $3, $3 + $4::interval, $3)
+                   VALUES ($1, $2, 'pace', '{}', $3::timestamptz, $3::timestamptz + $4::interval, $3::timestamptz)
                    ON CONFLICT (id) DO UPDATE
-                       SET next_attempt_at = GREATEST(slack_outbox.next_attempt_at, $3) + $4::interval, done_at = $3
-                       WHERE slack_outbox.next_attempt_at - $5::interval <= $3
+                       SET next_attempt_at = GREATEST(slack_outbox.next_attempt_at, $3::timestamptz) + $4::interval,
+                           done_at = $3::timestamptz
+                       WHERE slack_outbox.next_attempt_at - $5::interval <= $3::timestamptz
                    RETURNING id""", row_id, thread_key, now, step, tolerance)
             if taken is not None:
                 return 0.0
