@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -463,8 +464,11 @@ class SlackOutbox:
                     if await self._paced(item):
                         return
                     if item.kind == Kind.RECEIPT:
-                        # Appends stop at the claim: re-read, so the post tells every status it now lists.
-                        item = await self.store.outbox_get(item.id) or item
+                        # Appends stop at the claim: re-read, so the post tells every status it now lists (only
+                        # the payload: whether an earlier attempt may have posted it is as it was before our claim).
+                        fresh = await self.store.outbox_get(item.id)
+                        if fresh is not None:
+                            item = dataclasses.replace(item, payload=fresh.payload)
                     result = await self._deliver(item)
                     if item.kind in POSTING_KINDS and self.post_interval > 0:
                         # Only makes the bucket stricter; losing it must not make a posted item look failed.
