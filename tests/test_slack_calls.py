@@ -53,7 +53,7 @@ def blocks_text(blocks: list[dict[str, Any]] | None) -> str:
     return json.dumps(blocks or [], ensure_ascii=False)
 
 
-async def test_an_isolated_sms_is_three_slack_calls_and_one_reply_telling_every_status(tmp_path: Path) -> None:
+async def test_an_isolated_sms_is_at_most_four_slack_calls_and_one_reply_telling_every_status(tmp_path: Path) -> None:
     async with running_bridge(tmp_path, env=WIDE) as h:
         start = len(h.slack.calls)
         await h.driver.slash_command(f"{TO} Running 10 min late")
@@ -64,8 +64,11 @@ async def test_an_isolated_sms_is_three_slack_calls_and_one_reply_telling_every_
         assert receipts_in([reply.text]) == QUEUED_SENT_DELIVERED
         assert reply.text.startswith("✅ Delivered · queued <!date^"), reply.text
         assert "{time_secs}|" in reply.text and " UTC>" in reply.text
-        # The parent post, the one receipt reply, the one repaint: at most 5, as issue 10 asks.
-        assert calls_since(h, start) == Counter({"chat.postMessage": 2, "chat.update": 1})
+        # The parent post, the one receipt reply, and one repaint at once plus one more behind the waiting receipt
+        # (just one when the later statuses beat the first): at most 5, as issue 10 asks.
+        calls = calls_since(h, start)
+        assert calls["chat.postMessage"] == 2 and 1 <= calls["chat.update"] <= 2, calls
+        assert sum(calls.values()) == calls["chat.postMessage"] + calls["chat.update"] <= 4, calls
 
         # A duplicate callback (SignalWire retries) is answered and costs no Slack call at all.
         before = len(h.slack.calls)
