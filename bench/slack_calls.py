@@ -27,6 +27,8 @@ from sw_api.webhooks import SIGNATURE_HEADER, sign_json
 
 CHANNEL = "C0GENERAL"
 TO = "+15551234567"
+# The production defaults (demo.harness sets test-friendly ones).
+PRODUCTION = {"RECEIPT_COALESCE_SECONDS": "1", "SLACK_CHANNEL_POSTS_PER_SECOND": "1", "SLACK_CHANNEL_POST_BURST": "4"}
 _TOLD = re.compile(r"(?<!\w)(delivered|undelivered|failed) <!date\^")
 
 
@@ -111,7 +113,7 @@ async def main() -> None:
             for engine, url in urls.items():
                 data = Path(tmp) / engine
                 data.mkdir()
-                async with open_world(url, data) as world:
+                async with open_world(url, data, env=PRODUCTION) as world:
                     per_sms, calls = await lifecycle(world, args.isolated)
                     print(f"{engine}: isolated calls {dict(calls)}")
                     peak, rate, took, burst_per_sms = await burst(world, args.burst)

@@ -207,6 +207,9 @@ class Sending:
             if sms.parent_ts is None and sms.attempts == 0:
                 if not await self.outbox.take_post(sms.channel_id):
                     # The channel is at Slack's posting rate: the parent waits its turn in the outbox, the SMS goes.
+                    # Noted as an attempt first, so a rerun after a crash here looks for the outbox's post instead
+                    # of posting a second parent (and the outbox posts nothing once a parent ts is recorded).
+                    await self.store.begin_parent_post(ref, utcnow())
                     await self.outbox.post_parent(ref, sms.channel_id)
                     return await self.post_to_signalwire(sms)
                 try:
