@@ -88,7 +88,11 @@ async def burst(world: World, n: int) -> tuple[int, float, float, float]:
     began = time.monotonic()
     bodies = [f"burst {i:03d}" for i in range(n)]
     await asyncio.gather(*(world.driver.slash_command(f"{TO} {b}") for b in bodies))
-    assert await wait_until(lambda: _finished(world, bodies), 600), "the burst did not finish"
+    if not await wait_until(lambda: _finished(world, bodies), 600):
+        left = [b for b in bodies if not _finished(world, [b])]
+        shown = {p.text: [m.text for m in world.slack.thread(CHANNEL, p.ts)] for p in world.slack.messages(CHANNEL)
+                 if any(b in p.text for b in left[:3])}
+        raise AssertionError(f"the burst did not finish: {len(left)} left, e.g. {shown}")
     took = time.monotonic() - began
     await _quiet(world)
     posts = sorted(c.at for c in world.slack.calls[start:] if c.method == "chat.postMessage")
