@@ -67,6 +67,13 @@ class Config:
     # Slow or abusive clients (handlers.server): time to send the request headers, and then the body.
     request_read_timeout: float = 10.0
     max_connections: int = 500        # open client connections at once; more are answered 503 and closed
+    # Slack calls (bridge.outbox): statuses of one message received within this many seconds share one thread reply.
+    receipt_coalesce_seconds: float = 1.0
+    # Slack takes about one chat.postMessage per second per channel and tolerates short bursts: posts into a channel
+    # are paced to this rate (0: not paced) with bursts of this many (a new SMS's parent plus its receipt, or a
+    # couple of sends at once, go without waiting; a run of 100 settles to the rate).
+    slack_channel_posts_per_second: float = 1.0
+    slack_channel_post_burst: int = 4
 
     def __repr__(self) -> str:
         return (
@@ -78,6 +85,13 @@ class Config:
             f"signing_key={'set' if self.signalwire_signing_key else 'unset'}"
             f"{', unsigned webhooks allowed' if self.allow_unsigned_webhooks else ''})"
         )
+
+    @property
+    def outbox_pacing(self) -> dict[str, float]:
+        """``SlackOutbox`` options for coalescing receipts and pacing posts per channel."""
+        rate = self.slack_channel_posts_per_second
+        return {"receipt_window": self.receipt_coalesce_seconds, "post_interval": 1 / rate if rate > 0 else 0.0,
+                "post_burst": self.slack_channel_post_burst}
 
     @property
     def socket_mode(self) -> bool:
@@ -237,6 +251,16 @@ class Config:
         audit_retention_days = whole("AUDIT_RETENTION_DAYS", "365", 0, 36500, days)
         request_read_timeout = seconds("REQUEST_READ_TIMEOUT_SECONDS", "10", 0.5, 300)
         max_connections = whole("MAX_CONNECTIONS", "500", 1, 100000, "connections")
+        receipt_coalesce = seconds("RECEIPT_COALESCE_SECONDS", "1.0", 0, 60)
+        posts_text = get("SLACK_CHANNEL_POSTS_PER_SECOND", "1")
+        try:
+            posts_per_second = float(posts_text)
+        except ValueError:
+            posts_per_second = float("nan")
+        if not 0 <= posts_per_second <= 1000:  # also refuses nan
+            raise ConfigError("SLACK_CHANNEL_POSTS_PER_SECOND",
+                              "must be a number of posts per second between 0 (not paced) and 1000", "1")
+        post_burst = whole("SLACK_CHANNEL_POST_BURST", "4", 1, 1000, "posts")
 
         return cls(
             **durations,
@@ -244,6 +268,9 @@ class Config:
             audit_retention_days=audit_retention_days,
             request_read_timeout=request_read_timeout,
             max_connections=max_connections,
+            receipt_coalesce_seconds=receipt_coalesce,
+            slack_channel_posts_per_second=posts_per_second,
+            slack_channel_post_burst=post_burst,
             slack_bot_token=bot_token,
             slack_signing_secret=signing_secret,
             slack_app_token=app_token,

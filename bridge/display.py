@@ -12,9 +12,10 @@ from typing import Any
 
 from bridge import render
 from bridge.model import OutboundSms
-from bridge.outbox import OutboxBatch, ParentView, SlackOutbox
+from bridge.outbox import OutboxBatch, ParentView, ReceiptView, SlackOutbox
 from bridge.ports import utcnow
 from bridge.storage.port import Store
+from sw_api.models import MessageStatus
 
 # Where Slack work is queued: the outbox itself, or a batch committed in one transaction (``Receipts.announce``).
 Enqueue = SlackOutbox | OutboxBatch
@@ -50,7 +51,11 @@ class ThreadDisplay:
                     out: Enqueue | None = None) -> None:
         """Queue a thread reply; if the parent is itself still queued, the reply follows it into its thread."""
         await (out or self.outbox).post(sms.channel_id, sms.channel_id, text, blocks, thread_ts=sms.parent_ts,
-                                        thread_of_ref=None if sms.parent_ts else sms.ref)
+                                        thread_of_ref=None if sms.parent_ts else sms.ref, ref=sms.ref)
+
+    async def receipt(self, sms: OutboundSms, status: MessageStatus, *, out: OutboxBatch) -> None:
+        """Queue the receipt of ``status``: one thread reply per burst of statuses (``Parents.render_receipt``)."""
+        await out.receipt(sms.ref, sms.channel_id, sms.channel_id, status.value)
 
 
 class Parents:
@@ -66,6 +71,16 @@ class Parents:
             return None
         return ParentView(sms.channel_id, sms.parent_ts, render.parent_text(sms),
                           render.parent_blocks(sms, simulated=self.simulated))
+
+    async def render_receipt(self, ref: str, statuses: list[str]) -> ReceiptView | None:
+        """The receipt reply telling ``statuses`` (in order), at the times the status history gives."""
+        sms = await self.store.get_outbound(ref)
+        told = [MessageStatus(s) for s in statuses]
+        if sms is None or not told:
+            return None
+        times = {r.status: r.event_at or r.received_at for r in await self.store.history(ref)}
+        text, blocks = render.receipt_reply(sms, told, times, simulated=self.simulated)
+        return ReceiptView(sms.channel_id, sms.parent_ts, text, blocks)
 
     async def parent_posted(self, ref: str, ts: str) -> None:
         sms = await self.store.set_parent(ref, ts, utcnow())

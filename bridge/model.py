@@ -204,7 +204,12 @@ class OutboxItem:
 @dataclass(frozen=True, slots=True)
 class OutboxWrite:
     """One item to add. ``covered_by``: kinds of which an undone, unclaimed item for the same ``ref`` makes this
-    one unnecessary (a parent update is covered by a waiting update or parent post); empty: always added."""
+    one unnecessary (a parent update is covered by a waiting update or parent post); empty: always added.
+
+    ``append``: the name of a list in ``payload``. If the newest undone item of ``ref`` that shows in its thread
+    (kind ``post`` or this kind) is of this kind and was never claimed nor attempted, its list is extended with
+    this one's instead of adding an item (coalesced receipts); an item whose delivery has begun is never changed.
+    ``delay``: seconds after ``now`` before the item is due (the window in which it may still be appended to)."""
 
     thread_key: str
     kind: str
@@ -212,6 +217,8 @@ class OutboxWrite:
     channel: str | None
     payload: dict[str, Any]
     covered_by: tuple[str, ...] = ()
+    append: str | None = None
+    delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

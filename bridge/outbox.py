@@ -18,6 +18,15 @@ Guarantees:
 - Parent posts and updates are rendered when delivered, from the store's state at that moment, and a parent
   update is not queued while an undelivered one (or the parent post itself) is still waiting: a burst of status
   changes becomes one ``chat.update`` showing the latest state.
+- Receipts (``Kind.RECEIPT``) are coalesced: a receipt waits ``receipt_window`` seconds, and a status announced
+  meanwhile is appended to the waiting item (in the transaction that marks it announced) instead of queuing
+  another, so statuses arriving close together become one thread reply listing each of them in order. Only an
+  item never claimed nor attempted is appended to, and a claimed item is re-read before delivery: what is posted
+  is exactly what its payload says when its claim was taken, and a post cut off by a crash is found by its key.
+  Nothing of a ref queued after a waiting receipt (a note) is overtaken: then the next status gets a new item.
+- Posts into one ``thread_key`` (parents, replies, receipts, inbound texts) are paced by a token bucket kept in
+  the store (``post_interval`` seconds per post, bursts of ``post_burst``), so every replica draws on the same
+  bucket; a post that must wait hands its claim back unattempted and is due when a token is free.
 - Posts happen once: Slack has no idempotency key, so every post carries its item's key as message metadata, and
   an item whose earlier attempt may have reached Slack (a claim left by a crash, a counted failed attempt, or a
   parent the caller already tried to post itself) is looked up in the channel / thread before posting again.
@@ -40,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -66,6 +76,11 @@ class Kind(StrEnum):
     UNREACT = "unreact"
     EPHEMERAL = "ephemeral"
     INBOUND = "inbound"  # an inbound SMS: into its conversation's thread, else a new parent (routed at delivery)
+    RECEIPT = "receipt"  # the receipts of one ref (payload "statuses"), one thread reply rendered at delivery
+
+
+# What chat.postMessage delivers, and so what the per-thread posting bucket paces.
+POSTING_KINDS = frozenset({Kind.PARENT, Kind.POST, Kind.RECEIPT, Kind.INBOUND})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +91,16 @@ class ParentView:
     ts: str | None
     text: str
     blocks: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptView:
+    """A receipt reply as it is posted: into ``thread_ts`` (None: the parent is not posted, so it cannot be)."""
+
+    channel: str
+    thread_ts: str | None
+    text: str
+    blocks: list[dict[str, Any]] | None
 
 
 def _post_payload(text: str, blocks: list[dict[str, Any]] | None, thread_ts: str | None,
@@ -96,8 +121,9 @@ class OutboxBatch:
     either; nothing is stored until the batch is committed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, receipt_window: float = 0.0) -> None:
         self.writes: list[OutboxWrite] = []
+        self.receipt_window = receipt_window
 
     async def post(
         self,
@@ -108,9 +134,16 @@ class OutboxBatch:
         *,
         thread_ts: str | None = None,
         thread_of_ref: str | None = None,
+        ref: str | None = None,
     ) -> None:
-        self.writes.append(OutboxWrite(thread_key, Kind.POST.value, thread_of_ref, channel,
-                                       _post_payload(text, blocks, thread_ts, thread_of_ref)))
+        self.writes.append(post_item(thread_key, channel, text, blocks, thread_ts=thread_ts,
+                                     thread_of_ref=thread_of_ref, ref=ref))
+
+    async def receipt(self, ref: str, thread_key: str, channel: str, status: str) -> None:
+        """Tell ``status`` in ``ref``'s thread: appended to its waiting receipt if there is one, else a new receipt
+        due after the coalescing window (rendered at delivery, from the store, with every status it then lists)."""
+        self.writes.append(OutboxWrite(thread_key, Kind.RECEIPT.value, ref, channel, {"statuses": [status]},
+                                       append="statuses", delay=self.receipt_window))
 
     async def update_parent(self, ref: str, thread_key: str) -> None:
         self.writes.append(OutboxWrite(thread_key, Kind.UPDATE.value, ref, None, {}, _UPDATE_COVERED_BY))
@@ -122,13 +155,14 @@ class OutboxBatch:
 
 def post_item(thread_key: str, channel: str, text: str, blocks: list[dict[str, Any]] | None = None, *,
               thread_ts: str | None = None, thread_of_ref: str | None = None,
-              thread_of_inbound: str | None = None) -> OutboxWrite:
+              thread_of_inbound: str | None = None, ref: str | None = None) -> OutboxWrite:
     """See ``SlackOutbox.post``. ``thread_of_inbound``: reply in the thread an inbound text (by message id) was
-    posted into — in the channel it ended up in, which may not be ``channel`` after a fallback."""
+    posted into — in the channel it ended up in, which may not be ``channel`` after a fallback. ``ref``: the
+    outbound message whose thread this is in (so a receipt waiting before it is not appended to afterwards)."""
     payload = _post_payload(text, blocks, thread_ts, thread_of_ref)
     if thread_of_inbound is not None:
         payload["thread_of_inbound"] = thread_of_inbound
-    return OutboxWrite(thread_key, Kind.POST.value, thread_of_ref, channel, payload)
+    return OutboxWrite(thread_key, Kind.POST.value, ref or thread_of_ref, channel, payload)
 
 
 def react_item(thread_key: str, channel: str, ts: str | None, name: str, *, add: bool = True,
@@ -153,6 +187,7 @@ def inbound_item(thread_key: str, *, message_id: str, our_number: str, their_num
 
 
 ParentRenderer = Callable[[str], Awaitable[ParentView | None]]
+ReceiptRenderer = Callable[[str, list[str]], Awaitable[ReceiptView | None]]
 ParentPosted = Callable[[str, str], Awaitable[None]]
 
 # An ephemeral is only useful while the person is looking; it is not worth holding for an outage.
@@ -195,6 +230,10 @@ class SlackOutbox:
         *,
         render_parent: ParentRenderer,
         on_parent_posted: ParentPosted,
+        render_receipt: ReceiptRenderer | None = None,
+        receipt_window: float = 0.0,
+        post_interval: float = 0.0,
+        post_burst: int = 4,
         base_delay: float = 0.5,
         max_delay: float = 30.0,
         poll_interval: float = 1.0,
@@ -207,6 +246,11 @@ class SlackOutbox:
         self.slack = slack
         self.render_parent = render_parent
         self.on_parent_posted = on_parent_posted
+        self.render_receipt = render_receipt
+        self.receipt_window = receipt_window
+        # Pacing of posts per thread_key (0: none): one per post_interval seconds, bursts of post_burst.
+        self.post_interval = post_interval
+        self.post_burst = post_burst
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.poll_interval = poll_interval
@@ -219,6 +263,7 @@ class SlackOutbox:
         self.failed = 0
         self.retried = 0
         self.coalesced = 0
+        self.paced = 0
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -251,11 +296,12 @@ class SlackOutbox:
         *,
         thread_ts: str | None = None,
         thread_of_ref: str | None = None,
+        ref: str | None = None,
     ) -> None:
         """A message or thread reply. ``thread_of_ref``: reply under ``ref``'s parent, whose ts is looked up when
         delivered — enqueue the parent post earlier under the same ``thread_key`` and it is delivered first."""
         await self._enqueue(post_item(thread_key, channel, text, blocks, thread_ts=thread_ts,
-                                      thread_of_ref=thread_of_ref))
+                                      thread_of_ref=thread_of_ref, ref=ref))
 
     async def react(self, thread_key: str, channel: str, ts: str, name: str, *, add: bool = True) -> None:
         await self._enqueue(react_item(thread_key, channel, ts, name, add=add))
@@ -273,7 +319,21 @@ class SlackOutbox:
 
     def batch(self) -> OutboxBatch:
         """Collect items to add atomically with an announcement marker (``add_announcement``)."""
-        return OutboxBatch()
+        return OutboxBatch(self.receipt_window)
+
+    async def take_post(self, thread_key: str) -> bool:
+        """Take a token from ``thread_key``'s posting bucket for a post made outside the outbox (a parent posted at
+        once); False if there is none now — then queue the post here instead (``post_parent``), which waits."""
+        if self.post_interval <= 0:
+            return True
+        return await self.store.outbox_take_post(thread_key, _now(), self.post_interval, self.post_burst) == 0.0
+
+    async def post_finished(self, thread_key: str) -> None:
+        """The post ``take_post`` allowed has returned: the bucket counts the next one from now."""
+        if self.post_interval > 0:
+            # Only makes the bucket stricter: losing it must not fail the caller's post.
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.outbox_post_finished(thread_key, _now(), self.post_interval)
 
     async def add_announcement(self, ref: str, status: str, batch: OutboxBatch) -> bool:
         """Add ``batch`` in the same transaction that records ``status`` of ``ref`` as announced.
@@ -384,12 +444,36 @@ class SlackOutbox:
             return self.poll_interval
         return min(self.poll_interval, max(0.01, (next_due - _now()).total_seconds()))
 
+    async def _paced(self, item: OutboxItem) -> bool:
+        """Whether a post must wait for its thread's bucket; if so its claim is handed back, unattempted, and it is
+        due when a token is free (a waiting receipt can still be appended to meanwhile)."""
+        if self.post_interval <= 0 or item.kind not in POSTING_KINDS:
+            return False
+        wait = await self.store.outbox_take_post(item.thread_key, _now(), self.post_interval, self.post_burst)
+        if wait <= 0:
+            return False
+        await self.store.outbox_defer(item.id, self.owner, _now() + timedelta(seconds=wait))
+        self.paced += 1
+        return True
+
     async def _deliver_claimed(self, item: OutboxItem) -> None:
         try:
             try:
                 async with renewed(functools.partial(self._renew, item.id), every=self.lease / 3,
                                    what=f"outbox claim on item {item.id}"):
+                    if await self._paced(item):
+                        return
+                    if item.kind == Kind.RECEIPT:
+                        # Appends stop at the claim: re-read, so the post tells every status it now lists (only
+                        # the payload: whether an earlier attempt may have posted it is as it was before our claim).
+                        fresh = await self.store.outbox_get(item.id)
+                        if fresh is not None:
+                            item = dataclasses.replace(item, payload=fresh.payload)
                     result = await self._deliver(item)
+                    if item.kind in POSTING_KINDS and self.post_interval > 0:
+                        # Only makes the bucket stricter; losing it must not make a posted item look failed.
+                        with contextlib.suppress(StoreUnavailable):
+                            await self.store.outbox_post_finished(item.thread_key, _now(), self.post_interval)
             except asyncio.CancelledError:
                 # Stopping: hand the item back now rather than after the lease expires — if it is still ours.
                 with contextlib.suppress(Exception):
@@ -497,6 +581,16 @@ class SlackOutbox:
             return ts
         if kind is Kind.INBOUND:
             return await self._deliver_inbound(item)
+        if kind is Kind.RECEIPT:
+            assert item.ref is not None
+            if self.render_receipt is None:
+                raise _Undeliverable("this outbox has no receipt renderer")
+            receipt = await self.render_receipt(item.ref, list(payload.get("statuses", [])))
+            if receipt is None:
+                return None
+            if receipt.thread_ts is None:
+                raise _Undeliverable(f"parent_not_posted (ref {item.ref})")
+            return await self._post_once(item, receipt.channel, receipt.text, receipt.blocks, receipt.thread_ts)
         assert item.channel is not None
         channel = item.channel
         if kind is Kind.POST:

@@ -193,11 +193,17 @@ class Receipts:
             if note is not None:
                 await self.display.reply(sms, note, out=batch)
             return await self.outbox.add_announcement(sms.ref, status.value, batch)
+        # The repaint first: the parent shows a new state at once instead of after the receipt's window, and later
+        # repaints queue behind the waiting receipt and coalesce there (an isolated SMS: parent, at most 2 repaints
+        # and one reply — 4 Slack calls, 3 when the statuses beat the first repaint).
         await self.display.refresh_parent(sms, out=batch)
-        if status.is_failure:
-            await self.display.reply_failure(sms, render.delivery_failure_headline(sms), out=batch)
+        if note is not None:
+            # Recovery's words for this status (e.g. what SignalWire's logs say): a fixed reply with that text.
+            await self.display.reply(sms, note, out=batch)
         else:
-            await self.display.reply(sms, note if note is not None else render.receipt_text(sms, status), out=batch)
+            # One reply for every status received within the coalescing window (failures with Retry), rendered
+            # when posted from the store's status history.
+            await self.display.receipt(sms, status, out=batch)
         return await self.outbox.add_announcement(sms.ref, status.value, batch)
 
     async def audit_outcome(self, sms: OutboundSms, outcome: str) -> None:

@@ -9,6 +9,7 @@ Must not import: aiohttp, Slack packages, storage, ``handlers``. Pure functions 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -168,6 +169,30 @@ def receipt_text(sms: OutboundSms, status: MessageStatus) -> str:
     if status is MessageStatus.QUEUED and sms.segments:
         return f"{b.emoji} {b.label} ({sms.segments} segment{'s' if sms.segments != 1 else ''})"
     return f"{b.emoji} {b.label}"
+
+
+def receipt_timeline(statuses: Sequence[MessageStatus], times: Mapping[MessageStatus, datetime]) -> str:
+    """``queued 10:00:01 · sent 10:00:02 · delivered 10:00:03``, each time in the reader's own time zone: every
+    status a coalesced receipt tells, in order, each written ``<status value> <!date^…>``."""
+    return " · ".join(f"{s.value} {slack_time(times[s])}" if s in times else s.value for s in statuses)
+
+
+def receipt_reply(sms: OutboundSms, statuses: Sequence[MessageStatus], times: Mapping[MessageStatus, datetime], *,
+                  simulated: bool = False) -> tuple[str, list[dict[str, Any]] | None]:
+    """The one thread reply for statuses received close together (text, blocks): the last one's headline and the
+    timeline of all of them; a failure is the failure reply (code, SignalWire's words, meaning, Retry) with it."""
+    last = statuses[-1]
+    timeline = receipt_timeline(statuses, times)
+    if last.is_failure:
+        headline = delivery_failure_headline(sms)
+        text = fit_text("\n".join([*_failure_lines(sms, headline), timeline]))
+        blocks = failure_blocks(sms, headline, simulated=simulated)
+        context = {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(timeline, CONTEXT_TEXT)}]}
+        return text, fit_blocks([*blocks[:-1], context, blocks[-1]])
+    if last is MessageStatus.SENT and sms.is_mms:
+        return fit_text(f"📤 Sent to carrier · {timeline}\nMMS has no delivery receipt, so this is the final "
+                        "status."), None
+    return fit_text(f"{receipt_text(sms, last)} · {timeline}"), None
 
 
 def failure_text(sms: OutboundSms, headline: str) -> str:

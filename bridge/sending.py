@@ -226,8 +226,16 @@ class Sending:
             if sms is None or sms.state is not SendState.PENDING:
                 return sms
             if sms.parent_ts is None and sms.attempts == 0:
+                if not await self.outbox.take_post(sms.channel_id):
+                    # The channel is at Slack's posting rate: the parent waits its turn in the outbox, the SMS goes.
+                    # Noted as an attempt first, so a rerun after a crash here looks for the outbox's post instead
+                    # of posting a second parent (and the outbox posts nothing once a parent ts is recorded).
+                    await self.store.begin_parent_post(ref, utcnow())
+                    await self.outbox.post_parent(ref, sms.channel_id)
+                    return await self.post_to_signalwire(sms)
                 try:
                     ts = await self._post_parent_once(sms)
+                    await self.outbox.post_finished(sms.channel_id)
                 except SlackPortError as exc:
                     if is_transient(exc):
                         # Slack is having trouble, not refusing: the parent waits in the outbox, the SMS goes.

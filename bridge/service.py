@@ -78,7 +78,8 @@ class Bridge:
         # Everything the bridge tells Slack after the first post goes through the durable outbox.
         options: dict[str, Any] = {"owner": self.owner, **(outbox_options or {})}
         self.outbox = SlackOutbox(store, slack, render_parent=parents.render_parent,
-                                  on_parent_posted=parents.parent_posted, **options)
+                                  on_parent_posted=parents.parent_posted, render_receipt=parents.render_receipt,
+                                  **options)
         self.display = ThreadDisplay(store, self.outbox, simulated=simulated)
         self.receipts = Receipts(store, self.outbox, self.display, tokens, self.claims)
         self.sending = Sending(store=store, signalwire=signalwire, slack=slack, tokens=tokens, outbox=self.outbox,

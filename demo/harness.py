@@ -123,6 +123,13 @@ def bot_environment(
         "SIGNALWIRE_FROM_NUMBERS": FROM_NUMBER,
         "PUBLIC_URL": public_url,
         "DATABASE_URL": f"sqlite:///{database}",
+        # Fake Slack has no rate limit, and tests send far faster than one post a second into one channel and call a
+        # run "done" after half a second without Slack calls: receipts coalesce over a short window and posts are
+        # paced generously. Tests of the production defaults (bench/slack_calls.py, tests/test_slack_calls.py) set
+        # their own values.
+        "RECEIPT_COALESCE_SECONDS": "0.2",
+        "SLACK_CHANNEL_POSTS_PER_SECOND": "50",
+        "SLACK_CHANNEL_POST_BURST": "20",
     }
     env.update(extra or {})
     return env

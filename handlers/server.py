@@ -238,7 +238,7 @@ def create_app(config: Config) -> web.Application:
                 stuck_after=effective.stuck_after, sweep_interval=effective.sweep_interval,
                 stale_submitting=effective.signalwire_timeout + 60, message_lease=effective.lease_seconds,
             ),
-            outbox_options={"lease": effective.lease_seconds},
+            outbox_options={"lease": effective.lease_seconds, **effective.outbox_pacing},
             ack_store=ack_store,
         )
         bolt, replies = build_bolt(effective, bridge, slack_client)

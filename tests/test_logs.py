@@ -419,7 +419,7 @@ async def test_full_send_at_debug_logs_no_message_body_and_no_callback_secret(tm
             logging.getLogger(name).setLevel(logging.NOTSET)
         logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)
     text = stream.getvalue()
-    assert "debug logging is on" in text and len(text.splitlines()) > 20, "DEBUG logging was not captured"
+    assert "debug logging is on" in text and len(text.splitlines()) > 15, "DEBUG logging was not captured"
     for word in ("Secret plan", "old mill", "Confidential reply"):
         assert word not in text, f"message body leaked: {word!r}"
     assert callback_secret not in text, "the callback HMAC secret leaked"

@@ -315,6 +315,22 @@ class Store(Protocol):
     async def outbox_prune(self, before: datetime) -> int:
         """Delete items finished (done or failed) before ``before``; returns how many."""
 
+    async def outbox_get(self, item_id: int) -> OutboxItem | None:
+        """One item as stored now (done or not); None if there is none. A claimed item is re-read before delivery,
+        so what it posts is exactly its payload as it stood when its claim was taken (nothing is appended after)."""
+
+    async def outbox_defer(self, item_id: int, owner: str, until: datetime) -> bool:
+        """Hand back ``owner``'s claim on an item it has not attempted, and make it due at ``until`` (paced):
+        no attempt is counted, so it stays unclaimed-and-unattempted (a waiting receipt may still be appended to)."""
+
+    async def outbox_take_post(self, thread_key: str, now: datetime, interval: float, burst: int) -> float:
+        """Take one post from ``thread_key``'s token bucket (one post per ``interval`` seconds, bursts of
+        ``burst``), atomically, shared by every replica: 0.0 if taken, else the seconds until one is free."""
+
+    async def outbox_post_finished(self, thread_key: str, at: datetime, interval: float) -> None:
+        """A post taken from ``thread_key``'s bucket returned at ``at``: the next is counted from then, not from
+        when it was taken, so a slow request does not squeeze two posts closer together at Slack's end."""
+
     # -- retention (migration 6; bridge.recovery calls these in small batches so no delete holds the lock long) -----
 
     async def prune_inbound(self, before: datetime, limit: int) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import time
@@ -424,10 +425,21 @@ def thread_texts(world: World, parent: SlackMessage, channel: str = CHANNEL) -> 
     return [m.text for m in world.slack.thread(channel, parent.ts)]
 
 
+# A coalesced receipt names every status it tells in its timeline, each as "<status> <!date^…>"
+# (bridge.render.receipt_timeline): "✅ Delivered · queued <!date^…> · sent <!date^…> · delivered <!date^…>".
+_TIMELINE_ENTRY = re.compile(r"(?<!\w)(" + "|".join(s.value for s in MessageStatus) + r") <!date\^")
+
+
 def receipts_in(texts: list[str]) -> list[MessageStatus]:
-    """The statuses that thread replies announce, in thread order (failure notes included)."""
+    """The statuses that thread replies announce, in thread order (failure notes included): a coalesced reply
+    counts once for every entry of its timeline, in the order it lists them (so a status told twice, in one reply
+    or in two, still shows twice)."""
     found: list[MessageStatus] = []
     for text in texts:
+        timeline = _TIMELINE_ENTRY.findall(text)
+        if timeline:
+            found.extend(MessageStatus(value) for value in timeline)
+            continue
         for status, label in RECEIPT_LABELS.items():
             if label in text:
                 found.append(status)

@@ -9,9 +9,10 @@ Must not import: anything in ``bridge`` but ``bridge.model`` and ``bridge.storag
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -27,11 +28,46 @@ _HEADS = f"SELECT MIN(id) FROM slack_outbox WHERE {_UNDONE} GROUP BY thread_key"
 EXPIRED = datetime.fromtimestamp(0, UTC)
 
 
+def pace_row_id(thread_key: str) -> int:
+    """``thread_key``'s posting bucket row: as ``bridge.storage.sqlite.outbox.pace_row_id`` (same id, same meaning:
+    a finished ``pace`` row whose ``next_attempt_at`` is the bucket's theoretical arrival time)."""
+    return -1 - int.from_bytes(hashlib.sha256(thread_key.encode()).digest()[:7], "big")
+
+
+# The item ``OutboxWrite.append`` extends ($1 ref, $2 kind): the newest undone item of the ref that shows in its
+# thread, if it is of this kind and its delivery never began. Re-checked by the UPDATE on the row it locks, so a
+# claim committed meanwhile (READ COMMITTED) makes it miss and a new item is inserted instead.
+_APPENDABLE = f"""id = (SELECT MAX(a.id) FROM slack_outbox a WHERE a.ref = $1 AND a.kind IN ($2, 'post')
+                        AND a.done_at IS NULL AND a.failed_at IS NULL)
+                  AND kind = $2 AND claimed_until IS NULL AND attempts = 0 AND {_UNDONE}"""
+
+
 async def insert_item(conn: asyncpg.Connection, write: OutboxWrite, now: datetime) -> int | None:
-    """Add one item inside the caller's transaction; with ``covered_by``, nothing if an undone, unclaimed item of
-    such a kind waits for the same ref (checked and inserted under a lock on the ref, so two concurrent callers
-    cannot both see "nothing queued"). An item whose delivery has started (live claim) does not count."""
-    values = (write.thread_key, write.kind, write.ref, write.channel, json.dumps(write.payload), now)
+    """Add one item inside the caller's transaction; None if nothing was inserted.
+
+    With ``covered_by``, nothing if an undone, unclaimed item of such a kind waits for the same ref; with
+    ``append``, the waiting item's list is extended instead (a conditional UPDATE) and the INSERT is conditional
+    on the same clause. Both are checked under a lock on the ref, so two concurrent callers cannot both see
+    "nothing queued". An item whose delivery has started (live claim) does not count.
+    """
+    due = now + timedelta(seconds=write.delay)
+    values = (write.thread_key, write.kind, write.ref, write.channel, json.dumps(write.payload), now, due)
+    if write.append:
+        await lock_key(conn, "outbox-ref", write.ref or "")
+        entries = json.dumps(list(write.payload.get(write.append, [])))
+        status = await conn.execute(
+            f"""UPDATE slack_outbox SET payload = jsonb_set(
+                    payload::jsonb, ARRAY[$3::text], COALESCE(payload::jsonb -> $3::text, '[]'::jsonb) || $4::jsonb
+                )::text
+                WHERE {_APPENDABLE}""", write.ref, write.kind, write.append, entries)
+        if rowcount(status) == 1:
+            return None
+        item_id = await conn.fetchval(
+            f"""INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
+                SELECT $3, $2, $1, $4, $5, $6, $7
+                WHERE NOT EXISTS (SELECT 1 FROM slack_outbox WHERE {_APPENDABLE}) RETURNING id""",
+            write.ref, write.kind, write.thread_key, write.channel, values[4], now, due)
+        return None if item_id is None else int(item_id)
     if write.covered_by:
         await lock_key(conn, "outbox-ref", write.ref or "")
         waiting = await conn.fetchval(
@@ -42,7 +78,7 @@ async def insert_item(conn: asyncpg.Connection, write: OutboxWrite, now: datetim
             return None
     item_id = await conn.fetchval(
         """INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id""", *values)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""", *values)
     return int(item_id)
 
 
@@ -132,6 +168,41 @@ class OutboxSql(PgBase):
         rows = await self._read(
             "SELECT * FROM slack_outbox WHERE failed_at IS NOT NULL ORDER BY id DESC LIMIT $1", max(0, int(limit)))
         return [to_item(r) for r in rows]
+
+    async def outbox_get(self, item_id: int) -> OutboxItem | None:
+        rows = await self._read("SELECT * FROM slack_outbox WHERE id = $1", item_id)
+        return to_item(rows[0]) if rows else None
+
+    async def outbox_defer(self, item_id: int, owner: str, until: datetime) -> bool:
+        count = await self._execute(
+            f"""UPDATE slack_outbox SET next_attempt_at = $3, claimed_until = NULL, claimed_by = NULL
+                WHERE id = $1 AND claimed_by = $2 AND {_UNDONE}""", item_id, owner, until)
+        return count == 1
+
+    async def outbox_take_post(self, thread_key: str, now: datetime, interval: float, burst: int) -> float:
+        # GCRA, as in SQLite: one upsert checks and takes atomically (the conflicting row is locked and re-checked).
+        row_id, step = pace_row_id(thread_key), timedelta(seconds=interval)
+        tolerance = timedelta(seconds=(max(1, burst) - 1) * interval)
+        async with self._tx() as conn:
+            taken = await conn.fetchval(
+                """INSERT INTO slack_outbox (id, thread_key, kind, payload, created_at, next_attempt_at, done_at)
+                   VALUES ($1, $2, 'pace', '{}', $3::timestamptz, $3::timestamptz + $4::interval, $3::timestamptz)
+                   ON CONFLICT (id) DO UPDATE
+                       SET next_attempt_at = GREATEST(slack_outbox.next_attempt_at, $3::timestamptz) + $4::interval,
+                           done_at = $3::timestamptz
+                       WHERE slack_outbox.next_attempt_at - $5::interval <= $3::timestamptz
+                   RETURNING id""", row_id, thread_key, now, step, tolerance)
+            if taken is not None:
+                return 0.0
+            tat = await conn.fetchval("SELECT next_attempt_at FROM slack_outbox WHERE id = $1", row_id)
+        if tat is None:
+            return 0.001
+        return max(0.001, float((tat - tolerance - now).total_seconds()))
+
+    async def outbox_post_finished(self, thread_key: str, at: datetime, interval: float) -> None:
+        await self._execute(
+            "UPDATE slack_outbox SET next_attempt_at = GREATEST(next_attempt_at, $2) WHERE id = $1",
+            pace_row_id(thread_key), at + timedelta(seconds=interval))
 
     async def outbox_prune(self, before: datetime) -> int:
         return await self._execute("DELETE FROM slack_outbox WHERE done_at < $1 OR failed_at < $1", before)

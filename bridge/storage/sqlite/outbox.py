@@ -13,6 +13,7 @@ comparison; the audit columns are ISO text like the rest of the schema. ``claime
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -51,24 +52,66 @@ _UNDONE = "done_at IS NULL AND failed_at IS NULL"
 _HEADS = f"SELECT MIN(id) FROM slack_outbox WHERE {_UNDONE} GROUP BY thread_key"
 
 
-def insert_statement(write: OutboxWrite, now: datetime) -> tuple[str, tuple[Any, ...]]:
-    """The INSERT … RETURNING id of one item; with ``covered_by`` it inserts nothing if such an item is waiting.
+_INSERT = "INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)"
 
-    One statement, so two concurrent callers cannot both see "nothing queued". An item whose delivery has started
+
+def _appendable() -> str:
+    """Where-clause (params: ref, kind, kind) matching the item ``OutboxWrite.append`` extends: the newest undone
+    item of the ref that shows in its thread, if it is of this kind and its delivery never began."""
+    return (f"""id = (SELECT MAX(a.id) FROM slack_outbox a WHERE a.ref = ? AND a.kind IN (?, 'post')
+                     AND a.done_at IS NULL AND a.failed_at IS NULL)
+                AND kind = ? AND claimed_until IS NULL AND attempts = 0 AND {_UNDONE}""")
+
+
+def insert_statements(write: OutboxWrite, now: datetime) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements that put one write into the outbox, run in order inside the caller's transaction; the last
+    is an INSERT … RETURNING id, which returns no row when nothing was inserted (covered, or appended).
+
+    With ``covered_by`` it inserts nothing if such an item is waiting; with ``append`` an UPDATE first extends the
+    waiting item (if any) and the INSERT is conditional on the same clause. Each condition is part of its
+    statement, so two concurrent callers cannot both see "nothing queued". An item whose delivery has started
     (live claim) may already have rendered older state, so it does not count.
     """
     values = (write.thread_key, write.kind, write.ref, write.channel, json.dumps(write.payload), db_time(now),
-              now.timestamp())
+              now.timestamp() + write.delay)
+    if write.append:
+        key = write.append
+        if not key.isidentifier():
+            raise ValueError(f"append key {key!r} is not a plain name")
+        entries = list(write.payload.get(key, []))
+        where = _appendable()
+        cond = (write.ref, write.kind, write.kind)
+        setter = "json_insert(payload" + ", ?, json(?)" * len(entries) + ")"
+        path = f"$.{key}[#]"
+        update = (f"UPDATE slack_outbox SET payload = {setter} WHERE {where}",
+                  (*[v for e in entries for v in (path, json.dumps(e))], *cond))
+        insert = (f"""{_INSERT} SELECT ?, ?, ?, ?, ?, ?, ?
+                      WHERE NOT EXISTS (SELECT 1 FROM slack_outbox WHERE {where}) RETURNING id""", (*values, *cond))
+        return [update, insert]
     if not write.covered_by:
-        return ("""INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id""", values)
+        return [(f"{_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id", values)]
     marks = ", ".join("?" * len(write.covered_by))
-    return (f"""INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
-                SELECT ?, ?, ?, ?, ?, ?, ?
+    return [(f"""{_INSERT} SELECT ?, ?, ?, ?, ?, ?, ?
                 WHERE NOT EXISTS (
                     SELECT 1 FROM slack_outbox WHERE ref = ? AND kind IN ({marks}) AND {_UNDONE}
                         AND (claimed_until IS NULL OR claimed_until <= ?))
-                RETURNING id""", (*values, write.ref, *write.covered_by, now.timestamp()))
+                RETURNING id""", (*values, write.ref, *write.covered_by, now.timestamp()))]
+
+
+def insert_statement(write: OutboxWrite, now: datetime) -> tuple[str, tuple[Any, ...]]:
+    """The single INSERT … RETURNING id of a write without ``append`` (for callers that need the id)."""
+    statements = insert_statements(write, now)
+    if len(statements) != 1:
+        raise ValueError("an appending write takes several statements: use insert_statements")
+    return statements[0]
+
+
+def pace_row_id(thread_key: str) -> int:
+    """The id of ``thread_key``'s posting bucket: a finished row (kind ``pace``, never delivered, pruned like any
+    finished item once idle) whose ``next_attempt_at`` holds the bucket's theoretical arrival time (GCRA). A negative
+    id from a hash of the key: found by primary key, never a real item's (ids count up from 1). The same in both
+    engines (``bridge.storage.postgres.outbox``); a collision would only make two keys share one bucket."""
+    return -1 - int.from_bytes(hashlib.sha256(thread_key.encode()).digest()[:7], "big")
 
 
 def _row_to_item(row: aiosqlite.Row) -> OutboxItem:
@@ -184,6 +227,43 @@ class OutboxSql:
             "SELECT * FROM slack_outbox WHERE failed_at IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,)
         )
         return [_row_to_item(r) for r in rows]
+
+    async def outbox_get(self, item_id: int) -> OutboxItem | None:
+        rows = await self._all("SELECT * FROM slack_outbox WHERE id = ?", (item_id,))
+        return _row_to_item(rows[0]) if rows else None
+
+    async def outbox_defer(self, item_id: int, owner: str, until: datetime) -> bool:
+        count = await self._write(
+            f"""UPDATE slack_outbox SET next_attempt_at = ?, claimed_until = NULL, claimed_by = NULL
+                WHERE id = ? AND claimed_by = ? AND {_UNDONE}""",
+            (until.timestamp(), item_id, owner),
+        )
+        return count == 1
+
+    async def outbox_take_post(self, thread_key: str, now: datetime, interval: float, burst: int) -> float:
+        # GCRA: a post conforms while the theoretical arrival time (TAT) is at most (burst - 1) intervals ahead;
+        # taking one moves the TAT an interval on. One upsert, so the check and the take are atomic.
+        row_id, at = pace_row_id(thread_key), now.timestamp()
+        tolerance = (max(1, burst) - 1) * interval
+        taken = await self._insert(
+            """INSERT INTO slack_outbox (id, thread_key, kind, payload, created_at, next_attempt_at, done_at)
+               VALUES (?, ?, 'pace', '{}', ?, ? + ?, ?)
+               ON CONFLICT (id) DO UPDATE SET next_attempt_at = MAX(next_attempt_at, ?) + ?, done_at = excluded.done_at
+                   WHERE next_attempt_at - ? <= ?
+               RETURNING id""",
+            (row_id, thread_key, db_time(now), at, interval, db_time(now), at, interval, tolerance, at),
+        )
+        if taken is not None:
+            return 0.0
+        rows = await self._all("SELECT next_attempt_at FROM slack_outbox WHERE id = ?", (row_id,))
+        tat = float(rows[0][0]) if rows else at
+        return max(0.001, tat - tolerance - at)
+
+    async def outbox_post_finished(self, thread_key: str, at: datetime, interval: float) -> None:
+        await self._write(
+            "UPDATE slack_outbox SET next_attempt_at = MAX(next_attempt_at, ?) WHERE id = ?",
+            (at.timestamp() + interval, pace_row_id(thread_key)),
+        )
 
     async def outbox_prune(self, before: datetime) -> int:
         cutoff = db_time(before)

@@ -28,7 +28,7 @@ from bridge.storage.sqlite.admin import SqliteAdmin
 from bridge.storage.sqlite.audit import AUDIT_MIGRATION, AuditSql
 from bridge.storage.sqlite.batch import GroupCommit, Work
 from bridge.storage.sqlite.outbox import MIGRATION as OUTBOX_MIGRATION
-from bridge.storage.sqlite.outbox import OutboxSql, insert_statement
+from bridge.storage.sqlite.outbox import OutboxSql, insert_statements
 from bridge.storage.sqlite.timefmt import db_time, py_time
 from bridge.storage.sqlite.two_way import DURABLE_MIGRATION, REPLY_MIGRATION, TwoWaySql
 from bridge.storage.sqlite.two_way import MIGRATION as TWO_WAY_MIGRATION
@@ -498,7 +498,8 @@ class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
                 (db_time(now), ref, status),
             )
             for write in writes:
-                conn.execute(*insert_statement(write, now)).fetchall()
+                for statement in insert_statements(write, now):
+                    conn.execute(*statement).fetchall()
             return True
 
         return await self._transaction(work)

@@ -32,7 +32,7 @@ from bridge.model import (
     SlackReply,
 )
 from bridge.storage.port import StoreUnavailable
-from bridge.storage.sqlite.outbox import insert_statement
+from bridge.storage.sqlite.outbox import insert_statements
 from bridge.storage.sqlite.timefmt import db_time
 from sw_api.models import InboundMessage
 
@@ -195,8 +195,9 @@ class TwoWaySql:
                 await db.execute("DELETE FROM opt_out WHERE our_number = ? AND their_number = ?",
                                  (message.to, message.from_))
             for item in items:
-                async with db.execute(*insert_statement(item, now)) as insert:
-                    await insert.fetchall()
+                for statement in insert_statements(item, now):
+                    async with db.execute(*statement) as insert:
+                        await insert.fetchall()
             return True
 
         return await self._atomic(work)
