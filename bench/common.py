@@ -45,7 +45,8 @@ def refused(body: str) -> bool:
     return any(marker in body for marker in REFUSAL_MARKERS)
 
 
-# bridge.config's defaults (demo.harness lowers them so tests need not wait a second for each receipt).
+# bridge.config's defaults (demo.harness lowers them so tests need not wait a second for each receipt); the bench's
+# own environment may override them (tests/test_bench_smoke.py does, to stay small).
 PRODUCTION_SLACK_PACING = {"RECEIPT_COALESCE_SECONDS": "1", "SLACK_CHANNEL_POSTS_PER_SECOND": "1",
                            "SLACK_CHANNEL_POST_BURST": "4"}
 
@@ -175,7 +176,7 @@ async def open_world(database_url: str, data_dir: Path, *, env: Mapping[str, str
         "LOG_LEVEL": "WARNING",
         "SMS_RATE_LIMIT_PER_USER": "1000000",
         # The harness tunes these for a fake Slack without rate limits; benches measure what production does.
-        **PRODUCTION_SLACK_PACING,
+        **{name: os.environ.get(name, value) for name, value in PRODUCTION_SLACK_PACING.items()},
         **(env or {}),
     }
     bot = Process([sys.executable, "bot.py"], bot_env, bot_port, data_dir / "bot.log")

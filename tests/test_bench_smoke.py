@@ -28,7 +28,9 @@ CASES = {
 
 
 def _run(argv: list[str], summary: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BENCH_SUMMARY": str(summary)}
+    # A smoke test, not a measurement: receipts coalesce briefly and posts are not paced, as in the other tests.
+    env = {**os.environ, "BENCH_SUMMARY": str(summary), "RECEIPT_COALESCE_SECONDS": "0.2",
+           "SLACK_CHANNEL_POSTS_PER_SECOND": "50", "SLACK_CHANNEL_POST_BURST": "20"}
     env.pop("BENCH_PROFILE", None)
     return subprocess.run([sys.executable, *argv, "--engines", "sqlite"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=25)
