@@ -10,6 +10,7 @@ Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.sending`` (whic
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -181,8 +182,20 @@ class Receipts:
         marks it announced; False, with nothing queued, if it already was (or an earlier status is still untold)."""
         if status.is_failure:
             await self.note_opt_out(sms)
-        if status.is_final:
-            await self.audit_outcome(sms, status.value)
+        if not status.is_final:
+            return await self._announce(sms, status, note)
+        # The audit row's outcome is written beside the announcement (group commit puts both in one COMMIT). Not a
+        # TaskGroup: the announcement's own errors (StoreUnavailable) must reach the caller as they are.
+        audit = asyncio.get_running_loop().create_task(self.audit_outcome(sms, status.value))
+        try:
+            told = await self._announce(sms, status, note)
+        except BaseException:
+            audit.cancel()  # best effort anyway; never left running without us
+            raise
+        await audit  # never raises StoreUnavailable (see audit_outcome)
+        return told
+
+    async def _announce(self, sms: OutboundSms, status: MessageStatus, note: str | None) -> bool:
         batch = self.outbox.batch()
         if sms.origin == "reply":
             # A thread reply shows its outcome as reactions on itself; only a failure adds a note to the thread.

@@ -39,6 +39,10 @@ REPLY_SUBTYPES = frozenset({"thread_broadcast"})
 # users.info: attempts and the pause before each retry, for errors that may pass (5xx, 429, transport, timeout).
 NAME_LOOKUP_PAUSES = (0.5, 1.5)
 NAME_LOOKUP_SECONDS = 5.0
+# A reply under one of our posts that is not (yet) a conversation's thread is looked at again for this long: the
+# outbox records a new conversation's thread only after Slack answered its post.
+LATE_THREAD_SECONDS = 3.0
+LATE_THREAD_POLL = 0.25
 
 
 def is_human_thread_reply(event: dict[str, Any], bot_user_id: str | None) -> bool:
@@ -154,6 +158,11 @@ class ThreadReplies:
             return  # not a human thread reply (or the middleware did not see it)
         received, reply = found
         if received is Received.SKIPPED:
+            if event.get("parent_user_id") == context.bot_user_id and not conversations.is_internal_note(reply.text):
+                # A reply under one of our own posts that is not a conversation's thread (yet): maybe it is the
+                # parent of a new conversation whose ts the outbox records only once Slack's answer is in, and a
+                # quick reply beat that. Look again for a moment before letting it go.
+                self.two_way.bridge.spawn(self._late_thread(reply, client), name="thread-reply-late")
             return
         if received is Received.AGAIN:
             # Slack's retry: ours to finish only if the first delivery's claim ran out unfinished (it was stored
@@ -164,6 +173,16 @@ class ThreadReplies:
                 return
             reply = claimed
         self.two_way.bridge.spawn(self.process(reply, client), name="thread-reply")
+
+    async def _late_thread(self, reply: SlackReply, client: AsyncWebClient) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LATE_THREAD_SECONDS
+        while loop.time() < deadline:
+            await asyncio.sleep(LATE_THREAD_POLL)
+            if await self.two_way.is_bridged(reply.channel_id, reply.thread_ts):
+                if await self.two_way.record_reply(reply, lease=self.lease) is Received.NEW:
+                    await self.process(reply, client)
+                return
 
     async def resume(self, reply: SlackReply, client: AsyncWebClient) -> None:
         """``bridge.recovery``'s resume step: claim a reply left unfinished (a crash) and finish it."""

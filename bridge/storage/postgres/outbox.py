@@ -130,7 +130,7 @@ class OutboxSql(PgBase):
                     WHERE id = $1 AND {_UNDONE}
                       AND id = (SELECT MIN(id) FROM slack_outbox WHERE thread_key = $5 AND {_UNDONE})
                       AND NOT EXISTS (
-                          SELECT 1 FROM slack_outbox WHERE thread_key = $5
+                          SELECT 1 FROM slack_outbox WHERE thread_key = $5 AND {_UNDONE}
                               AND claimed_until > $3 AND claimed_by IS DISTINCT FROM $2)""",
                 item_id, owner, now, until, thread_key)
             return rowcount(status) == 1

@@ -2,9 +2,9 @@
 one COMMIT.
 
 Owns: ``GroupCommit`` — callers hand it a synchronous transaction body (``Work``: a function of the raw
-``sqlite3.Connection``); bodies that queue up while a batch is running are run together as the next batch, each in
-its own SAVEPOINT inside one ``BEGIN IMMEDIATE`` … ``COMMIT``, in one hop to the connection thread. A body that
-raises is rolled back to its savepoint and only its caller sees the error; the others commit. Every caller returns
+``sqlite3.Connection``); bodies that queue up while a batch is running are run together as the next batch, in
+one ``BEGIN IMMEDIATE`` … ``COMMIT``, in one hop to the connection thread. If a body raises, that transaction is
+rolled back and every body runs again alone, so only its caller sees the error; the others commit. Every caller returns
 only after the COMMIT that made its writes durable (or with the error that stopped it).
 Must not import: anything from bridge but the port's ``StoreUnavailable``.
 
@@ -75,28 +75,47 @@ def _on_thread(db: aiosqlite.Connection, batch: list[_Entry], loop: asyncio.Abst
 
 
 def _run_batch(conn: sqlite3.Connection, batch: list[_Entry], loop: asyncio.AbstractEventLoop) -> None:
-    """On the connection thread: BEGIN IMMEDIATE, each body in a savepoint, COMMIT; then resolve the futures."""
-    outcomes: list[tuple[bool, Any]] = []
+    """On the connection thread: all bodies in one transaction; then resolve the futures.
+
+    Optimistic: the bodies run back to back without savepoints (two statements each saved). If one raises, the
+    whole transaction is rolled back and each body runs again in a transaction of its own, so only that body's
+    caller sees its error — bodies are functions of the connection alone, so running one again is safe."""
+    outcomes = _together(conn, batch) if len(batch) > 1 else None
+    if outcomes is None:
+        outcomes = [_alone(conn, work) for work, _ in batch]
+    for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+        loop.call_soon_threadsafe(_resolve, future, ok, value)
+
+
+def _together(conn: sqlite3.Connection, batch: list[_Entry]) -> list[tuple[bool, Any]] | None:
+    """Every body in one transaction: their results, or None (nothing committed) if any of them raised."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error:
+        return None  # each body then meets (and reports) the same error alone
+    try:
+        results = [work(conn) for work, _ in batch]
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return None
+    return [(True, result) for result in results]
+
+
+def _alone(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> tuple[bool, Any]:
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for work, _ in batch:
-                conn.execute("SAVEPOINT body")
-                try:
-                    outcomes.append((True, work(conn)))
-                except BaseException as exc:  # handed to that body's caller
-                    conn.execute("ROLLBACK TO body")
-                    outcomes.append((False, exc))
-                conn.execute("RELEASE body")
+            result = work(conn)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-    except BaseException as exc:  # nothing committed: every body's caller gets the error
-        outcomes = [(False, exc)] * len(batch)
-    for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-        loop.call_soon_threadsafe(_resolve, future, ok, value)
+    except BaseException as exc:  # handed to this body's caller
+        return False, exc
+    return True, result
 
 
 def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:

@@ -181,6 +181,7 @@ class OutboxSql:
                                   AND h.failed_at IS NULL)
                     AND NOT EXISTS (
                         SELECT 1 FROM slack_outbox o WHERE o.thread_key = slack_outbox.thread_key
+                            AND o.done_at IS NULL AND o.failed_at IS NULL
                             AND o.claimed_until > ? AND (o.claimed_by IS NULL OR o.claimed_by <> ?))""",
             (until.timestamp(), owner, item_id, now.timestamp(), owner),
         )

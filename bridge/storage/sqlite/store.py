@@ -15,6 +15,7 @@ import sqlite3
 import stat
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -439,10 +440,11 @@ class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
             # Under BEGIN IMMEDIATE: read-compare-update is atomic across connections and processes.
             # Looked up first: for an unknown ref the INSERT would fail its foreign key and surface as
             # StoreUnavailable instead of the KeyError every other operation raises.
-            row = conn.execute("SELECT status FROM outbound WHERE ref = ?", (ref,)).fetchone()
+            row = conn.execute("SELECT * FROM outbound WHERE ref = ?", (ref,)).fetchone()
             if row is None:
                 raise KeyError(f"no outbound message {ref}")
-            current = None if row["status"] is None else MessageStatus(row["status"])
+            sms = _row_to_sms(row)
+            current = sms.status
             outranks = current is None or status.rank > current.rank
             # A status that does not advance the message is never announced: it is born "told".
             new = conn.execute(
@@ -458,7 +460,9 @@ class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
                        WHERE ref = ?""",
                     (status.value, error_code, error_message, db_time(now), ref),
                 )
-            sms = _row_to_sms(conn.execute("SELECT * FROM outbound WHERE ref = ?", (ref,)).fetchone())
+                # As the row now reads (no second SELECT: nothing else can write it inside this transaction).
+                sms = replace(sms, status=status, error_code=error_code, error_message=error_message,
+                              updated_at=py_time(db_time(now)) or sms.updated_at)
             events = conn.execute(
                 "SELECT rowid AS recorded, * FROM status_event WHERE ref = ? ORDER BY received_at, rowid",
                 (ref,)).fetchall()
