@@ -195,6 +195,8 @@ EPHEMERAL_ATTEMPTS = 3
 # Removing a reaction that is not there, or adding one that is, means an earlier attempt got through.
 _ALREADY_DONE = {Kind.REACT: "already_reacted", Kind.UNREACT: "no_reaction"}
 _PRUNE_EVERY = 3600.0
+# The least time between two passes of the worker (seconds): what an item waits at most for being woken late.
+PASS_GAP = 0.02
 # After cancelling the worker and deliveries, how long stop() waits for them to finish their cleanup.
 STOP_CANCEL_SECONDS = 5.0
 
@@ -415,6 +417,9 @@ class SlackOutbox:
                 log.exception("slack outbox pass failed; retrying in %.1fs", self.poll_interval)
                 wait = self.poll_interval
             await _wait_event(self._wake, wait)
+            # Wakes come in bursts (every enqueue sets it; a burst of callbacks enqueues hundreds a second): one pass
+            # per PASS_GAP covers them all, instead of two store reads per enqueue.
+            await asyncio.sleep(PASS_GAP)
 
     async def _pump(self) -> float:
         """Start deliveries for due thread heads; return how long to sleep unless woken."""
