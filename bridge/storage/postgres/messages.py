@@ -210,7 +210,7 @@ class MessagesSql(PgBase):
                 # of this message is still to be told first.
                 return False
             for write in writes:
-                await insert_item(conn, write, now)
+                await insert_item(conn, write, now, ref_serialised=True)
             return True
 
     async def prune_status_events(self, before: datetime, limit: int) -> int:

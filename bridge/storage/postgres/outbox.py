@@ -42,7 +42,8 @@ _APPENDABLE = f"""id = (SELECT MAX(a.id) FROM slack_outbox a WHERE a.ref = $1 AN
                   AND kind = $2 AND claimed_until IS NULL AND attempts = 0 AND {_UNDONE}"""
 
 
-async def insert_item(conn: asyncpg.Connection, write: OutboxWrite, now: datetime) -> int | None:
+async def insert_item(conn: asyncpg.Connection, write: OutboxWrite, now: datetime, *,
+                      ref_serialised: bool = False) -> int | None:
     """Add one item inside the caller's transaction; None if nothing was inserted.
 
     With ``covered_by``, nothing if an undone, unclaimed item of such a kind waits for the same ref; with
@@ -52,6 +53,8 @@ async def insert_item(conn: asyncpg.Connection, write: OutboxWrite, now: datetim
     """
     due = now + timedelta(seconds=write.delay)
     values = (write.thread_key, write.kind, write.ref, write.channel, json.dumps(write.payload), now, due)
+    if ref_serialised and (write.append or write.covered_by):
+        return await _insert_serialised(conn, write, now, due)
     if write.append:
         await lock_key(conn, "outbox-ref", write.ref or "")
         entries = json.dumps(list(write.payload.get(write.append, [])))
@@ -80,6 +83,35 @@ async def insert_item(conn: asyncpg.Connection, write: OutboxWrite, now: datetim
         """INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""", *values)
     return int(item_id)
+
+
+async def _insert_serialised(conn: asyncpg.Connection, write: OutboxWrite, now: datetime,
+                             due: datetime) -> int | None:
+    """``insert_item`` for a caller that already serialises every writer of this ref's items (``announce_status``
+    holds the message's row lock): no advisory lock, and one statement each. The append and the insert share one
+    statement, the insert conditional only on the append having found nothing — not on a second look at the
+    snapshot, which could still show an item that a worker's claim (committed meanwhile) made unappendable."""
+    payload = json.dumps(write.payload)
+    if write.append:
+        entries = json.dumps(list(write.payload.get(write.append, [])))
+        item_id = await conn.fetchval(
+            f"""WITH appended AS (
+                    UPDATE slack_outbox SET payload = jsonb_set(
+                        payload::jsonb, ARRAY[$3::text], COALESCE(payload::jsonb -> $3::text, '[]'::jsonb) || $4::jsonb
+                    )::text
+                    WHERE {_APPENDABLE} RETURNING id)
+                INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
+                SELECT $5, $2, $1, $6, $7, $8, $9 WHERE NOT EXISTS (SELECT 1 FROM appended) RETURNING id""",
+            write.ref, write.kind, write.append, entries, write.thread_key, write.channel, payload, now, due)
+        return None if item_id is None else int(item_id)
+    item_id = await conn.fetchval(
+        f"""INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
+            SELECT $1, $2, $3, $4, $5, $6, $7
+            WHERE NOT EXISTS (SELECT 1 FROM slack_outbox WHERE ref = $3 AND kind = ANY($8::text[]) AND {_UNDONE}
+                                  AND (claimed_until IS NULL OR claimed_until <= $6))
+            RETURNING id""",
+        write.thread_key, write.kind, write.ref, write.channel, payload, now, due, list(write.covered_by))
+    return None if item_id is None else int(item_id)
 
 
 class OutboxSql(PgBase):
