@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -33,6 +34,7 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+_DATE_TOKEN = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
 logger = logging.getLogger(__name__)
 
 DEFAULT_USERS: Final[Mapping[str, str]] = MappingProxyType(
@@ -951,6 +953,8 @@ class FakeSlack:
             or "\n".join(_blocks_text(msg.blocks))
             or "\n".join(str(a.get("fallback") or a.get("text") or "") for a in msg.attachments)
         )
+        # Slack shows a date token in the reader's time zone; a transcript shows its fallback text.
+        body = _DATE_TOKEN.sub(lambda m: m.group(1), body)
         buttons = _button_labels(msg.blocks)
         if buttons:
             body = f"{body} {buttons}" if body else buttons
