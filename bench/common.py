@@ -47,7 +47,7 @@ def refused(body: str) -> bool:
 
 # bridge.config's defaults (demo.harness lowers them so tests need not wait a second for each receipt); the bench's
 # own environment may override them (tests/test_bench_smoke.py does, to stay small).
-PRODUCTION_SLACK_PACING = {"RECEIPT_COALESCE_SECONDS": "1", "SLACK_CHANNEL_POSTS_PER_SECOND": "1",
+PRODUCTION_SLACK_PACING = {"RECEIPT_COALESCE_SECONDS": "2", "SLACK_CHANNEL_POSTS_PER_SECOND": "1",
                            "SLACK_CHANNEL_POST_BURST": "4"}
 
 

@@ -68,7 +68,7 @@ class Config:
     request_read_timeout: float = 10.0
     max_connections: int = 500        # open client connections at once; more are answered 503 and closed
     # Slack calls (bridge.outbox): statuses of one message received within this many seconds share one thread reply.
-    receipt_coalesce_seconds: float = 1.0
+    receipt_coalesce_seconds: float = 2.0
     # Slack takes about one chat.postMessage per second per channel and tolerates short bursts: posts into a channel
     # are paced to this rate (0: not paced) with bursts of this many (a new SMS's parent plus its receipt, or a
     # couple of sends at once, go without waiting; a run of 100 settles to the rate).
@@ -251,7 +251,7 @@ class Config:
         audit_retention_days = whole("AUDIT_RETENTION_DAYS", "365", 0, 36500, days)
         request_read_timeout = seconds("REQUEST_READ_TIMEOUT_SECONDS", "10", 0.5, 300)
         max_connections = whole("MAX_CONNECTIONS", "500", 1, 100000, "connections")
-        receipt_coalesce = seconds("RECEIPT_COALESCE_SECONDS", "1.0", 0, 60)
+        receipt_coalesce = seconds("RECEIPT_COALESCE_SECONDS", "2.0", 0, 60)
         posts_text = get("SLACK_CHANNEL_POSTS_PER_SECOND", "1")
         try:
             posts_per_second = float(posts_text)

@@ -206,8 +206,8 @@ def test_repr_never_contains_secrets(socket: bool) -> None:
 def test_receipt_coalescing_and_channel_pacing_have_defaults_and_are_validated() -> None:
     config = Config.from_env(env())
     assert (config.receipt_coalesce_seconds, config.slack_channel_posts_per_second,
-            config.slack_channel_post_burst) == (1.0, 1.0, 4)
-    assert config.outbox_pacing == {"receipt_window": 1.0, "post_interval": 1.0, "post_burst": 4}
+            config.slack_channel_post_burst) == (2.0, 1.0, 4)
+    assert config.outbox_pacing == {"receipt_window": 2.0, "post_interval": 1.0, "post_burst": 4}
     tuned = Config.from_env(env(RECEIPT_COALESCE_SECONDS="0", SLACK_CHANNEL_POSTS_PER_SECOND="0.5",
                                 SLACK_CHANNEL_POST_BURST="1"))
     assert tuned.outbox_pacing == {"receipt_window": 0.0, "post_interval": 2.0, "post_burst": 1}
