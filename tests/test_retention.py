@@ -190,6 +190,9 @@ async def test_the_bots_sweeper_prunes_old_rows_in_rounds(tmp_path: Path, caplog
     async with running_bridge(tmp_path, env={"SWEEP_INTERVAL_SECONDS": "0.05"}):
         await _wait_for(lambda: _count(db, "SELECT COUNT(*) FROM inbound") == 1, "old inbound rows pruned")
         await _wait_for(lambda: _count(db, "SELECT COUNT(*) FROM audit") == 2, "ancient audit rows pruned")
+        # The sweeper logs a round once its delete has returned, a moment after the commit the test saw above.
+        await _wait_for(lambda: sum(" inbound rows " in r.getMessage() for r in caplog.records) >= 2,
+                        "both rounds logged")
     assert _count(db, "SELECT COUNT(*) FROM inbound WHERE message_id = 'recent'") == 1
     with sqlite3.connect(db) as conn:
         assert [r[0] for r in conn.execute("SELECT key FROM slack_event")] == ["C1:2.0"]
