@@ -295,9 +295,11 @@ class Recovery:
         except SignalWireError as exc:
             log.warning("receipt lookup ref=%s failed: %s", sms.ref, exc)
             return
-        await self.store.mark_checked(sms.ref, utcnow())
+        # Recorded before it is marked checked: a crash in between leaves a status to announce (the sweeper does)
+        # and a message to check again, never a message marked checked with nothing recorded (stuck for good).
         change = await self.store.record_status(sms.ref, record.status, record.error_code, record.error_message,
                                                 record.created_at, utcnow())
+        await self.store.mark_checked(sms.ref, utcnow())
         if change.advanced and record.status.is_final:
             await self.store.count("receipts_from_logs")
             await self.bridge.announce_pending(sms.ref)
