@@ -1,7 +1,7 @@
 """SQLite storage of the durable Slack outbox: migration 3 and the ``Store`` methods ``bridge.outbox`` needs.
 
 Owns: the ``slack_outbox`` table. Mixed into ``bridge.storage.sqlite.store.SqliteStore``, whose ``_one`` / ``_all`` /
-``_write`` / ``_write_lock`` (serialised writes, ``StoreUnavailable``) it uses.
+``_write`` / ``_transaction`` (group-committed writes, ``StoreUnavailable``) it uses.
 Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.storage.sqlite.store`` (it is imported by it),
 ``bridge.service``.
 
@@ -12,18 +12,20 @@ comparison; the audit columns are ISO text like the rest of the schema. ``claime
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from bridge.model import OutboxItem, OutboxWrite
 from bridge.storage.rows import outbox_item_from_row
 from bridge.storage.sqlite.timefmt import db_time
+
+T = TypeVar("T")
 
 MIGRATION = """
     CREATE TABLE slack_outbox (
@@ -119,9 +121,8 @@ def _row_to_item(row: aiosqlite.Row) -> OutboxItem:
 
 
 class OutboxSql:
-    """Methods of ``Store`` for the Slack outbox; the host class provides ``_all``, ``_write`` and ``_write_lock``."""
+    """Methods of ``Store`` for the Slack outbox; the host class provides ``_all``, ``_write`` and ``_transaction``."""
 
-    _write_lock: asyncio.Lock
 
     async def _all(self, sql: str, params: Sequence[Any]) -> list[aiosqlite.Row]:
         raise NotImplementedError
@@ -129,12 +130,13 @@ class OutboxSql:
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
         raise NotImplementedError
 
+    async def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError
+
     async def _insert(self, sql: str, params: Sequence[Any]) -> int | None:
-        # The host's shared connection must not run a write while another coroutine holds a transaction on it,
-        # hence the lock; RETURNING gives the id in the same statement. fetchall, not fetchone: the statement
-        # must run to completion for its autocommit to happen.
-        async with self._write_lock:
-            rows = await self._all(sql, params)
+        # A write like any other: group-committed on the connection thread. RETURNING gives the id in the same
+        # statement; fetchall runs it to completion.
+        rows = await self._transaction(lambda conn: conn.execute(sql, params).fetchall())
         return int(rows[0][0]) if rows else None
 
     async def outbox_add(
