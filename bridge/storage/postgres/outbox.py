@@ -53,44 +53,23 @@ async def insert_item(conn: asyncpg.Connection, write: OutboxWrite, now: datetim
     """
     due = now + timedelta(seconds=write.delay)
     values = (write.thread_key, write.kind, write.ref, write.channel, json.dumps(write.payload), now, due)
-    if ref_serialised and (write.append or write.covered_by):
-        return await _insert_serialised(conn, write, now, due)
-    if write.append:
-        await lock_key(conn, "outbox-ref", write.ref or "")
-        entries = json.dumps(list(write.payload.get(write.append, [])))
-        status = await conn.execute(
-            f"""UPDATE slack_outbox SET payload = jsonb_set(
-                    payload::jsonb, ARRAY[$3::text], COALESCE(payload::jsonb -> $3::text, '[]'::jsonb) || $4::jsonb
-                )::text
-                WHERE {_APPENDABLE}""", write.ref, write.kind, write.append, entries)
-        if rowcount(status) == 1:
-            return None
-        item_id = await conn.fetchval(
-            f"""INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
-                SELECT $3, $2, $1, $4, $5, $6, $7
-                WHERE NOT EXISTS (SELECT 1 FROM slack_outbox WHERE {_APPENDABLE}) RETURNING id""",
-            write.ref, write.kind, write.thread_key, write.channel, values[4], now, due)
-        return None if item_id is None else int(item_id)
-    if write.covered_by:
-        await lock_key(conn, "outbox-ref", write.ref or "")
-        waiting = await conn.fetchval(
-            f"""SELECT 1 FROM slack_outbox WHERE ref = $1 AND kind = ANY($2::text[]) AND {_UNDONE}
-                    AND (claimed_until IS NULL OR claimed_until <= $3) LIMIT 1""",
-            write.ref, list(write.covered_by), now)
-        if waiting is not None:
-            return None
+    if write.append or write.covered_by:
+        if not ref_serialised:
+            await lock_key(conn, "outbox-ref", write.ref or "")
+        return await _conditional_insert(conn, write, now, due)
     item_id = await conn.fetchval(
         """INSERT INTO slack_outbox (thread_key, kind, ref, channel, payload, created_at, next_attempt_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""", *values)
     return int(item_id)
 
 
-async def _insert_serialised(conn: asyncpg.Connection, write: OutboxWrite, now: datetime,
-                             due: datetime) -> int | None:
-    """``insert_item`` for a caller that already serialises every writer of this ref's items (``announce_status``
-    holds the message's row lock): no advisory lock, and one statement each. The append and the insert share one
-    statement, the insert conditional only on the append having found nothing — not on a second look at the
-    snapshot, which could still show an item that a worker's claim (committed meanwhile) made unappendable."""
+async def _conditional_insert(conn: asyncpg.Connection, write: OutboxWrite, now: datetime,
+                              due: datetime) -> int | None:
+    """``insert_item`` with ``append`` or ``covered_by``, once every writer of this ref's items is serialised
+    (the advisory lock, or ``announce_status``'s row lock on the message): one statement each. The append and the
+    insert share one statement, the insert conditional only on the append having found nothing — not on a second
+    look at the snapshot, which could still show an item that a worker's claim (committed meanwhile) made
+    unappendable."""
     payload = json.dumps(write.payload)
     if write.append:
         entries = json.dumps(list(write.payload.get(write.append, [])))
