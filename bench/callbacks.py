@@ -4,8 +4,9 @@ For each engine (SQLite; PostgreSQL when reachable): the real ``python bot.py`` 
 the simulator (which is told to send no callbacks itself), then ``--clients`` concurrent clients deliver three signed
 callbacks per message (sent, delivered, and a duplicate delivered, as SignalWire retries do) — each client keeps
 one message's callbacks in order, as SignalWire does. The very same requests then go to the bare endpoint
-(bench/bare_server.py). Prints callbacks/s, p50/p99 and the ratio bot / bare beside the issue's goal (≥ 0.40 on
-SQLite, ≥ 0.30 on PostgreSQL).
+(bench/bare_server.py). Prints callbacks/s, p50/p99, the ratio bot / bare beside the issue's goal (≥ 0.40 on
+SQLite, ≥ 0.30 on PostgreSQL), and the bot's CPU per callback while they were delivered (from /proc, so machine
+noise does not change it; "of it loop": the event loop's thread, the rest is aiosqlite's connection threads).
 
 Soak (``--soak N``, e.g. 20000; ``make bench`` runs a shorter one, ``make bench SOAK=20000`` the issue's): the bot's
 RSS at idle, then after every ``--report-every`` (5,000) callbacks and once its outbox has drained, and the growth
@@ -36,6 +37,7 @@ import aiohttp
 
 from bench.common import (
     World,
+    cpu_spent,
     engine_urls,
     open_world,
     percentile,
@@ -44,6 +46,7 @@ from bench.common import (
     record_goal,
     refused,
     temp_dir,
+    thread_cpu,
     wait_until,
 )
 from sw_api.models import MessageStatus, StatusEvent
@@ -136,16 +139,21 @@ async def measure_engine(engine: str, url: str, data_dir: Path, messages: int, c
         await asyncio.sleep(1.0)  # let parents and queued receipts settle so the callbacks measure themselves
         # Warm both servers' connections, then interleave: bare, bot, bare — noise hits both alike.
         bare1 = await deliver(world.session, callbacks_for(world, world.bare.url)[: messages // 2], clients)
+        cpu_before = thread_cpu(world.bot)
         async with profiled(world.bot, f"callbacks-{engine}"):
             bot = await deliver(world.session, callbacks_for(world), clients)
+        spent = cpu_spent(cpu_before, thread_cpu(world.bot))
         bare2 = await deliver(world.session, callbacks_for(world, world.bare.url)[messages // 2:], clients)
         if bot[2]:
             raise SystemExit(f"{engine}: {bot[2]} callbacks were not answered 2xx")
     bot_rate = len(bot[0]) / bot[1]
     bare_lat = bare1[0] + bare2[0]
     bare_rate = len(bare_lat) / (bare1[1] + bare2[1])
+    per_callback = 1000 / max(1, len(bot[0]))  # ms of bot CPU per callback, while they were being delivered
+    loop_ms = spent.get("main", 0.0) * per_callback
     return [engine, len(bot[0]), round(bare_rate), round(bot_rate), bot_rate / bare_rate,
-            percentile(bare_lat, 0.5), percentile(bare_lat, 0.99), percentile(bot[0], 0.5), percentile(bot[0], 0.99)]
+            percentile(bare_lat, 0.5), percentile(bare_lat, 0.99), percentile(bot[0], 0.5), percentile(bot[0], 0.99),
+            sum(spent.values()) * per_callback, loop_ms]
 
 
 RATIO_GOALS = {"sqlite": 0.40, "postgresql": 0.30}
@@ -239,8 +247,8 @@ async def main_async(messages: int, clients: int, engines: list[str], soak: int,
         record_goal("callbacks/s, bot / bare", engine, f"{row[2]}/s", f"{ratio:.2f} ({row[3]}/s)", f"≥ {goal:.2f}",
                     ratio >= goal)
     print_table(f"signed status callbacks, {clients} concurrent clients, 3 per message, {messages} messages",
-                ["engine", "n", "bare/s", "bot/s", "ratio", "goal", "bare p50", "bare p99", "bot p50", "bot p99"],
-                rows)
+                ["engine", "n", "bare/s", "bot/s", "ratio", "goal", "bare p50", "bare p99", "bot p50", "bot p99",
+                 "bot CPU ms", "of it loop"], rows)
 
 
 def main() -> None:

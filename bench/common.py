@@ -249,6 +249,36 @@ def _cell(value: object) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def thread_cpu(process: Process) -> dict[str, float]:
+    """CPU seconds (user + system) ``process`` has used so far, per thread: ``main`` (the event loop) and the
+    others by name (aiosqlite's connection threads are called ``python``). Empty when it is not running or there
+    is no /proc. Read from the kernel, so it is what the process cost whatever else the machine was doing."""
+    if process.proc is None:
+        return {}
+    pid = process.proc.pid
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return {}
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii", errors="replace") as stat:
+                text = stat.read()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = "main" if tid == str(pid) else text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Seconds each thread group used between two ``thread_cpu`` readings (threads born meanwhile count whole)."""
+    return {name: after[name] - before.get(name, 0.0) for name in after}
+
+
 @asynccontextmanager
 async def profiled(process: Process, label: str) -> AsyncIterator[None]:
     """With ``BENCH_PROFILE=DIR``: py-spy samples ``process`` for the duration (collapsed stacks in DIR/label.txt).
