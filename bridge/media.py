@@ -4,8 +4,8 @@ Owns: the MMS limits and their wording (jpeg / png / gif recognised by their fir
 Slack says; a per-item size cap; at most ``MAX_MEDIA`` items), the safe file name and the unguessable token of a
 published picture, its public URL ``PUBLIC_URL/media/<token>/<name>``, and ``MediaShelf`` (storing the bytes
 through the ``Store`` so that any replica can serve them, until they expire).
-Must not import: aiohttp, Slack packages, ``handlers``, storage (``MediaStore`` is the one method it needs). Downloading from Slack is
-``handlers.slack_files``; serving is ``handlers.media_route``.
+Must not import: aiohttp, Slack packages, ``handlers``, storage (``MediaStore`` is the one method it needs).
+Downloading from Slack is ``handlers.slack_files``; serving is ``handlers.media_route``.
 """
 
 from __future__ import annotations

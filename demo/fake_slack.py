@@ -34,6 +34,8 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from demo.fake_slack_downloads import FakeFiles
+
 _DATE_TOKEN = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
 logger = logging.getLogger(__name__)
 
@@ -349,6 +351,7 @@ class FakeSlack:
             "conversations.history": self._conversations_history,
             "conversations.replies": self._conversations_replies,
         }
+        self.files = FakeFiles(self)  # -- issue 11: file hosting (demo.fake_slack_downloads)
 
     # ----- inspection -------------------------------------------------------------------------------
 
@@ -1142,4 +1145,5 @@ def create_app(fake: FakeSlack) -> web.Application:
     app.router.add_route("GET", "/api/{method}", _api)
     app.router.add_post("/respond/{key}", _respond)
     app.router.add_get("/socket", _socket)
+    fake.files.install(app)  # -- issue 11: GET /files/{id}/{name}
     return app
