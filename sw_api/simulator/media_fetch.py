@@ -4,16 +4,20 @@ Owns: ``start(simulator, message_id, media)`` (one call in ``Simulator.create_me
 ``MediaUrl``s, each URL is fetched in the background (a plain GET, no credentials, redirects followed, a time limit
 and a size cap) and what came back is recorded as a ``MediaFetch`` — status, content type, length, or the error;
 ``fetches(simulator)`` lists them in the order they finished. The message's outcome does not depend on it.
+Only loopback URLs are fetched (the bridge under test serves its /media there): a test or the offline demo never
+reaches out to the internet; any other URL is recorded as not fetched.
 Must not import: Slack packages, ``bridge``, ``handlers``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import weakref
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -67,7 +71,20 @@ async def _fetch_all(simulator: Simulator, message_id: str, urls: tuple[str, ...
         fetches(simulator).append(await _fetch(session, message_id, url))
 
 
+def _loopback(url: str) -> bool:
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 async def _fetch(session: aiohttp.ClientSession, message_id: str, url: str) -> MediaFetch:
+    if not _loopback(url):
+        return MediaFetch(message_id, url, None, None, None, 0, "not fetched: the simulator fetches loopback URLs only")
     try:
         async with session.get(url, timeout=FETCH_TIMEOUT, allow_redirects=True) as response:
             received = 0
