@@ -52,6 +52,8 @@ def is_human_thread_reply(event: dict[str, Any], bot_user_id: str | None) -> boo
     subtype = event.get("subtype")
     if (subtype and subtype not in REPLY_SUBTYPES) or event.get("bot_id") or event.get("bot_profile"):
         return False
+    if subtype == "file_share" and not reply_file_ids(event):
+        return False  # a "file share" without files has nothing to send as MMS
     user = event.get("user")
     if not user or user == bot_user_id:
         return False
