@@ -141,6 +141,17 @@ def picture_blocks(media: Sequence[str]) -> list[dict[str, Any]]:
             for url in media if is_published(url) and len(url) <= 3000]
 
 
+def mms_reply_sent_text(sms: OutboundSms) -> str:
+    """-- issue 11: a thread reply's MMS reached the carrier; with no delivery receipt to come, that is final."""
+    count = len(sms.media)
+    pictures = f" with {count} picture{'s' if count != 1 else ''}" if count else ""
+    return f"📤 Sent to carrier as MMS{pictures}. MMS has no delivery receipt, so this is the final status."
+
+
+def mms_reply_sent_blocks(sms: OutboundSms) -> list[dict[str, Any]]:
+    return fit_blocks([*sections([mms_reply_sent_text(sms)]), *picture_blocks(sms.media)])
+
+
 def parent_blocks(sms: OutboundSms, *, simulated: bool = False) -> list[dict[str, Any]]:
     """The parent: who, to whom, the body (split over as many sections as Slack's 3000-character limit needs),
     media, status. Whatever the body, it fits Slack's limits: a valid SMS is never refused for its rendering."""

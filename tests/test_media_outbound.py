@@ -87,7 +87,11 @@ async def test_a_reply_with_a_png_goes_out_as_mms_that_signalwire_can_fetch(h: H
     assert [(d.file_id, d.authorized) for d in h.slack.files.downloads] == [(photo["id"], True)]
     await h.settle()
     reply = h.slack.message(INBOUND, event["ts"])
-    assert reply is not None and "x" not in reply.reactions
+    assert reply is not None and "white_check_mark" in reply.reactions and "x" not in reply.reactions
+    # MMS has no delivery receipt: the thread says "sent" is final, and shows the picture that went out.
+    [note] = [m for m in h.slack.thread(INBOUND, parent.ts) if "Sent to carrier as MMS" in m.text]
+    assert "1 picture" in note.text and "no delivery receipt" in note.text
+    assert {"type": "image", "image_url": url, "alt_text": "Picture sent: Screen-Shot.png"} in note.blocks
     async with aiohttp.ClientSession() as session, session.get(url) as answer:
         assert answer.status == 200 and await answer.read() == PNG
 
