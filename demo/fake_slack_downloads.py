@@ -4,7 +4,8 @@ Owns: ``FakeFiles`` (``FakeSlack.files``) — ``add_file(content, name, mimetype
 a ``url_private_download`` on the fake itself (``GET /files/{id}/{name}``) that answers only with
 ``Authorization: Bearer <bot token>`` (401 otherwise, every attempt recorded in ``downloads``); ``files.info``;
 ``file_share_event(...)``, a person's thread reply with files, for ``SlackDriver.event``; ``file_input_value``,
-what a modal's ``file_input`` submits. ``add_file(..., download_url=...)`` points a file elsewhere (a foreign host).
+what a modal's ``file_input`` submits. ``add_file(..., download_url=...)`` points a file elsewhere (a foreign host),
+``add_file(..., redirect_to=...)`` makes its download redirect.
 Registered into ``demo.fake_slack`` with one line in ``FakeSlack.__init__`` and one in ``create_app``.
 Must not import: ``bridge``, ``handlers``, ``bot``, ``sw_api`` — it plays Slack and must not know the app.
 """
@@ -34,6 +35,7 @@ class Download:
 class _File:
     info: dict[str, Any]
     content: bytes
+    redirect_to: str | None = None
 
 
 class FakeFiles:
@@ -45,8 +47,9 @@ class FakeFiles:
         fake._handlers["files.info"] = self._files_info
 
     def add_file(self, content: bytes, name: str, mimetype: str, *, user: str = "U0ALICE",
-                 download_url: str | None = None) -> dict[str, Any]:
-        """A file a person uploaded; returns its file object (as ``files.info`` and events show it)."""
+                 download_url: str | None = None, redirect_to: str | None = None) -> dict[str, Any]:
+        """A file a person uploaded; returns its file object (as ``files.info`` and events show it).
+        ``redirect_to``: an authorized download answers ``302 Location: redirect_to`` instead of the bytes."""
         if self.fake.base_url is None and download_url is None:
             raise RuntimeError("set FakeSlack.base_url before adding files")
         file_id = f"F{next(self._ids):09d}"
@@ -57,7 +60,7 @@ class FakeFiles:
             "size": len(content), "user": user, "is_external": False, "mode": "hosted",
             "url_private": url, "url_private_download": url,
         }
-        self._files[file_id] = _File(info, content)
+        self._files[file_id] = _File(info, content, redirect_to)
         return dict(info)
 
     def file_share_event(self, channel: str, user: str, text: str, files: list[dict[str, Any]], *,
@@ -93,6 +96,8 @@ class FakeFiles:
                 return web.Response(status=401, text="not authorized")
             if found is None or found.info["name"] != request.match_info["name"]:
                 return web.Response(status=404, text="no such file")
+            if found.redirect_to is not None:
+                raise web.HTTPFound(found.redirect_to)
             return web.Response(body=found.content, content_type=str(found.info["mimetype"]))
 
         app.router.add_get("/files/{file_id}/{name}", download)

@@ -3,8 +3,8 @@
 Owns: ``SlackFiles`` — ``files.info`` for each file id (Slack's own word on where the file is), the download of
 ``url_private_download`` with ``Authorization: Bearer <bot token>`` **only** when its host is on an explicit, small
 list (the host of ``SLACK_API_URL`` and Slack's file hosts; scheme and port as configured for the API host, https for
-the others), redirects never followed (a file host that redirects elsewhere is refused, the token not re-sent), a
-size cap read as the bytes arrive, and the checks of ``bridge.media`` (count, size, type by content).
+the others), redirects followed by hand and only within that list (the token is never carried elsewhere), a size
+cap read as the bytes arrive, and the checks of ``bridge.media`` (count, size, type by content).
 Refusals are ``MediaRefused`` (nothing is sent; the message names the limit); Slack trouble that may pass is
 ``MediaUnavailable``.
 Must not import: storage, SignalWire modules.
@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -32,6 +32,7 @@ log = logging.getLogger("handlers.slack_files")
 # Where Slack serves files from (besides the API host itself): https only. Kept explicit and small on purpose.
 SLACK_FILE_HOSTS = frozenset({"files.slack.com", "files-origin.slack.com"})
 DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=20, sock_connect=5)
+MAX_REDIRECTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +116,40 @@ class SlackFiles:
                         info.get("id"), urlsplit(url).hostname)
             raise MediaRefused(f"`{name}` is not stored on a Slack file host, so I did not download it.")
         try:
+            data = await self._get(session, url, name, str(info.get("id")))
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise MediaUnavailable(f"download of {info.get('id')}: {type(exc).__name__}") from exc
+        return check_picture(name, data, self.limits)
+
+    async def _get(self, session: aiohttp.ClientSession, url: str, name: str, file_id: str) -> bytes:
+        # Redirects are followed by hand, and only to trusted hosts: aiohttp would carry the token anywhere.
+        for _ in range(MAX_REDIRECTS + 1):
             async with session.get(url, headers={"Authorization": f"Bearer {self._token}"},
                                    allow_redirects=False) as response:
                 if response.status in (301, 302, 303, 307, 308):
-                    raise MediaRefused(f"Slack redirected the download of `{name}` elsewhere; I did not follow it.")
+                    target = urljoin(url, response.headers.get("Location", ""))
+                    if not self.trusted(target):
+                        log.warning("file %s: redirected to %s, not a Slack file host; not followed", file_id,
+                                    urlsplit(target).hostname)
+                        raise MediaRefused(f"Slack sent the download of `{name}` to another host; I did not "
+                                           "follow it.")
+                    url = target
+                    continue
                 if response.status >= 500 or response.status == 429:
-                    raise MediaUnavailable(f"download of {info.get('id')}: HTTP {response.status}")
+                    raise MediaUnavailable(f"download of {file_id}: HTTP {response.status}")
                 if response.status != 200:
-                    raise MediaRefused(f"Slack refused the download of `{name}` (HTTP {response.status}).")
+                    raise MediaRefused(f"Slack refused the download of `{name}` (HTTP {response.status}); is the "
+                                       "`files:read` scope granted?")
+                if response.content_type == "text/html":
+                    # What Slack answers a token that may not read the file: its sign-in page, not the file.
+                    raise MediaRefused(f"Slack answered with a web page instead of `{name}`; is the `files:read` "
+                                       "scope granted?")
+                if response.content_length is not None:
+                    check_size(name, response.content_length, self.limits)
                 data = bytearray()
                 async for chunk in response.content.iter_chunked(64 * 1024):
                     data += chunk
                     if len(data) > self.limits.max_bytes:
-                        check_size(name, len(data), self.limits)  # raises: stop reading
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise MediaUnavailable(f"download of {info.get('id')}: {type(exc).__name__}") from exc
-        return check_picture(name, bytes(data), self.limits)
+                        check_size(name, len(data), self.limits)  # raises: read no further
+                return bytes(data)
+        raise MediaRefused(f"Slack redirected the download of `{name}` too many times.")

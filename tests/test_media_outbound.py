@@ -165,6 +165,35 @@ async def test_a_file_on_a_foreign_host_never_gets_the_token(h: Harness) -> None
         await runner.cleanup()
 
 
+async def test_redirects_are_followed_only_within_slack(h: Harness) -> None:
+    seen: list[str] = []
+
+    async def foreign(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.Response(body=PNG, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", foreign)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        parent = await conversation(h)
+        real = h.slack.files.add_file(PNG, "real.png", "image/png")
+        hop = h.slack.files.add_file(b"", "hop.png", "image/png", redirect_to=real["url_private_download"])
+        await reply_with(h, parent, "via a hop", [hop])
+        await wait_for(lambda: len(outbound(h)) == 1, "the MMS after a redirect within Slack")
+        assert [d.authorized for d in h.slack.files.downloads] == [True, True]
+        away = h.slack.files.add_file(b"", "away.png", "image/png", redirect_to=f"http://127.0.0.1:{port}/x.png")
+        await reply_with(h, parent, "via elsewhere", [away])
+        assert len(outbound(h)) == 1, "a redirect off Slack was followed"
+        assert seen == [], "the foreign host was contacted"
+        assert any("to another host" in t for t in thread_texts(h, parent))
+    finally:
+        await runner.cleanup()
+
+
 async def test_the_compose_form_sends_attached_files_and_shows_them(h: Harness) -> None:
     await h.driver.slash_command("")
     await h.settle()
