@@ -71,6 +71,7 @@ _SCOPES: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "conversations.join": frozenset({"channels:join"}),
         "conversations.history": frozenset({"channels:history", "groups:history", "im:history", "mpim:history"}),
         "conversations.replies": frozenset({"channels:history", "groups:history", "im:history", "mpim:history"}),
+        "files.info": frozenset({"files:read"}),  # -- issue 11
     }
 )
 

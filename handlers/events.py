@@ -3,7 +3,9 @@
 Owns: filtering events (bots, our own posts, edits, deletions, subtypes, top-level messages), storing a reply as
 Slack delivered it before Slack is answered (a Bolt middleware, after signature verification; a store that does
 not answer gets Slack a 503, so Slack retries), deduplicating Slack's retries by message (the stored reply is the
-claim), resolving mentioned users' display names, handing the reply to ``bridge.two_way``, and ``resume`` for
+claim), resolving mentioned users' display names, a ``file_share`` reply's pictures (issue 11: their Slack file ids are
+stored with the reply; ``handlers.slack_files`` downloads and checks them, ``bridge.media`` publishes them, and the
+reply goes out as MMS — or is explained, nothing sent), handing the reply to ``bridge.two_way``, and ``resume`` for
 ``bridge.recovery`` (replies a crash left unfinished).
 Must not import: storage or SignalWire modules (everything goes through ``TwoWay`` / ``Bridge``).
 """

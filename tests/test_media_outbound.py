@@ -194,6 +194,16 @@ async def test_redirects_are_followed_only_within_slack(h: Harness) -> None:
         await runner.cleanup()
 
 
+async def test_without_files_read_the_thread_says_which_scope(h: Harness) -> None:
+    parent = await conversation(h)
+    h.slack.scopes = frozenset({"commands", "chat:write", "chat:write.public", "users:read", "channels:history",
+                                "groups:history", "reactions:write"})
+    await reply_with(h, parent, "pic", [h.slack.files.add_file(PNG, "p.png", "image/png")])
+    assert outbound(h) == []
+    [note] = [t for t in thread_texts(h, parent) if "not texted" in t]
+    assert "missing_scope" in note and "files:read" in note
+
+
 async def test_the_compose_form_sends_attached_files_and_shows_them(h: Harness) -> None:
     await h.driver.slash_command("")
     await h.settle()
@@ -280,3 +290,22 @@ async def test_postgresql_serves_the_picture(tmp_path: Path) -> None:
         [fetch] = media_fetch.fetches(h.simulator)
         assert (fetch.status, fetch.content_type, fetch.length) == (200, "image/png", len(PNG))
         assert (await h.bridge.store.schema_status()).engine == "postgresql"
+
+
+async def test_the_fake_slack_serves_files_only_with_the_bot_token(h: Harness) -> None:
+    photo = h.slack.files.add_file(PNG, "p.png", "image/png")
+    url = photo["url_private_download"]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as anonymous:
+            assert anonymous.status == 401
+        async with session.get(url, headers={"Authorization": "Bearer xoxb-wrong"}) as wrong:
+            assert wrong.status == 401
+        async with session.get(url, headers={"Authorization": f"Bearer {h.slack.bot_token}"}) as right:
+            assert right.status == 200 and await right.read() == PNG
+        api = f"{h.slack_url}/api/files.info"
+        auth = {"Authorization": f"Bearer {h.slack.bot_token}"}
+        async with session.post(api, data={"file": photo["id"]}, headers=auth) as info:
+            assert (await info.json())["file"]["url_private_download"] == url
+        async with session.post(api, data={"file": "F404"}, headers=auth) as missing:
+            assert (await missing.json()) == {"ok": False, "error": "file_not_found"}
+    assert [d.authorized for d in h.slack.files.downloads] == [False, False, True]
