@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from bridge.compose import validate_all
+from bridge.config import Config, ConfigError
 from bridge.media import (
     MediaLimits,
     MediaRefused,
@@ -150,3 +151,16 @@ def test_compose_counts_files_with_urls() -> None:
     errors = validate_all(body="", files=5, media_text="\n".join(f"https://e.com/{i}.png" for i in range(4)),
                           **base)  # type: ignore[arg-type]
     assert "at most 8 pictures" in errors["files"]
+
+
+def test_config_defaults_and_bad_values() -> None:
+    from tests.test_config import env
+
+    config = Config.from_env(env())
+    assert (config.mms_max_bytes, config.media_retention_days) == (1024 * 1024, 7)
+    config = Config.from_env(env(MMS_MAX_BYTES="600000", MEDIA_RETENTION_DAYS="1"))
+    assert (config.mms_max_bytes, config.media_retention_days) == (600000, 1)
+    for name, value in (("MMS_MAX_BYTES", "1MB"), ("MMS_MAX_BYTES", "10"), ("MEDIA_RETENTION_DAYS", "0"),
+                        ("MEDIA_RETENTION_DAYS", "-3")):
+        with pytest.raises(ConfigError, match=name):
+            Config.from_env(env(**{name: value}))
