@@ -101,11 +101,13 @@ def validate_send(
     media_text: str = "",
     send_as_mms: bool = False,
     origin: str = "command",
+    files: int = 0,
 ) -> SendRequest:
-    """Validate every field; raises the first ``ComposeError`` for a command, see ``validate_all`` for modals."""
+    """Validate every field; raises the first ``ComposeError`` for a command, see ``validate_all`` for modals.
+    ``files``: Slack files the caller adds to ``media`` itself once published (issue 11)."""
     errors = validate_all(
         to=to, body=body, from_=from_, from_numbers=from_numbers, default_region=default_region,
-        media_text=media_text,
+        media_text=media_text, files=files,
     )
     if errors:
         field, message = next(iter(errors.items()))

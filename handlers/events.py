@@ -267,6 +267,9 @@ class ThreadReplies:
                 await self.two_way.reply_not_texted(
                     channel_id=channel, thread_ts=thread_ts, ts=ts, why=f"{exc.message} Nothing was sent.")
                 return
+            except MediaUnavailable:
+                await self.gate.link(admission, None, "not sent yet (Slack files unavailable)")
+                raise
         sent = await self.gate.track(admission, self.two_way.send_reply(
             channel_id=channel, thread_ts=thread_ts, ts=ts, user_id=user, text=text, user_names=names,
             notify=notify, team_id=reply.team_id, media=media,

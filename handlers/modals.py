@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -173,17 +174,11 @@ class ComposeModal:
         if errors:
             await ack(response_action="errors", errors=errors)
             return
-        if file_ids:
-            published = await self._publish(client, file_ids)
-            if isinstance(published, str):
-                await ack(response_action="errors", errors={"files": published})
-                return
-            fields["media_text"] = "\n".join([*str(fields["media_text"]).splitlines(), *published])
         try:
             request = validate_send(
                 **fields,  # type: ignore[arg-type]
                 user_id=user_id, channel_id=str(channel_id), team_id=team_id,
-                send_as_mms=bool(_value(values, "mms").get("selected_options")), origin="modal",
+                send_as_mms=bool(_value(values, "mms").get("selected_options")), origin="modal", files=len(file_ids),
             )
         except ComposeError as exc:  # pragma: no cover - validate_all already said everything
             await ack(response_action="errors", errors={exc.field: exc.message})
@@ -195,6 +190,14 @@ class ComposeModal:
             block = "channel" if admission.refusal.reason is RefusalReason.CHANNEL_NOT_ALLOWED else "body"
             await ack(response_action="errors", errors={block: admission.refusal.message})
             return
+        if file_ids:  # -- issue 11: only for an admitted send are the files downloaded and published
+            published = await self._publish(client, file_ids)
+            if isinstance(published, str):
+                self.bridge.spawn(self.gate.link(admission, None, "not sent (files refused)"), name="audit")
+                await ack(response_action="errors", errors={"files": published})
+                return
+            request = replace(request, media=(*request.media, *published),
+                              send_as_mms=request.send_as_mms or bool(published))
         accepted = await self.bridge.accept(request)
         self.bridge.spawn(self.gate.link(admission, None if isinstance(accepted, str) else accepted), name="audit")
         if isinstance(accepted, str):
