@@ -279,7 +279,6 @@ class ThreadReplies:
             # intent, when stored, finished the reply in the same transaction.
             await self.two_way.finish_reply(reply, "not texted")
 
-
     async def _publish(self, reply: SlackReply, client: AsyncWebClient) -> tuple[str, ...]:
         """-- issue 11: the reply's files, downloaded, checked and published: their /media URLs, in order."""
         if self.files is None or self.shelf is None:
