@@ -101,11 +101,13 @@ def validate_send(
     media_text: str = "",
     send_as_mms: bool = False,
     origin: str = "command",
+    files: int = 0,
 ) -> SendRequest:
-    """Validate every field; raises the first ``ComposeError`` for a command, see ``validate_all`` for modals."""
+    """Validate every field; raises the first ``ComposeError`` for a command, see ``validate_all`` for modals.
+    ``files``: Slack files the caller adds to ``media`` itself once published (issue 11)."""
     errors = validate_all(
         to=to, body=body, from_=from_, from_numbers=from_numbers, default_region=default_region,
-        media_text=media_text,
+        media_text=media_text, files=files,
     )
     if errors:
         field, message = next(iter(errors.items()))
@@ -135,8 +137,10 @@ def validate_all(
     from_numbers: Sequence[str],
     default_region: str,
     media_text: str = "",
+    files: int = 0,
 ) -> dict[str, str]:
-    """Every problem, keyed by the modal block it belongs to (``to``, ``body``, ``from``, ``media``)."""
+    """Every problem, keyed by the modal block it belongs to (``to``, ``body``, ``from``, ``media``, ``files``:
+    the modal's Slack files, counted with the URLs towards MMS's limit; issue 11)."""
     errors: dict[str, str] = {}
     try:
         normalize_number(to, default_region)
@@ -144,7 +148,7 @@ def validate_all(
         errors["to"] = f"{exc}. Use the full number with country code, e.g. +1 555 123 4567."
     media = parse_media(media_text)
     text = body.strip()
-    if not text and not media:
+    if not text and not media and not files:
         errors["body"] = "The message is empty. Type the text to send."
     elif len(text) > MAX_BODY_CHARS:
         errors["body"] = (
@@ -161,6 +165,9 @@ def validate_all(
             errors["from"] = f"{from_} is not one of this workspace's sender numbers ({allowed})."
     if len(media) > MAX_MEDIA:
         errors["media"] = f"{len(media)} media URLs given; at most {MAX_MEDIA} are allowed."
+    elif files and len(media) + files > MAX_MEDIA:
+        errors["files"] = (f"{files} files and {len(media)} picture URLs make {files + len(media)}; an MMS carries "
+                           f"at most {MAX_MEDIA} pictures.")
     else:
         bad = [url for url in media if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc]
         if bad:

@@ -74,6 +74,9 @@ class Config:
     # couple of sends at once, go without waiting; a run of 100 settles to the rate).
     slack_channel_posts_per_second: float = 1.0
     slack_channel_post_burst: int = 4
+    # -- issue 11: outbound MMS. Per-picture cap (bytes) of a Slack file sent as MMS; how long /media links live.
+    mms_max_bytes: int = 1024 * 1024
+    media_retention_days: int = 7
 
     def __repr__(self) -> str:
         return (
@@ -261,6 +264,9 @@ class Config:
             raise ConfigError("SLACK_CHANNEL_POSTS_PER_SECOND",
                               "must be a number of posts per second between 0 (not paced) and 1000", "1")
         post_burst = whole("SLACK_CHANNEL_POST_BURST", "4", 1, 1000, "posts")
+        # -- issue 11: outbound MMS
+        mms_max_bytes = whole("MMS_MAX_BYTES", "1048576", 1024, 100 * 1024 * 1024, "bytes")
+        media_retention_days = whole("MEDIA_RETENTION_DAYS", "7", 1, 365, "days")
 
         return cls(
             **durations,
@@ -271,6 +277,8 @@ class Config:
             receipt_coalesce_seconds=receipt_coalesce,
             slack_channel_posts_per_second=posts_per_second,
             slack_channel_post_burst=post_burst,
+            mms_max_bytes=mms_max_bytes,
+            media_retention_days=media_retention_days,
             slack_bot_token=bot_token,
             slack_signing_secret=signing_secret,
             slack_app_token=app_token,

@@ -183,6 +183,7 @@ class SlackReply:
     team_id: str = ""
     subtype: str | None = None
     attempts: int = 0
+    files: tuple[str, ...] = ()  # Slack file ids of a ``file_share`` reply (migration 12): sent as MMS
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,3 +242,18 @@ class OutboxStats:
 
     depth: int
     oldest_age: float | None
+
+
+# -- issue 11: outbound MMS ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class MediaItem:
+    """A picture the bridge serves to SignalWire at ``PUBLIC_URL/media/<token>/<name>`` (migration 12) until
+    ``expires_at``: the bytes live in the database, so any replica can answer."""
+
+    token: str
+    name: str
+    content_type: str
+    data: bytes
+    created_at: datetime
+    expires_at: datetime

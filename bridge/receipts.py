@@ -203,6 +203,11 @@ class Receipts:
                 await self.display.react_outcome(sms, failed=status.is_failure, out=batch)
                 if status.is_failure:
                     await self.display.reply_failure(sms, render.delivery_failure_headline(sms), out=batch)
+            elif status is MessageStatus.SENT and sms.is_mms:
+                # -- issue 11: MMS never gets a delivery receipt: "sent" is final. The thread shows what went out.
+                await self.display.react_outcome(sms, failed=False, out=batch)
+                await self.display.reply(sms, render.mms_reply_sent_text(sms), render.mms_reply_sent_blocks(sms),
+                                         out=batch)
             if note is not None:
                 await self.display.reply(sms, note, out=batch)
             return await self.outbox.add_announcement(sms.ref, status.value, batch)

@@ -147,6 +147,8 @@ class Recovery:
                      ("status_event", self.store.prune_status_events, cutoff)]
         if self.retention.audit_days:
             jobs.append(("audit", self.store.audit_prune, now - timedelta(days=self.retention.audit_days)))
+        # -- issue 11: outbound MMS. Pictures carry their own expiry (MEDIA_RETENTION_DAYS when published).
+        jobs.append(("media", self.store.prune_media, now))
         backlog = False
         for table, prune, cutoff in jobs:
             deleted = 0

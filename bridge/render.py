@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bridge.media import is_published
 from bridge.model import OutboundSms, SendState
 from bridge.slack_blocks import (
     CONTEXT_TEXT,
@@ -132,6 +133,25 @@ MAX_SIGNALWIRE_TEXT = 500
 MAX_MEDIA_URL = 500
 
 
+def picture_blocks(media: Sequence[str]) -> list[dict[str, Any]]:
+    """-- issue 11: the pictures this bridge published (``/media/<token>/<name>``, checked JPEG/PNG/GIF) shown
+    inline, so the thread shows what was sent. Other URLs stay links: Slack refuses a whole message whose image
+    block points at something that is not a picture."""
+    return [{"type": "image", "image_url": url, "alt_text": f"Picture sent: {url.rsplit('/', 1)[-1]}"[:2000]}
+            for url in media if is_published(url) and len(url) <= 3000]
+
+
+def mms_reply_sent_text(sms: OutboundSms) -> str:
+    """-- issue 11: a thread reply's MMS reached the carrier; with no delivery receipt to come, that is final."""
+    count = len(sms.media)
+    pictures = f" with {count} picture{'s' if count != 1 else ''}" if count else ""
+    return f"📤 Sent to carrier as MMS{pictures}. MMS has no delivery receipt, so this is the final status."
+
+
+def mms_reply_sent_blocks(sms: OutboundSms) -> list[dict[str, Any]]:
+    return fit_blocks([*sections([mms_reply_sent_text(sms)]), *picture_blocks(sms.media)])
+
+
 def parent_blocks(sms: OutboundSms, *, simulated: bool = False) -> list[dict[str, Any]]:
     """The parent: who, to whom, the body (split over as many sections as Slack's 3000-character limit needs),
     media, status. Whatever the body, it fits Slack's limits: a valid SMS is never refused for its rendering."""
@@ -146,6 +166,7 @@ def parent_blocks(sms: OutboundSms, *, simulated: bool = False) -> list[dict[str
         blocks += sections(quote_chunks(sms.body, SECTION_TEXT))
     if sms.media:
         blocks += sections(pack([f"📎 {shown(url, MAX_MEDIA_URL)}" for url in sms.media], SECTION_TEXT))
+        blocks += picture_blocks(sms.media)
     info = segment_info(sms.body)
     detail = f"*{b.label}*"
     if sms.body:

@@ -203,6 +203,7 @@ class TwoWay:
         user_names: Mapping[str, str],
         notify: Notify,
         team_id: str = "",
+        media: tuple[str, ...] = (),
     ) -> OutboundSms | None:
         """A human's reply in a bridged thread → SMS to that conversation. Internal notes and empty text are kept.
 
@@ -214,7 +215,7 @@ class TwoWay:
         if conversation is None:
             return None
         body = conv.slack_to_sms(text, user_names)
-        if not body:
+        if not body and not media:
             return None
         if conversation.our_number not in self.from_numbers:
             # The conversation is with a number we no longer send from (removed from SIGNALWIRE_FROM_NUMBERS):
@@ -229,6 +230,7 @@ class TwoWay:
                 to=conversation.their_number, body=body, from_=conversation.our_number,
                 from_numbers=self.from_numbers, default_region=self.default_region,
                 user_id=user_id, channel_id=channel_id, team_id=team_id, origin="reply",
+                media_text="\n".join(media),  # issue 11: the reply's pictures, published at /media/…
             )
         except ComposeError as exc:
             await notify(f"⚠️ Your reply was not texted: {exc.message}")

@@ -34,6 +34,8 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from demo.fake_slack_downloads import FakeFiles
+
 _DATE_TOKEN = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ _SCOPES: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "conversations.join": frozenset({"channels:join"}),
         "conversations.history": frozenset({"channels:history", "groups:history", "im:history", "mpim:history"}),
         "conversations.replies": frozenset({"channels:history", "groups:history", "im:history", "mpim:history"}),
+        "files.info": frozenset({"files:read"}),  # -- issue 11
     }
 )
 
@@ -349,6 +352,7 @@ class FakeSlack:
             "conversations.history": self._conversations_history,
             "conversations.replies": self._conversations_replies,
         }
+        self.files = FakeFiles(self)  # -- issue 11: file hosting (demo.fake_slack_downloads)
 
     # ----- inspection -------------------------------------------------------------------------------
 
@@ -1142,4 +1146,5 @@ def create_app(fake: FakeSlack) -> web.Application:
     app.router.add_route("GET", "/api/{method}", _api)
     app.router.add_post("/respond/{key}", _respond)
     app.router.add_get("/socket", _socket)
+    fake.files.install(app)  # -- issue 11: GET /files/{id}/{name}
     return app

@@ -1,17 +1,20 @@
 """``python bot.py demo``: the whole bridge offline, a short scripted session, and what Slack would show.
 
-Owns: the script (a quick send that is delivered, a modal send, a send that fails with a carrier error) and
+Owns: the script (a quick send that is delivered, a modal send, a send that fails with a carrier error, a picture
+sent from a thread as MMS) and
 printing the resulting channel and threads. Needs no credentials and no network beyond loopback.
 """
 
 from __future__ import annotations
 
+import base64
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from demo.harness import FROM_NUMBER, Harness, running_bridge
+from sw_api.simulator import media_fetch
 
 CHANNEL = "C0GENERAL"
 INBOUND = "C0INBOUND"
@@ -33,6 +36,27 @@ async def _modal_send(h: Harness, to: str, body: str, user_id: str) -> None:
     response = await h.driver.view_submission(view, values, user_id=user_id)
     if response.status != 200 or response.body not in ("", "{}"):
         raise RuntimeError(f"modal submission refused: {response.status} {response.body}")
+
+
+# -- issue 11: a 1×1 PNG someone attaches in Slack.
+_PICTURE = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+async def _picture_goes_out(h: Harness) -> None:
+    """-- issue 11: alice answers the stranger's thread with a photo: an MMS whose picture SignalWire fetches."""
+    _step("alice replies in that thread with a photo of the opening hours → sent as MMS")
+    [parent] = h.slack.messages(INBOUND)
+    photo = h.slack.files.add_file(_PICTURE, "opening-hours.png", "image/png")
+    await h.driver.event(h.slack.files.file_share_event(INBOUND, "U0ALICE", "Yes, until 6pm. Here are our hours",
+                                                        [photo], thread_ts=parent.ts))
+    await h.settle()
+    fetched = media_fetch.fetches(h.simulator)
+    for fetch in fetched:
+        print(f"  SignalWire fetched {fetch.url.rsplit('/', 1)[-1]}: {fetch.status} {fetch.content_type}, "
+              f"{fetch.length} bytes")
+    if not fetched:
+        print("  (no picture was fetched!)")
 
 
 async def run_demo() -> int:
@@ -70,13 +94,14 @@ async def run_demo() -> int:
             await h.simulator.inject_inbound("+15552220199", FROM_NUMBER, "Hi, is the shop open today?",
                                              url=f"{h.bot_url}/signalwire/inbound")
             await h.settle()
+            await _picture_goes_out(h)
 
             print("\nWhat Slack shows:\n")
             print(h.slack.transcript(CHANNEL))
             print(h.slack.transcript(INBOUND))
             outbound = [m for m in h.simulator.messages.values() if m.status != "received"]
             statuses = sorted(m.status for m in outbound)
-            expected = sorted(["delivered", "delivered", "delivered", "undelivered"])
+            expected = sorted(["delivered", "delivered", "delivered", "undelivered", "sent"])  # sent: the MMS
             if statuses != expected:
                 print(f"\ndemo FAILED: simulator statuses {statuses}, expected {expected}", file=sys.stderr)
                 return 1

@@ -12,6 +12,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bridge.access import AccessPolicy, log_open_access
 from bridge.config import Config
+from bridge.media import MediaShelf
 from bridge.service import Bridge
 from bridge.two_way import TwoWay
 
@@ -22,16 +23,19 @@ if TYPE_CHECKING:
 def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> ThreadReplies:
     """Register every listener; returns the thread-reply handler (``bridge.recovery`` resumes replies with it)."""
     from handlers import actions, commands, events, modals
+    from handlers.slack_files import SlackFiles
 
     # One gate for every send path: its per-user locks keep one process's count-then-insert in turn.
     gate = bridge.access_gate(
         AccessPolicy.build(config.allowed_users, config.allowed_channels, config.rate_limit_per_user))
     log_open_access(gate.policy)
-    modal = modals.ComposeModal(bridge, config, gate)
+    modal = modals.ComposeModal(bridge, config, gate, files=SlackFiles.from_config(config),
+                                shelf=media_shelf(bridge, config))
     commands.register(app, commands.SmsCommand(bridge, config, modal, gate))
     modals.register(app, modal)
     actions.register(app, actions.RetryButton(bridge, gate))
-    replies = events.ThreadReplies(two_way(bridge, config), gate, lease=config.reply_resume_after)
+    replies = events.ThreadReplies(two_way(bridge, config), gate, lease=config.reply_resume_after,
+                                   files=SlackFiles.from_config(config), shelf=media_shelf(bridge, config))
     events.register(app, replies)
     return replies
 
@@ -39,3 +43,8 @@ def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> ThreadReplies
 def two_way(bridge: Bridge, config: Config) -> TwoWay:
     return TwoWay(bridge, inbound_channel=config.inbound_channel, number_channels=config.number_channels,
                   from_numbers=config.from_numbers, default_region=config.default_region)
+
+
+def media_shelf(bridge: Bridge, config: Config) -> MediaShelf:
+    """-- issue 11: where outbound MMS pictures are published (``PUBLIC_URL/media/…``)."""
+    return MediaShelf(bridge.store, config.public_url, days=config.media_retention_days)

@@ -3,7 +3,9 @@
 Owns: filtering events (bots, our own posts, edits, deletions, subtypes, top-level messages), storing a reply as
 Slack delivered it before Slack is answered (a Bolt middleware, after signature verification; a store that does
 not answer gets Slack a 503, so Slack retries), deduplicating Slack's retries by message (the stored reply is the
-claim), resolving mentioned users' display names, handing the reply to ``bridge.two_way``, and ``resume`` for
+claim), resolving mentioned users' display names, a ``file_share`` reply's pictures (issue 11: their Slack file ids are
+stored with the reply; ``handlers.slack_files`` downloads and checks them, ``bridge.media`` publishes them, and the
+reply goes out as MMS — or is explained, nothing sent), handing the reply to ``bridge.two_way``, and ``resume`` for
 ``bridge.recovery`` (replies a crash left unfinished).
 Must not import: storage or SignalWire modules (everything goes through ``TwoWay`` / ``Bridge``).
 """
@@ -23,19 +25,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge import conversations
 from bridge.access import AccessGate
+from bridge.media import MediaRefused, MediaShelf, MediaUnavailable
 from bridge.model import AuditAction, SlackReply
-from bridge.ports import is_transient
+from bridge.ports import is_transient, utcnow
 from bridge.storage.port import StoreUnavailable
 from bridge.two_way import Received, TwoWay
 from handlers.notify import ephemeral_notifier
+from handlers.slack_files import SlackFiles
 from handlers.slack_out import port_error
 
 log = logging.getLogger("handlers.events")
 
 
-# "Also send to channel" replies are thread replies too; every other subtype (edits, deletions, joins, bot and
-# file-share messages, ...) never texts anyone.
-REPLY_SUBTYPES = frozenset({"thread_broadcast"})
+# "Also send to channel" replies are thread replies too, and so are replies with files (sent as MMS, issue 11);
+# every other subtype (edits, deletions, joins, bot messages, ...) never texts anyone.
+REPLY_SUBTYPES = frozenset({"thread_broadcast", "file_share"})
 # users.info: attempts and the pause before each retry, for errors that may pass (5xx, 429, transport, timeout).
 NAME_LOOKUP_PAUSES = (0.5, 1.5)
 NAME_LOOKUP_SECONDS = 5.0
@@ -50,6 +54,8 @@ def is_human_thread_reply(event: dict[str, Any], bot_user_id: str | None) -> boo
     subtype = event.get("subtype")
     if (subtype and subtype not in REPLY_SUBTYPES) or event.get("bot_id") or event.get("bot_profile"):
         return False
+    if subtype == "file_share" and not reply_file_ids(event):
+        return False  # a "file share" without files has nothing to send as MMS
     user = event.get("user")
     if not user or user == bot_user_id:
         return False
@@ -119,7 +125,16 @@ def slack_reply(event: dict[str, Any], body: dict[str, Any]) -> SlackReply:
         user_id=str(event["user"]), text=str(event["text"]),
         team_id=str(event.get("team") or body.get("team_id") or ""),
         subtype=str(event["subtype"]) if event.get("subtype") else None,
+        files=reply_file_ids(event),
     )
+
+
+def reply_file_ids(event: dict[str, Any]) -> tuple[str, ...]:
+    """The Slack file ids of a ``file_share`` reply, in order (stored with the reply: a crash cannot lose them)."""
+    files = event.get("files")
+    if not isinstance(files, list):
+        return ()
+    return tuple(str(f["id"]) for f in files if isinstance(f, dict) and isinstance(f.get("id"), str) and f["id"])
 
 
 def _message_event(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -134,10 +149,14 @@ class ThreadReplies:
     runs after Bolt verified the signature and before the ack), then turned into one SMS or one explanation
     (``process``) — by the listener, or after a crash by ``bridge.recovery`` through ``resume``."""
 
-    def __init__(self, two_way: TwoWay, gate: AccessGate, *, lease: float = 30.0) -> None:
+    def __init__(self, two_way: TwoWay, gate: AccessGate, *, lease: float = 30.0, files: SlackFiles | None = None,
+                 shelf: MediaShelf | None = None) -> None:
         self.two_way = two_way
         self.gate = gate
         self.lease = lease
+        # -- issue 11: outbound MMS. Without them (tests of the text path) a reply's files are not downloaded.
+        self.files = files
+        self.shelf = shelf
 
     async def record(self, body: dict[str, Any], context: AsyncBoltContext,
                      next: Callable[[], Awaitable[BoltResponse | None]]) -> BoltResponse | None:
@@ -202,6 +221,9 @@ class ThreadReplies:
         except StoreUnavailable as exc:
             log.warning("thread reply %s: the store did not answer (%s); trying again in %.0fs", reply.ts, exc,
                         self.lease)
+        except MediaUnavailable as exc:
+            log.warning("thread reply %s: its files could not be fetched from Slack (%s); trying again in %.0fs",
+                        reply.ts, exc, self.lease)
 
     async def _process(self, reply: SlackReply, client: AsyncWebClient) -> None:
         channel, thread_ts, ts, text, user = reply.channel_id, reply.thread_ts, reply.ts, reply.text, reply.user_id
@@ -236,14 +258,33 @@ class ThreadReplies:
                      "Nothing was sent: post the reply again, or write the name out."),
             )
             return
+        media: tuple[str, ...] = ()
+        if reply.files:
+            try:
+                media = await self._publish(reply, client)
+            except MediaRefused as exc:
+                await self.gate.link(admission, None, "not sent (files refused)")
+                await self.two_way.reply_not_texted(
+                    channel_id=channel, thread_ts=thread_ts, ts=ts, why=f"{exc.message} Nothing was sent.")
+                return
+            except MediaUnavailable:
+                await self.gate.link(admission, None, "not sent yet (Slack files unavailable)")
+                raise
         sent = await self.gate.track(admission, self.two_way.send_reply(
             channel_id=channel, thread_ts=thread_ts, ts=ts, user_id=user, text=text, user_names=names,
-            notify=notify, team_id=reply.team_id,
+            notify=notify, team_id=reply.team_id, media=media,
         ))
         if sent is None:
             # Nothing to text, or refused (the user or the thread was told): finished without an intent. An
             # intent, when stored, finished the reply in the same transaction.
             await self.two_way.finish_reply(reply, "not texted")
+
+    async def _publish(self, reply: SlackReply, client: AsyncWebClient) -> tuple[str, ...]:
+        """-- issue 11: the reply's files, downloaded, checked and published: their /media URLs, in order."""
+        if self.files is None or self.shelf is None:
+            raise MediaRefused("sms-bridge is not set up to send pictures.")
+        pictures = await self.files.fetch_ids(client, reply.files)
+        return await self.shelf.publish(pictures, utcnow())
 
 
 def register(app: AsyncApp, replies: ThreadReplies) -> None:

@@ -1,14 +1,17 @@
 """The compose modal: its view, the live character/segment counter, and the submission.
 
-Owns: ``callback_id`` ``sms_compose``, block ids ``to``, ``body``, ``from``, ``media``, ``mms``, ``channel``,
+Owns: ``callback_id`` ``sms_compose``, block ids ``to``, ``body``, ``from``, ``media``, ``files`` (Slack files sent as
+MMS: downloaded, checked and published before the ack, within ``FILES_SECONDS``; issue 11), ``mms``, ``channel``,
 ``counter``; inline errors with ``response_action: errors``.
 Must not import: storage or SignalWire modules (sending goes through ``bridge.service.Bridge``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -18,14 +21,20 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bridge.access import AccessGate, RefusalReason
 from bridge.compose import ComposeError, validate_all, validate_send
 from bridge.config import Config
+from bridge.media import MediaRefused, MediaShelf, MediaUnavailable
 from bridge.model import AuditAction
+from bridge.ports import utcnow
 from bridge.service import Bridge
 from handlers.notify import ephemeral_notifier
+from handlers.slack_files import SlackFiles
 from sw_api.text import MAX_BODY_CHARS, format_number, segment_info
 
 log = logging.getLogger("handlers.modals")
 
 CALLBACK_ID = "sms_compose"
+# -- issue 11: the form's files are fetched and published before the ack (Slack allows 3 s in all).
+FILES_SECONDS = 2.0
+FILE_TYPES = ["jpg", "jpeg", "png", "gif"]
 
 
 def counter_text(body: str) -> str:
@@ -79,6 +88,9 @@ def compose_view(
         _input("media", "Pictures or files (MMS)", {"type": "plain_text_input", "multiline": True,
                "placeholder": {"type": "plain_text", "text": "https://example.com/photo.jpg"}},
                optional=True, hint="Public http(s) URLs, one per line, at most 8"),
+        # -- issue 11: pictures from Slack (or the computer), sent as MMS.
+        _input("files", "Attach pictures", {"type": "file_input", "filetypes": FILE_TYPES, "max_files": 8},
+               optional=True, hint="JPEG, PNG or GIF; at most 8 pictures in all"),
         _input("mms", "Options", {"type": "checkboxes", "options": [{
             "text": {"type": "plain_text", "text": "Send as MMS even without pictures"}, "value": "mms"}]},
             optional=True),
@@ -111,10 +123,13 @@ def _text(values: dict[str, Any], block: str) -> str:
 
 
 class ComposeModal:
-    def __init__(self, bridge: Bridge, config: Config, gate: AccessGate) -> None:
+    def __init__(self, bridge: Bridge, config: Config, gate: AccessGate, *, files: SlackFiles | None = None,
+                 shelf: MediaShelf | None = None) -> None:
         self.bridge = bridge
         self.config = config
         self.gate = gate
+        self.files = files
+        self.shelf = shelf
 
     def view(self, channel_id: str, body: str = "") -> dict[str, Any]:
         return compose_view(channel_id=channel_id, from_numbers=self.config.from_numbers, body=body,
@@ -152,7 +167,8 @@ class ComposeModal:
             from_numbers=self.config.from_numbers, default_region=self.config.default_region,
             media_text=_text(values, "media"),
         )
-        errors = validate_all(**fields)  # type: ignore[arg-type]
+        file_ids = _file_ids(values)
+        errors = validate_all(**fields, files=len(file_ids))  # type: ignore[arg-type]
         if not channel_id:
             errors["channel"] = "Pick the channel where the message and its receipts should appear."
         if errors:
@@ -162,7 +178,7 @@ class ComposeModal:
             request = validate_send(
                 **fields,  # type: ignore[arg-type]
                 user_id=user_id, channel_id=str(channel_id), team_id=team_id,
-                send_as_mms=bool(_value(values, "mms").get("selected_options")), origin="modal",
+                send_as_mms=bool(_value(values, "mms").get("selected_options")), origin="modal", files=len(file_ids),
             )
         except ComposeError as exc:  # pragma: no cover - validate_all already said everything
             await ack(response_action="errors", errors={exc.field: exc.message})
@@ -174,6 +190,14 @@ class ComposeModal:
             block = "channel" if admission.refusal.reason is RefusalReason.CHANNEL_NOT_ALLOWED else "body"
             await ack(response_action="errors", errors={block: admission.refusal.message})
             return
+        if file_ids:  # -- issue 11: only for an admitted send are the files downloaded and published
+            published = await self._publish(client, file_ids)
+            if isinstance(published, str):
+                self.bridge.spawn(self.gate.link(admission, None, "not sent (files refused)"), name="audit")
+                await ack(response_action="errors", errors={"files": published})
+                return
+            request = replace(request, media=(*request.media, *published),
+                              send_as_mms=request.send_as_mms or bool(published))
         accepted = await self.bridge.accept(request)
         self.bridge.spawn(self.gate.link(admission, None if isinstance(accepted, str) else accepted), name="audit")
         if isinstance(accepted, str):
@@ -182,6 +206,29 @@ class ComposeModal:
         await ack()
         notify = ephemeral_notifier(client, str(channel_id), user_id)
         self.bridge.spawn(self.bridge.process(accepted.ref, notify), name="send-modal")
+
+
+    async def _publish(self, client: AsyncWebClient, file_ids: list[str]) -> tuple[str, ...] | str:
+        """-- issue 11: the form's files as published /media URLs, or what to show under the file input."""
+        if self.files is None or self.shelf is None:
+            return "sms-bridge is not set up to send pictures from Slack."
+        try:
+            async with asyncio.timeout(FILES_SECONDS):
+                pictures = await self.files.fetch_ids(client, file_ids)
+                return await self.shelf.publish(pictures, utcnow())
+        except MediaRefused as exc:
+            return f"{exc.message} Nothing was sent."
+        except (MediaUnavailable, TimeoutError) as exc:
+            log.warning("form files not fetched in time: %s", exc or "timeout")
+            return "Slack did not hand over the pictures in time. Nothing was sent: press Send again."
+
+
+def _file_ids(values: dict[str, Any]) -> list[str]:
+    """The ids of the files given in the form's ``file_input`` (block ``files``), in order."""
+    files = _value(values, "files").get("files")
+    if not isinstance(files, list):
+        return []
+    return [str(f["id"]) for f in files if isinstance(f, dict) and isinstance(f.get("id"), str) and f["id"]]
 
 
 def _metadata(view: dict[str, Any]) -> dict[str, str]:

@@ -36,7 +36,7 @@ from bridge.model import SlackReply
 from bridge.recovery import Recovery, Retention
 from bridge.service import Bridge, CallbackTokens, SendSettings
 from bridge.storage.engines import open_store
-from handlers import register_all, two_way
+from handlers import media_route, register_all, two_way
 from handlers.events import ThreadReplies
 from handlers.limits import GuardedRunner, Limits, body_deadline_middleware
 from handlers.ops import MetricsRoute, Readiness, healthz
@@ -320,6 +320,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", scrape)
+    media_route.register(app, BRIDGE)  # -- issue 11: outbound MMS pictures
     return app
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from bridge.model import AuditAction, OutboxWrite, SendRequest, SlackReply
+from bridge.model import AuditAction, MediaItem, OutboxWrite, SendRequest, SlackReply
 from bridge.storage.engines import open_store
 from bridge.storage.port import Store
 from sw_api.models import InboundMessage, MessageStatus
@@ -46,6 +46,11 @@ async def populate(store: Store) -> None:
     await store.outbox_add("thread:ref0", "update", "ref0", "C0GENERAL", {"n": 1}, T0)
     await store.audit_add(at=T0, user_id="U0ALICE", channel_id="C0GENERAL", action=AuditAction.SEND, to_number=THEIRS,
                           from_number=OURS, ref="ref0")
+    # -- issue 11: outbound MMS (bytes must cross engines exactly; a reply's file ids too)
+    await store.media_put(MediaItem("t" * 32, "a.png", "image/png", b"\x89PNG\r\n\x1a\n\x00\xff", T0,
+                                    T0 + timedelta(days=7)))
+    await store.record_reply(SlackReply("C0GENERAL", "1700000000.000000", "1700000004.000001", "U0ALICE", "pic",
+                                        subtype="file_share", files=("F1",)), T0, T0 + timedelta(seconds=30))
 
 
 async def _bot(*args: str) -> tuple[int, str, str]:

@@ -28,6 +28,7 @@ EXPECTED_BOT_SCOPES = {
     "channels:history",
     "groups:history",
     "reactions:write",
+    "files:read",  # -- issue 11: outbound MMS (download the pictures of thread replies and the form)
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bridge import outbox
-from bridge.model import AuditAction, OutboxWrite, SendRequest, SlackReply
+from bridge.model import AuditAction, MediaItem, OutboxWrite, SendRequest, SlackReply
 from bridge.storage.engines import open_store
 from bridge.storage.port import Store
 from sw_api.models import InboundMessage, MessageStatus
@@ -30,7 +30,8 @@ REQUEST = SendRequest(user_id="U1", channel_id="C1", to=THEIRS, from_=OURS, body
                       media=("https://example.com/a.png",))
 # Every table a store of migration 10 keeps data in (the bookkeeping of migrations is not data).
 DATA_TABLES = {"meta", "outbound", "status_event", "conversation", "inbound", "opt_out", "slack_event",
-               "reply_source", "slack_outbox", "audit", "counter", "parent_attempt", "slack_reply"}
+               "reply_source", "slack_outbox", "audit", "counter", "parent_attempt", "slack_reply",
+               "media"}  # -- issue 11: outbound MMS
 PAGE = 3
 PLAIN = (str, int, float, bytes, type(None), datetime)
 
@@ -72,6 +73,8 @@ async def _seed(store: Store) -> None:
                                      to_number=THEIRS, from_number=OURS)
     await store.audit_link(audit_id, "ref0", "queued")
     await store.audit_add(at=_at(32), user_id="U1", channel_id="C1", action=AuditAction.REFUSED, reason="limit")
+    # -- issue 11: outbound MMS
+    await store.media_put(MediaItem("m" * 32, "p.png", "image/png", b"\x89PNG\r\n\x1a\n", _at(33), _at(33 + 86400)))
 
 
 async def _export(store: Store, table: str) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ TESTS = Path(__file__).parent
 CONTRACT_FILES = sorted(TESTS.glob("test_store*.py")) + [
     TESTS / name for name in (
         "test_announce_store.py", "test_reply_claims.py", "test_retention.py", "test_audit.py",
+        "test_media_store.py",  # -- issue 11: outbound MMS
     )
 ]
 

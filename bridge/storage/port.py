@@ -18,6 +18,7 @@ from bridge.model import (
     AuditEntry,
     Conversation,
     InboundPlace,
+    MediaItem,
     OptOut,
     OutboundSms,
     OutboxItem,
@@ -356,3 +357,15 @@ class Store(Protocol):
         """``create_outbound``, with the opt-out check in the same statement: None, and nothing stored, when
         ``request.to`` has opted out of ``request.from_`` (``get_opt_out`` then says since when). One round trip
         where the engine can return the inserted row: what a slash command's ack waits for."""
+
+    # -- issue 11: outbound MMS (migration 12; bridge.storage.sqlite.media, bridge.storage.postgres.media) --------
+
+    async def media_put(self, item: MediaItem) -> None:
+        """Store a picture under its (unguessable, unique) token, committed before returning."""
+
+    async def media_get(self, token: str, now: datetime) -> MediaItem | None:
+        """The picture stored under ``token`` unless it has expired (``expires_at`` <= ``now``): then None, as for
+        a token never stored."""
+
+    async def prune_media(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` pictures that expired before ``before``, oldest first; returns how many."""

@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar
 import aiohttp
 
 from sw_api.models import Direction, Kind, LogRecord, Message, MessageStatus, StatusEvent, format_timestamp
-from sw_api.simulator import inbound
+from sw_api.simulator import inbound, media_fetch
 from sw_api.simulator.config import DEFAULT_CONFIG, Fault, Outcome, SimulatorConfig, default_outcome
 from sw_api.simulator.validation import CreateRequest
 from sw_api.text import mask_number, segment_info
@@ -340,6 +340,7 @@ class Simulator:
         self.messages[message.id] = message
         log.info("created %s %s → %s", kind, message.id, mask_number(message.to))
         self._spawn(self._walk(message, self.outcome_for(message.to), self._generation))
+        media_fetch.start(self, message.id, message.media)  # -- issue 11: fetch MediaUrls like SignalWire
         return message
 
     async def _walk(self, message: SimMessage, outcome: Outcome, generation: int) -> None:

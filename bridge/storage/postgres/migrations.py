@@ -155,9 +155,25 @@ CREATE INDEX slack_reply_open ON slack_reply (claimed_until) WHERE done_at IS NU
 CREATE INDEX slack_reply_received_at ON slack_reply (received_at);
 """
 
+# -- issue 11: outbound MMS (bridge.storage.postgres.media)
+MEDIA_MIGRATION = """
+ALTER TABLE slack_reply ADD COLUMN files TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE media (
+    token TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    data BYTEA NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX media_expires_at ON media (expires_at);
+"""
+
 # version → SQL. Append; never edit a released one. Numbers match SQLite's migrations (same schema, same number).
 MIGRATIONS: Mapping[int, str] = {
     10: BASELINE,
+    # -- issue 11: outbound MMS. 12: pictures served at /media/<token>/<name>, a thread reply's Slack file ids.
+    12: MEDIA_MIGRATION,
 }
 LATEST = max(MIGRATIONS)
 

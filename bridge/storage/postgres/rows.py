@@ -70,7 +70,7 @@ def to_conversation(row: asyncpg.Record) -> Conversation:
 
 def to_reply(row: asyncpg.Record) -> SlackReply:
     return SlackReply(row["channel_id"], row["thread_ts"], row["ts"], row["user_id"], row["text"], row["team_id"],
-                      row["subtype"], row["attempts"])
+                      row["subtype"], row["attempts"], tuple(json.loads(row["files"] or "[]")))
 
 
 def to_item(row: asyncpg.Record) -> OutboxItem:

@@ -144,10 +144,10 @@ class TwoWaySql(PgBase):
     async def record_reply(self, reply: SlackReply, now: datetime, claimed_until: datetime) -> bool:
         count = await self._execute(
             """INSERT INTO slack_reply (channel_id, ts, thread_ts, user_id, text, team_id, subtype, received_at,
-                   claimed_until, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)
+                   claimed_until, attempts, files) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10)
                ON CONFLICT (channel_id, ts) DO NOTHING""",
             reply.channel_id, reply.ts, reply.thread_ts, reply.user_id, reply.text, reply.team_id, reply.subtype,
-            now, claimed_until)
+            now, claimed_until, json.dumps(list(reply.files)))
         return count == 1
 
     async def claim_reply(self, channel_id: str, ts: str, now: datetime, until: datetime) -> SlackReply | None:

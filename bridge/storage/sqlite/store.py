@@ -28,6 +28,7 @@ from bridge.storage.rows import outbound_from_row
 from bridge.storage.sqlite.admin import SqliteAdmin
 from bridge.storage.sqlite.audit import AUDIT_MIGRATION, AuditSql
 from bridge.storage.sqlite.batch import GroupCommit, Work
+from bridge.storage.sqlite.media import MEDIA_MIGRATION, MediaSql
 from bridge.storage.sqlite.outbox import MIGRATION as OUTBOX_MIGRATION
 from bridge.storage.sqlite.outbox import OutboxSql, insert_statements
 from bridge.storage.sqlite.timefmt import db_time, py_time
@@ -114,6 +115,8 @@ MIGRATIONS: Mapping[int, str] = {
     ALTER TABLE outbound ADD COLUMN claimed_until TEXT;
     ALTER TABLE slack_outbox ADD COLUMN claimed_by TEXT;
     """,
+    # -- issue 11: outbound MMS. 12: pictures served at /media/<token>/<name>, a thread reply's Slack file ids.
+    12: MEDIA_MIGRATION,
 }
 
 # The database holds the callback HMAC secret and message bodies: owner-only, like a key file.
@@ -177,7 +180,7 @@ def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
     )
 
 
-class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
+class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql, MediaSql):
     """One aiosqlite connection (SQLite serialises writers anyway); WAL so readers never block the writer."""
 
     schema_latest = max(MIGRATIONS)

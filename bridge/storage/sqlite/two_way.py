@@ -105,7 +105,7 @@ _DB_ERRORS = (sqlite3.Error, ValueError)
 
 def _row_to_reply(row: aiosqlite.Row) -> SlackReply:
     return SlackReply(row["channel_id"], row["thread_ts"], row["ts"], row["user_id"], row["text"], row["team_id"],
-                      row["subtype"], row["attempts"])
+                      row["subtype"], row["attempts"], tuple(json.loads(row["files"] or "[]")))
 
 _INSERT_OUTBOUND = """INSERT INTO outbound (ref, created_at, updated_at, team_id, channel_id, user_id, to_number,
        from_number, body, media, send_as_mms, origin, state, parent_ts, retry_of)
@@ -253,10 +253,10 @@ class TwoWaySql:
     async def record_reply(self, reply: SlackReply, now: datetime, claimed_until: datetime) -> bool:
         count = await self._write(
             """INSERT OR IGNORE INTO slack_reply (channel_id, ts, thread_ts, user_id, text, team_id, subtype,
-                   received_at, claimed_until, attempts)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)""",
+                   received_at, claimed_until, attempts, files)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)""",
             (reply.channel_id, reply.ts, reply.thread_ts, reply.user_id, reply.text, reply.team_id, reply.subtype,
-             db_time(now), db_time(claimed_until)),
+             db_time(now), db_time(claimed_until), json.dumps(list(reply.files))),
         )
         return count == 1
 
