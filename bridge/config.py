@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 
+from sw_api.media_policy import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_SECONDS, MB, parse_media_hosts
 from sw_api.sansio import base_url_for_space
 from sw_api.text import InvalidNumber, normalize_sender
 
@@ -74,6 +75,11 @@ class Config:
     # couple of sends at once, go without waiting; a run of 100 settles to the rate).
     slack_channel_posts_per_second: float = 1.0
     slack_channel_post_burst: int = 4
+    # -- issue 11: mms-in — inbound MMS pictures (sw_api.media): besides the space's own origin, these hosts (https
+    # only) may serve media; each picture is downloaded up to this size and within this time, else shown as a link.
+    signalwire_media_hosts: tuple[str, ...] = ()
+    media_max_inbound_bytes: int = DEFAULT_MAX_BYTES
+    media_fetch_timeout: float = DEFAULT_TIMEOUT_SECONDS
 
     def __repr__(self) -> str:
         return (
@@ -262,8 +268,19 @@ class Config:
                               "must be a number of posts per second between 0 (not paced) and 1000", "1")
         post_burst = whole("SLACK_CHANNEL_POST_BURST", "4", 1, 1000, "posts")
 
+        # -- issue 11: mms-in
+        try:
+            media_hosts = parse_media_hosts(get("SIGNALWIRE_MEDIA_HOSTS"))
+        except ValueError as exc:
+            raise ConfigError("SIGNALWIRE_MEDIA_HOSTS", f"has a bad {exc}", "media.example-carrier.com") from exc
+        media_max_bytes = whole("MEDIA_MAX_INBOUND_BYTES", str(DEFAULT_MAX_BYTES), 1024, 100 * MB, "bytes")
+        media_timeout = seconds("MEDIA_FETCH_TIMEOUT_SECONDS", "20", 1, 300)
+
         return cls(
             **durations,
+            signalwire_media_hosts=media_hosts,
+            media_max_inbound_bytes=media_max_bytes,
+            media_fetch_timeout=media_timeout,
             retention_days=retention_days,
             audit_retention_days=audit_retention_days,
             request_read_timeout=request_read_timeout,

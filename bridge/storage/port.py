@@ -356,3 +356,11 @@ class Store(Protocol):
         """``create_outbound``, with the opt-out check in the same statement: None, and nothing stored, when
         ``request.to`` has opted out of ``request.from_`` (``get_opt_out`` then says since when). One round trip
         where the engine can return the inserted row: what a slash command's ack waits for."""
+
+    # -- issue 11: mms-in (no schema change: the outbox's ``result`` column holds the recorded value)
+
+    async def outbox_note_result(self, item_id: int, owner: str, result: str) -> bool:
+        """Record ``result`` on an undone item while ``owner`` holds its claim, before the attempt finishes (an
+        upload's file id, so a retry after a crash resumes that upload instead of starting another); False, and
+        nothing written, if ``owner`` no longer holds the claim. A later ``outbox_retry`` / ``outbox_done`` writes
+        the result again."""
