@@ -349,6 +349,10 @@ class FakeSlack:
             "conversations.history": self._conversations_history,
             "conversations.replies": self._conversations_replies,
         }
+        # -- issue 11: mms-in. The upload flow lives in its own module (which imports this one, hence imported here).
+        from demo.fake_slack_uploads import FakeUploads
+
+        self.uploads = FakeUploads(self)
 
     # ----- inspection -------------------------------------------------------------------------------
 
@@ -1142,4 +1146,5 @@ def create_app(fake: FakeSlack) -> web.Application:
     app.router.add_route("GET", "/api/{method}", _api)
     app.router.add_post("/respond/{key}", _respond)
     app.router.add_get("/socket", _socket)
+    fake.uploads.add_routes(app)  # issue 11: mms-in
     return app

@@ -70,7 +70,7 @@ class MediaPolicy:
         """Why ``url`` must not be fetched, or None if it may be."""
         origin = _origin(url)
         if origin is None:
-            return f"not an http(s) URL: {_host_label(url)}"
+            return "not an http(s) URL"
         if self.is_space(url):
             return None
         scheme, host, port = origin
@@ -80,7 +80,7 @@ class MediaPolicy:
             if port != 443:
                 return f"not an allowed port: {host}:{port}"
             return None
-        return f"not an allowed host: {host}"
+        return f"not an allowed host: {_host_label(url)}"
 
     def is_space(self, url: str) -> bool:
         """Whether ``url`` is on the space's own origin: only such requests carry the space's credentials."""
@@ -89,10 +89,16 @@ class MediaPolicy:
 
 
 def _host_label(url: str) -> str:
+    """The host (with its port when the URL names one), never the path: media URLs are unguessable secrets."""
     try:
-        return urlsplit(url).hostname or url[:60]
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".")
+        port = parts.port
     except ValueError:
-        return url[:60]
+        return "an unreadable URL"
+    if not host:
+        return "a URL without a host"
+    return f"{host}:{port}" if port else host
 
 
 @dataclass(frozen=True, slots=True)
