@@ -28,6 +28,7 @@ EXPECTED_BOT_SCOPES = {
     "channels:history",
     "groups:history",
     "reactions:write",
+    "files:write",  # issue 11: mms-in (inbound MMS pictures uploaded into the thread)
 }
 
 
