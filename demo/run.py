@@ -1,11 +1,12 @@
 """``python bot.py demo``: the whole bridge offline, a short scripted session, and what Slack would show.
 
-Owns: the script (a quick send that is delivered, a modal send, a send that fails with a carrier error) and
-printing the resulting channel and threads. Needs no credentials and no network beyond loopback.
+Owns: the script (a quick send that is delivered, a modal send, a send that fails with a carrier error, a picture
+arriving by MMS) and printing the resulting channel and threads. Needs no credentials and no network beyond loopback.
 """
 
 from __future__ import annotations
 
+import base64
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +34,28 @@ async def _modal_send(h: Harness, to: str, body: str, user_id: str) -> None:
     response = await h.driver.view_submission(view, values, user_id=user_id)
     if response.status != 200 or response.body not in ("", "{}"):
         raise RuntimeError(f"modal submission refused: {response.status} {response.body}")
+
+
+# A 1×1 PNG: the picture the stranger sends (issue 11, mms-in).
+_PIXEL_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+async def _picture_arrives(h: Harness) -> None:
+    """An MMS with a picture: the simulator hosts it like a SignalWire space, the bot downloads it from there and
+    uploads it into the conversation's thread, after the text."""
+    _step("the stranger sends a photo “This is the storefront”: the picture appears in their thread")
+    media = [{"content_type": "image/png", "data_base64": base64.b64encode(_PIXEL_PNG).decode(),
+              "filename": "storefront.png"}]
+    request = {"from": "+15552220199", "to": FROM_NUMBER, "body": "This is the storefront", "media": media,
+               "url": f"{h.bot_url}/signalwire/inbound"}
+    async with h.session.post(f"{h.sim_url}/_sim/inbound", json=request) as resp:
+        resp.raise_for_status()
+    await h.settle()
+    parent = h.slack.messages(INBOUND)[-1]
+    shared = h.slack.uploads.shared_in(INBOUND, parent.ts)
+    print(f"  uploaded into the thread: {', '.join(f'{f.filename} ({f.length} bytes)' for f in shared) or 'nothing!'}")
 
 
 async def run_demo() -> int:
@@ -70,6 +93,7 @@ async def run_demo() -> int:
             await h.simulator.inject_inbound("+15552220199", FROM_NUMBER, "Hi, is the shop open today?",
                                              url=f"{h.bot_url}/signalwire/inbound")
             await h.settle()
+            await _picture_arrives(h)
 
             print("\nWhat Slack shows:\n")
             print(h.slack.transcript(CHANNEL))
