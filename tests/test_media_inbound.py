@@ -5,6 +5,7 @@ thread through the fake Slack's external upload flow — in order, once, whateve
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from aiohttp import web
 
 from demo.fake_slack import SlackMessage
 from demo.harness import FROM_NUMBER, Harness, running_bridge
+from tests.faults.kill_points import kill_on, restart_after_kill
+from tests.faults.procs import open_world
 from tests.pg import throwaway_database
 
 INBOUND = "C0INBOUND"
@@ -156,3 +159,31 @@ async def test_pictures_on_postgresql(tmp_path: Path) -> None:
         shared = h.slack.uploads.shared_in(INBOUND, parent.ts)
         assert [f.data for f in shared] == [b"pg-1", b"pg-2"]
         assert len(h.slack.thread(INBOUND, parent.ts)) == 2
+
+
+# -- a real bot process SIGKILLed mid-upload ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("after", [True, False], ids=["slack-shared-it", "slack-never-saw-it"])
+async def test_sigkill_at_the_upload_completion_shares_each_picture_once(tmp_path: Path, after: bool) -> None:
+    async with asyncio.timeout(90), open_world(tmp_path, env={"INBOUND_CHANNEL": INBOUND}) as world:
+        switch = kill_on(world, lambda method, _: method == "files.completeUploadExternal")
+        switch.arm(1, after=after)
+        request = {"from": PHONE, "to": FROM_NUMBER, "body": "photos", "format": "json",
+                   "media": [picture(b"kill-1"), picture(b"kill-2")], "url": world.bot_url + "/signalwire/inbound"}
+        async with world.session.post(world.sim_url + "/_sim/inbound", json=request) as resp:
+            assert resp.status == 200 and (await resp.json())["status"] == 200
+        assert await restart_after_kill(world, switch=switch), "the bot was not killed at the upload completion"
+        assert switch.fired
+
+        def shared() -> list[bytes | None]:
+            parents = world.slack.messages(INBOUND)
+            return [f.data for f in world.slack.uploads.shared_in(INBOUND, parents[0].ts)] if parents else []
+
+        await world.wait_for(lambda: len(shared()) >= 2, timeout=30, what="both pictures shared")
+        await world.quiet(1.0)
+        assert shared() == [b"kill-1", b"kill-2"], world.slack.transcript(INBOUND)
+        [parent] = world.slack.messages(INBOUND)
+        assert len(world.slack.thread(INBOUND, parent.ts)) == 2
