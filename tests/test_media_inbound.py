@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bridge import media_in
+from bridge.outbox import Kind
 from demo.fake_slack import SlackMessage
 from demo.harness import FROM_NUMBER, Harness, running_bridge
 from tests.faults.kill_points import kill_on, restart_after_kill
@@ -57,6 +59,10 @@ async def media_requests(h: Harness) -> list[dict[str, Any]]:
 def the_parent(h: Harness) -> SlackMessage:
     [parent] = h.slack.messages(INBOUND)
     return parent
+
+
+def test_the_media_kind_is_the_outbox_kind() -> None:
+    assert Kind.MEDIA.value == media_in.KIND  # bridge.media_in cannot import bridge.outbox (which imports it)
 
 
 @pytest.mark.parametrize("fmt", ["json", "form"])
