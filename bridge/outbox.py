@@ -670,7 +670,6 @@ class SlackOutbox:
         await self.store.inbound_posted(message_id, item.channel, ts, ts, _now())
         return ts
 
-
     async def _deliver_media(self, item: OutboxItem) -> str | None:
         """One inbound MMS attachment into the thread its text was posted into (queued after it, same key)."""
         place = await self.store.inbound_posted_at(item.payload["message_id"])
