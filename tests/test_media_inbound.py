@@ -11,12 +11,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge import media_in
 from bridge.outbox import Kind
-from demo.fake_slack import SlackMessage
+from demo.fake_slack import FakeSlack, SlackMessage
+from demo.fake_slack import create_app as create_fake_slack_app
 from demo.harness import FROM_NUMBER, Harness, running_bridge
 from tests.faults.kill_points import kill_on, restart_after_kill
 from tests.faults.procs import open_world
@@ -138,6 +142,16 @@ async def test_a_redirect_to_a_foreign_host_is_never_followed(h: Harness) -> Non
     assert not h.slack.called("files.getUploadURLExternal")
 
 
+async def test_a_picture_slack_refuses_for_good_becomes_a_link(h: Harness) -> None:
+    h.slack.add_response("files.getUploadURLExternal", body={"ok": False, "error": "missing_scope"})
+    await mms_in(h, "without files:write", [picture(b"refused"), picture(b"fine")])
+    parent = the_parent(h)
+    first, second = h.slack.thread(INBOUND, parent.ts)
+    assert "Slack refused the upload (missing_scope)" in first.text and "attachment 1 of 2 (image/jpeg)" in first.text
+    [shared] = h.slack.uploads.shared_in(INBOUND, parent.ts)
+    assert shared.data == b"fine" and second.ts == shared.shares[0][2]
+
+
 async def test_a_slack_outage_delays_pictures_and_each_is_uploaded_once(h: Harness) -> None:
     await mms_in(h, "hello", [])
     parent = the_parent(h)
@@ -193,3 +207,43 @@ async def test_sigkill_at_the_upload_completion_shares_each_picture_once(tmp_pat
         assert shared() == [b"kill-1", b"kill-2"], world.slack.transcript(INBOUND)
         [parent] = world.slack.messages(INBOUND)
         assert len(world.slack.thread(INBOUND, parent.ts)) == 2
+
+
+# -- the fake's upload flow is the one slack_sdk drives ----------------------------------------------------------------
+
+
+async def test_the_fake_takes_slack_sdks_own_files_upload_v2() -> None:
+    fake = FakeSlack(bot_token="xoxb-fake")
+    runner = web.AppRunner(create_fake_slack_app(fake), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        client = AsyncWebClient(token="xoxb-fake", base_url=fake.base_url + "/api/")
+        parent = await client.chat_postMessage(channel="C0GENERAL", text="parent")
+        await client.files_upload_v2(channel="C0GENERAL", thread_ts=parent["ts"], content=b"abc",
+                                     filename="a.txt", title="A file")
+        [file] = fake.uploads.shared_in("C0GENERAL", parent["ts"])
+        assert (file.data, file.filename, file.title) == (b"abc", "a.txt", "A file")
+        [reply] = fake.thread("C0GENERAL", parent["ts"])
+        assert "A file" in reply.text
+        info = await client.files_info(file=file.id)
+        assert info["file"]["shares"]["public"]["C0GENERAL"][0]["thread_ts"] == parent["ts"]
+
+        stranger = AsyncWebClient(token="xoxb-wrong", base_url=fake.base_url + "/api/")
+        with pytest.raises(SlackApiError, match="invalid_auth"):
+            await stranger.files_getUploadURLExternal(filename="x.txt", length=1)
+        started = await client.files_getUploadURLExternal(filename="x.txt", length=3)
+        async with aiohttp.ClientSession() as session:
+            wrong_key = started["upload_url"].rsplit("/", 1)[0] + "/not-the-key"
+            async with session.post(wrong_key, data=b"xyz") as resp:
+                assert resp.status == 404
+            async with session.post(started["upload_url"], data=b"too long") as resp:
+                assert resp.status == 400
+        with pytest.raises(SlackApiError, match="file_upload_incomplete"):
+            await client.files_completeUploadExternal(files=[{"id": started["file_id"]}], channel_id="C0GENERAL")
+        with pytest.raises(SlackApiError, match="file_not_found"):
+            await client.files_info(file="F404")
+    finally:
+        await runner.cleanup()
