@@ -43,6 +43,13 @@ class MediaFetcher:
         self.policy = policy
         self._auth = sansio.basic_auth_header(project_id, api_token) if project_id and api_token else None
 
+    def headers_for(self, url: str) -> dict[str, str]:
+        """The request headers for one hop: the space's Basic auth only on the space's own origin."""
+        headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
+        if self._auth is not None and self.policy.is_space(url):
+            headers["Authorization"] = self._auth
+        return headers
+
     async def fetch(self, url: str, content_type: str | None = None, position: int = 1) -> FetchResult:
         """Download one attachment (``content_type``: the webhook's, used when the server sends none)."""
         try:
@@ -63,10 +70,8 @@ class MediaFetcher:
             why = self.policy.refusal(current)
             if why is not None:
                 return MediaRefused(why if hop == 0 else f"redirected elsewhere, {why}")
-            headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
-            if self._auth is not None and self.policy.is_space(current):
-                headers["Authorization"] = self._auth
-            async with self.session.get(current, headers=headers, allow_redirects=False) as response:
+            async with self.session.get(current, headers=self.headers_for(current),
+                                        allow_redirects=False) as response:
                 if response.status in _REDIRECTS:
                     location = response.headers.get("Location")
                     if not location:

@@ -165,6 +165,16 @@ async def test_a_picture_is_fetched_from_the_space_with_its_credentials(
     assert space.hits == [("/hop/2", auth), ("/hop/1", auth), ("/hop/0", auth), ("/pic", auth)]
 
 
+async def test_credentials_go_to_the_space_origin_only() -> None:
+    async with aiohttp.ClientSession() as session:
+        media = MediaFetcher(session, MediaPolicy("https://example.signalwire.com", ("cdn.carrier.example",)),
+                             project_id=PROJECT, api_token=TOKEN)
+        assert media.headers_for("https://example.signalwire.com/api/media/1")["Authorization"] == (
+            basic_auth_header(PROJECT, TOKEN))
+        assert "Authorization" not in media.headers_for("https://cdn.carrier.example/p.jpg")
+        assert "Authorization" not in media.headers_for("https://example.signalwire.com:8443/api/media/1")
+
+
 async def test_a_redirect_to_a_foreign_host_is_refused_before_connecting(
         servers: tuple[Server, Server, aiohttp.ClientSession]) -> None:
     space, foreign, session = servers
