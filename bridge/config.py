@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 
+from sw_api.media_policy import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_SECONDS, MB, parse_media_hosts
 from sw_api.sansio import base_url_for_space
 from sw_api.text import InvalidNumber, normalize_sender
 
@@ -77,6 +78,11 @@ class Config:
     # -- issue 11: outbound MMS. Per-picture cap (bytes) of a Slack file sent as MMS; how long /media links live.
     mms_max_bytes: int = 1024 * 1024
     media_retention_days: int = 7
+    # -- issue 11: mms-in — inbound MMS pictures (sw_api.media): besides the space's own origin, these hosts (https
+    # only) may serve media; each picture is downloaded up to this size and within this time, else shown as a link.
+    signalwire_media_hosts: tuple[str, ...] = ()
+    media_max_inbound_bytes: int = DEFAULT_MAX_BYTES
+    media_fetch_timeout: float = DEFAULT_TIMEOUT_SECONDS
 
     def __repr__(self) -> str:
         return (
@@ -268,8 +274,19 @@ class Config:
         mms_max_bytes = whole("MMS_MAX_BYTES", "1048576", 1024, 100 * 1024 * 1024, "bytes")
         media_retention_days = whole("MEDIA_RETENTION_DAYS", "7", 1, 365, "days")
 
+        # -- issue 11: mms-in
+        try:
+            media_hosts = parse_media_hosts(get("SIGNALWIRE_MEDIA_HOSTS"))
+        except ValueError as exc:
+            raise ConfigError("SIGNALWIRE_MEDIA_HOSTS", f"has a bad {exc}", "media.example-carrier.com") from exc
+        media_max_bytes = whole("MEDIA_MAX_INBOUND_BYTES", str(DEFAULT_MAX_BYTES), 1024, 100 * MB, "bytes")
+        media_timeout = seconds("MEDIA_FETCH_TIMEOUT_SECONDS", "20", 1, 300)
+
         return cls(
             **durations,
+            signalwire_media_hosts=media_hosts,
+            media_max_inbound_bytes=media_max_bytes,
+            media_fetch_timeout=media_timeout,
             retention_days=retention_days,
             audit_retention_days=audit_retention_days,
             request_read_timeout=request_read_timeout,

@@ -149,6 +149,9 @@ def media_lines(media: Sequence[MediaItem], more: int = 0) -> list[str]:
         url = _safe_url(item.url)
         label = f"📎 attachment {index} ({kind})"
         lines.append(f"<{url}|{label}>" if url else f"{label}: {shown(item.url, MAX_URL_SHOWN)}")
+    if media:  # issue 11: mms-in — bridge.media_in uploads each one into the thread after this post
+        count = min(len(media), MAX_MEDIA_SHOWN)
+        lines.append(f"_📎 {count} attachment{'s' if count != 1 else ''} below in the thread_")
     hidden = more + max(0, len(media) - MAX_MEDIA_SHOWN)
     if hidden:
         lines.append(f"_+{hidden} more attachment{'s' if hidden != 1 else ''} not shown_")

@@ -35,6 +35,9 @@ Guarantees:
   there is none or that thread no longer takes posts (parent deleted, bot removed) — as a new parent in the
   inbound channel, which then becomes the conversation's thread. Later items can follow it with
   ``thread_of_inbound`` (a reply or reaction in whatever thread that text ended up in).
+- Inbound MMS attachments (``Kind.MEDIA``, issue 11) follow their text under the same key and are uploaded into
+  the thread it ended up in by ``bridge.media_in.InboundMedia`` (``media=``), the file id recorded before the
+  upload completes so a retry never shares a picture twice.
 - Several replicas may share the database: an item is claimed by this outbox's ``owner`` (a lease of ``lease``
   seconds, renewed every third of it while the delivery runs) before delivery, and only as the head of its thread
   while no other owner holds a live claim in that thread, so two replicas never post into one thread at once and
@@ -61,6 +64,7 @@ from enum import StrEnum
 from typing import Any
 
 from bridge.claims import OUTBOX_LEASE, new_owner_id, renewed
+from bridge.media_in import InboundMedia
 from bridge.model import OutboxItem, OutboxWrite
 from bridge.ports import SlackPort, SlackPortError, is_transient, retry_after
 from bridge.storage.port import Store, StoreUnavailable
@@ -77,10 +81,12 @@ class Kind(StrEnum):
     EPHEMERAL = "ephemeral"
     INBOUND = "inbound"  # an inbound SMS: into its conversation's thread, else a new parent (routed at delivery)
     RECEIPT = "receipt"  # the receipts of one ref (payload "statuses"), one thread reply rendered at delivery
+    # -- issue 11: mms-in
+    MEDIA = "media"  # one attachment of an inbound MMS, uploaded into the thread its text went to (bridge.media_in)
 
 
 # What chat.postMessage delivers, and so what the per-thread posting bucket paces.
-POSTING_KINDS = frozenset({Kind.PARENT, Kind.POST, Kind.RECEIPT, Kind.INBOUND})
+POSTING_KINDS = frozenset({Kind.PARENT, Kind.POST, Kind.RECEIPT, Kind.INBOUND, Kind.MEDIA})
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +249,7 @@ class SlackOutbox:
         owner: str | None = None,
         concurrency: int = 8,
         keep_finished: float = 7 * 86400.0,
+        media: InboundMedia | None = None,
     ) -> None:
         self.store = store
         self.slack = slack
@@ -260,6 +267,7 @@ class SlackOutbox:
         self.owner = owner or new_owner_id()
         self.concurrency = concurrency
         self.keep_finished = keep_finished
+        self.media = media  # delivers Kind.MEDIA (inbound MMS pictures); None: they are shown as links only
         # Counters for metrics (this process only).
         self.delivered = 0
         self.failed = 0
@@ -521,7 +529,8 @@ class SlackOutbox:
         error = str(exc) or type(exc).__name__
         if transient and not (item.kind == Kind.EPHEMERAL and item.attempts + 1 >= EPHEMERAL_ATTEMPTS):
             delay = self._backoff(item.attempts, retry_after(exc))
-            result = exc.ts if isinstance(exc, _Unrecorded) else item.result
+            # A media upload that recorded its file id (bridge.media_in.MediaRetry) keeps it for the retry.
+            result = exc.ts if isinstance(exc, _Unrecorded) else getattr(exc, "outbox_result", item.result)
             await self.store.outbox_retry(item.id, error, _now() + timedelta(seconds=delay), result)
             self.retried += 1
             level = logging.WARNING if item.attempts + 1 in (5, 20) or (item.attempts + 1) % 100 == 0 else logging.INFO
@@ -586,6 +595,8 @@ class SlackOutbox:
             return ts
         if kind is Kind.INBOUND:
             return await self._deliver_inbound(item)
+        if kind is Kind.MEDIA:
+            return await self._deliver_media(item)
         if kind is Kind.RECEIPT:
             assert item.ref is not None
             if self.render_receipt is None:
@@ -658,6 +669,22 @@ class SlackOutbox:
         ts = await self._post_once(item, item.channel, payload["new_text"], payload["new_blocks"], None)
         await self.store.inbound_posted(message_id, item.channel, ts, ts, _now())
         return ts
+
+    async def _deliver_media(self, item: OutboxItem) -> str | None:
+        """One inbound MMS attachment into the thread its text was posted into (queued after it, same key)."""
+        place = await self.store.inbound_posted_at(item.payload["message_id"])
+        if place is None:
+            raise _Undeliverable("inbound_not_posted")
+        if self.media is None:
+            return None  # no uploader wired (a bare outbox in tests): the text's own links stand
+
+        async def note(result: str) -> bool:
+            return await self.store.outbox_note_result(item.id, self.owner, result)
+
+        async def reply(channel: str, thread_ts: str, text: str) -> str:
+            return await self._post_once(item, channel, text, None, thread_ts)
+
+        return await self.media.deliver(item, place.channel_id, place.thread_ts, note_result=note, post_reply=reply)
 
 
 def parent_key(ref: str) -> str:

@@ -18,6 +18,7 @@ from datetime import timedelta
 from bridge import conversations as conv
 from bridge import outbox
 from bridge.compose import ComposeError, validate_send
+from bridge.media_in import media_items
 from bridge.model import OutboundSms, SlackReply
 from bridge.ports import utcnow
 from bridge.service import ACCEPT_TIMEOUT, NOT_RECORDED, Bridge, Notify
@@ -103,6 +104,9 @@ class TwoWay:
                 # Only acts if the text went into an existing thread: its parent shows replies from the phone.
                 outbox.react_item(key, channel, None, NEW_REPLY_REACTION, parent_of_inbound=message.message_id),
             ]
+            # -- issue 11: mms-in. Each attachment is downloaded and uploaded into the thread after the text, by the
+            # outbox; nothing of it runs before SignalWire is answered.
+            items += media_items(key, channel, message.message_id, message.media)
             if keyword is not None:
                 items.append(outbox.post_item(key, channel, conv.keyword_notice(keyword, message.from_, message.to,
                                                                                  now),

@@ -353,6 +353,10 @@ class FakeSlack:
             "conversations.replies": self._conversations_replies,
         }
         self.files = FakeFiles(self)  # -- issue 11: file hosting (demo.fake_slack_downloads)
+        # -- issue 11: mms-in. The upload flow lives in its own module (which imports this one, hence imported here).
+        from demo.fake_slack_uploads import FakeUploads
+
+        self.uploads = FakeUploads(self)
 
     # ----- inspection -------------------------------------------------------------------------------
 
@@ -1147,4 +1151,5 @@ def create_app(fake: FakeSlack) -> web.Application:
     app.router.add_post("/respond/{key}", _respond)
     app.router.add_get("/socket", _socket)
     fake.files.install(app)  # -- issue 11: GET /files/{id}/{name}
+    fake.uploads.add_routes(app)  # issue 11: mms-in
     return app

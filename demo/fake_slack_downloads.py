@@ -44,7 +44,7 @@ class FakeFiles:
         self.downloads: list[Download] = []
         self._files: dict[str, _File] = {}
         self._ids = itertools.count(1)
-        fake._handlers["files.info"] = self._files_info
+        fake._handlers["files.info"] = self.info
 
     def add_file(self, content: bytes, name: str, mimetype: str, *, user: str = "U0ALICE",
                  download_url: str | None = None, redirect_to: str | None = None) -> dict[str, Any]:
@@ -77,7 +77,7 @@ class FakeFiles:
         """``view.state.values["files"]`` of a modal whose ``file_input`` (action id ``files``) holds ``files``."""
         return {"files": {"type": "file_input", "files": [dict(f) for f in files]}}
 
-    def _files_info(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def info(self, payload: dict[str, Any]) -> dict[str, Any]:
         from demo.fake_slack import SlackError
 
         found = self._files.get(str(payload.get("file", "")))

@@ -1,8 +1,8 @@
 """``python bot.py demo``: the whole bridge offline, a short scripted session, and what Slack would show.
 
 Owns: the script (a quick send that is delivered, a modal send, a send that fails with a carrier error, a picture
-sent from a thread as MMS) and
-printing the resulting channel and threads. Needs no credentials and no network beyond loopback.
+sent from a thread as MMS, a picture arriving by MMS) and printing the resulting channel and threads. Needs no
+credentials and no network beyond loopback.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ async def _modal_send(h: Harness, to: str, body: str, user_id: str) -> None:
         raise RuntimeError(f"modal submission refused: {response.status} {response.body}")
 
 
-# -- issue 11: a 1×1 PNG someone attaches in Slack.
+# -- issue 11: a 1×1 PNG: the picture someone attaches in Slack, and the one the stranger sends.
 _PICTURE = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
 
@@ -57,6 +57,20 @@ async def _picture_goes_out(h: Harness) -> None:
               f"{fetch.length} bytes")
     if not fetched:
         print("  (no picture was fetched!)")
+async def _picture_arrives(h: Harness) -> None:
+    """An MMS with a picture: the simulator hosts it like a SignalWire space, the bot downloads it from there and
+    uploads it into the conversation's thread, after the text."""
+    _step("the stranger sends a photo “This is the storefront”: the picture appears in their thread")
+    media = [{"content_type": "image/png", "data_base64": base64.b64encode(_PICTURE).decode(),
+              "filename": "storefront.png"}]
+    request = {"from": "+15552220199", "to": FROM_NUMBER, "body": "This is the storefront", "media": media,
+               "url": f"{h.bot_url}/signalwire/inbound"}
+    async with h.session.post(f"{h.sim_url}/_sim/inbound", json=request) as resp:
+        resp.raise_for_status()
+    await h.settle()
+    parent = h.slack.messages(INBOUND)[-1]
+    shared = h.slack.uploads.shared_in(INBOUND, parent.ts)
+    print(f"  uploaded into the thread: {', '.join(f'{f.filename} ({f.length} bytes)' for f in shared) or 'nothing!'}")
 
 
 async def run_demo() -> int:
@@ -95,6 +109,7 @@ async def run_demo() -> int:
                                              url=f"{h.bot_url}/signalwire/inbound")
             await h.settle()
             await _picture_goes_out(h)
+            await _picture_arrives(h)
 
             print("\nWhat Slack shows:\n")
             print(h.slack.transcript(CHANNEL))

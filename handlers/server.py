@@ -31,6 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.config import Config
 from bridge.logs import REQUEST_ID, REQUEST_ID_HEADER, bind_request_id
+from bridge.media_in import InboundMedia
 from bridge.metrics import Metrics, metered
 from bridge.model import SlackReply
 from bridge.recovery import Recovery, Retention
@@ -42,8 +43,12 @@ from handlers.limits import GuardedRunner, Limits, body_deadline_middleware
 from handlers.ops import MetricsRoute, Readiness, healthz
 from handlers.prompt_ack import PromptAckRunner
 from handlers.slack_out import SlackOut, make_web_client
+from handlers.slack_uploads import SlackFilesOut
 from handlers.web import SignalWireRoutes
 from sw_api.client import SignalWireClient
+from sw_api.media import MediaFetcher
+from sw_api.media_policy import MediaPolicy
+from sw_api.sansio import base_url_for_space
 
 log = logging.getLogger("handlers.server")
 
@@ -229,6 +234,14 @@ def create_app(config: Config) -> web.Application:
             timeout=aiohttp.ClientTimeout(total=effective.signalwire_timeout, sock_connect=3),
         )
         slack_client = make_web_client(effective.slack_bot_token, effective.slack_api_url, metrics)
+        # -- issue 11: mms-in — inbound MMS pictures: fetched from the space (or SIGNALWIRE_MEDIA_HOSTS) only.
+        media = InboundMedia(
+            MediaFetcher(session, MediaPolicy(base_url_for_space(effective.signalwire_space_url),
+                                              effective.signalwire_media_hosts, effective.media_max_inbound_bytes,
+                                              effective.media_fetch_timeout),
+                         project_id=effective.signalwire_project_id, api_token=effective.signalwire_api_token),
+            SlackFilesOut(slack_client, session),
+        )
         bridge = Bridge(
             store=store, signalwire=signalwire, slack=SlackOut(slack_client),
             tokens=CallbackTokens(await store.secret("callback"), effective.public_url),
@@ -238,7 +251,7 @@ def create_app(config: Config) -> web.Application:
                 stuck_after=effective.stuck_after, sweep_interval=effective.sweep_interval,
                 stale_submitting=effective.signalwire_timeout + 60, message_lease=effective.lease_seconds,
             ),
-            outbox_options={"lease": effective.lease_seconds, **effective.outbox_pacing},
+            outbox_options={"lease": effective.lease_seconds, **effective.outbox_pacing, "media": media},
             ack_store=ack_store,
         )
         bolt, replies = build_bolt(effective, bridge, slack_client)

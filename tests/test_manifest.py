@@ -29,6 +29,7 @@ EXPECTED_BOT_SCOPES = {
     "groups:history",
     "reactions:write",
     "files:read",  # -- issue 11: outbound MMS (download the pictures of thread replies and the form)
+    "files:write",  # issue 11: mms-in (inbound MMS pictures uploaded into the thread)
 }
 
 

@@ -149,7 +149,9 @@ async def test_inbound_with_1000_media_items_is_one_post_with_the_rest_counted(h
     media = [(f"https://media.example/{i}.jpg", "image/jpeg") for i in range(1000)]
     assert await text_in(h, "look at all these", media) == 200
     [parent] = h.slack.messages(INBOUND)
-    assert h.slack.call_count("chat.postMessage") == 1
+    # The text, then (issue 11) one "not shown here" reply per kept attachment: media.example is no media host.
+    assert h.slack.call_count("chat.postMessage") == 1 + 10
+    assert len(h.slack.thread(INBOUND, parent.ts)) == 10
     assert "look at all these" in parent.text
     assert "attachment 10 (image/jpeg)" in parent.text and "attachment 11 " not in parent.text
     assert "+990 more attachments not shown" in parent.text

@@ -92,7 +92,10 @@ async def test_media_only_and_duplicate_delivery_post_once(h: Harness) -> None:
     assert first.status == second.status == 200
     [parent] = h.slack.messages(INBOUND)
     assert "image/png" in parent.text
-    assert h.slack.call_count("chat.postMessage") == 1
+    # The text and (issue 11) one reply saying why the picture is not shown (media.example is no media host).
+    [why] = h.slack.thread(INBOUND, parent.ts)
+    assert "not an allowed host: media.example" in why.text
+    assert h.slack.call_count("chat.postMessage") == 2
 
 
 async def test_later_texts_go_into_the_same_thread(h: Harness) -> None:

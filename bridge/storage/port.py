@@ -369,3 +369,11 @@ class Store(Protocol):
 
     async def prune_media(self, before: datetime, limit: int) -> int:
         """Delete at most ``limit`` pictures that expired before ``before``, oldest first; returns how many."""
+
+    # -- issue 11: mms-in (no schema change: the outbox's ``result`` column holds the recorded value)
+
+    async def outbox_note_result(self, item_id: int, owner: str, result: str) -> bool:
+        """Record ``result`` on an undone item while ``owner`` holds its claim, before the attempt finishes (an
+        upload's file id, so a retry after a crash resumes that upload instead of starting another); False, and
+        nothing written, if ``owner`` no longer holds the claim. A later ``outbox_retry`` / ``outbox_done`` writes
+        the result again."""

@@ -13,8 +13,10 @@ Control routes (no auth, for tests and the demo running the bot out of process):
     POST /_sim/faults    {"kind", "status"?, "create"?, "retry_after"?, "hang_seconds"?, "count"?}
     POST /_sim/settings  {"latency"?, "step_delay"?, "duplicate_callbacks"?, "reorder_callbacks"?,
                           "drop_callbacks"?, "inbound_url"?, "inbound_format"?}
-    POST /_sim/inbound   {"from", "to", "body", "media"?: [[url, content_type]], "format"?, "url"?,
-                          "message_id"?} → {"message_id", "status", "text", "error"}
+    POST /_sim/inbound   {"from", "to", "body", "media"?: [[url, content_type] | {"content_type", "data_base64"?,
+                          "size"?, "redirect"?}], "format"?, "url"?, "message_id"?} → {"message_id", "status", "text",
+                          "error"}   (objects are hosted by the simulator: sw_api.simulator.media_host)
+    GET  /_sim/media     the requests made for hosted media
     GET  /_sim/messages  every message with its body and status;  GET /_sim/callbacks  every callback attempt
     POST /_sim/reset
 """
@@ -34,7 +36,7 @@ import aiohttp
 from aiohttp import web
 
 from sw_api.models import MessageStatus
-from sw_api.simulator import logs
+from sw_api.simulator import logs, media_host
 from sw_api.simulator.config import Fault, Outcome
 from sw_api.simulator.engine import Simulator
 from sw_api.simulator.validation import CreateRequest, validate_create
@@ -265,11 +267,10 @@ async def control_inbound(request: web.Request) -> web.StreamResponse:
     from_, to = _get(data, "from", str), _get(data, "to", str)
     if not from_ or not to:
         raise _BadControl("from and to are required")
-    media = []
-    for item in _get(data, "media", list, []):
-        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
-            raise _BadControl("media must be a list of [url, content_type] pairs")
-        media.append((item[0], item[1]))
+    try:  # [url, content_type] pairs, or files the simulator hosts itself (sw_api.simulator.media_host)
+        media = request.app[media_host.MEDIA_HOST_KEY].entries(str(request.url.origin()), _get(data, "media", list, []))
+    except ValueError as exc:
+        raise _BadControl(str(exc)) from None
     simulator = request.app[SIMULATOR_KEY]
     try:
         delivery = await simulator.inject_inbound(
@@ -340,4 +341,5 @@ def create_app(simulator: Simulator) -> web.Application:
     app.router.add_get("/_sim/messages", control_messages)
     app.router.add_get("/_sim/callbacks", control_callbacks)
     app.router.add_post("/_sim/reset", control_reset)
+    media_host.register(app, simulator)  # issue 11: mms-in — GET /media/…, GET /_sim/media
     return app

@@ -217,3 +217,11 @@ class OutboxSql(PgBase):
 
     async def outbox_prune(self, before: datetime) -> int:
         return await self._execute("DELETE FROM slack_outbox WHERE done_at < $1 OR failed_at < $1", before)
+
+    # -- issue 11: mms-in
+
+    async def outbox_note_result(self, item_id: int, owner: str, result: str) -> bool:
+        count = await self._execute(
+            f"UPDATE slack_outbox SET result = $3 WHERE id = $1 AND claimed_by = $2 AND {_UNDONE}",
+            item_id, owner, result)
+        return count == 1

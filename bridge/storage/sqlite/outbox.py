@@ -273,3 +273,12 @@ class OutboxSql:
         return await self._write(
             "DELETE FROM slack_outbox WHERE done_at < ? OR failed_at < ?", (cutoff, cutoff)
         )
+
+    # -- issue 11: mms-in
+
+    async def outbox_note_result(self, item_id: int, owner: str, result: str) -> bool:
+        count = await self._write(
+            f"UPDATE slack_outbox SET result = ? WHERE id = ? AND claimed_by = ? AND {_UNDONE}",
+            (result, item_id, owner),
+        )
+        return count == 1
