@@ -28,6 +28,8 @@ from bridge.storage.rows import outbound_from_row
 from bridge.storage.sqlite.admin import SqliteAdmin
 from bridge.storage.sqlite.audit import AUDIT_MIGRATION, AuditSql
 from bridge.storage.sqlite.batch import GroupCommit, Work
+from bridge.storage.sqlite.compliance import MIGRATION as COMPLIANCE_MIGRATION
+from bridge.storage.sqlite.compliance import ComplianceSql
 from bridge.storage.sqlite.outbox import MIGRATION as OUTBOX_MIGRATION
 from bridge.storage.sqlite.outbox import OutboxSql, insert_statements
 from bridge.storage.sqlite.timefmt import db_time, py_time
@@ -114,6 +116,10 @@ MIGRATIONS: Mapping[int, str] = {
     ALTER TABLE outbound ADD COLUMN claimed_until TEXT;
     ALTER TABLE slack_outbox ADD COLUMN claimed_by TEXT;
     """,
+    # -- issue 11: compliance
+    # 13: the block list, auto-replies keyed by their inbound text and kind, audit actions for both
+    # (bridge.storage.sqlite.compliance).
+    13: COMPLIANCE_MIGRATION,
 }
 
 # The database holds the callback HMAC secret and message bodies: owner-only, like a key file.
@@ -177,7 +183,7 @@ def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
     )
 
 
-class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql):
+class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql, ComplianceSql):
     """One aiosqlite connection (SQLite serialises writers anyway); WAL so readers never block the writer."""
 
     schema_latest = max(MIGRATIONS)
