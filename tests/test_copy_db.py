@@ -10,7 +10,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from bridge.model import AuditAction, OutboxWrite, SendRequest, SlackReply
+from bridge.model import (
+    AUTO_REPLY_ORIGIN,
+    AuditAction,
+    AutoReply,
+    AutoReplyKind,
+    OutboxWrite,
+    SendRequest,
+    SlackReply,
+)
 from bridge.storage.engines import open_store
 from bridge.storage.port import Store
 from sw_api.models import InboundMessage, MessageStatus
@@ -46,6 +54,13 @@ async def populate(store: Store) -> None:
     await store.outbox_add("thread:ref0", "update", "ref0", "C0GENERAL", {"n": 1}, T0)
     await store.audit_add(at=T0, user_id="U0ALICE", channel_id="C0GENERAL", action=AuditAction.SEND, to_number=THEIRS,
                           from_number=OURS, ref="ref0")
+    # -- issue 11: compliance (migration 13): a blocked number, an inbound HELP and its auto-reply
+    await store.block_number("+15550002222", "spam", "U0ALICE", T0)
+    await store.record_inbound(
+        InboundMessage(message_id="in-2", from_=THEIRS, to=OURS, body="HELP"), opt_out=None, opt_in=False, items=[],
+        now=T0, auto_reply=AutoReply("auto1", AutoReplyKind.HELP, SendRequest(
+            user_id="sms-bridge", channel_id="C0GENERAL", to=THEIRS, from_=OURS, body="help text",
+            origin=AUTO_REPLY_ORIGIN)))
 
 
 async def _bot(*args: str) -> tuple[int, str, str]:
