@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from bridge.compliance import DEFAULT_HELP_TEXT, DEFAULT_STOP_TEXT
-from bridge.model import AUTO_REPLY_ORIGIN, AuditAction
+from bridge.config import Config, ConfigError
+from bridge.model import AUTO_REPLY_ORIGIN, AuditAction, AutoReplyKind
 from demo.fake_slack import SlackMessage
 from demo.harness import FROM_NUMBER, Harness, running_bridge
 from sw_api.models import MessageStatus
@@ -203,3 +204,32 @@ def _signed_inbound(h: Harness, message_id: str, text: str) -> tuple[bytes, dict
     url = h.bot_url + "/signalwire/inbound"
     return body, {"Content-Type": "application/json",
                   SIGNATURE_HEADER: sign_json(h.simulator.config.signing_key, url, body)}
+
+
+# -- configuration (bridge.config): checked at start-up, naming the variable ----------------------------------------
+
+BASE_ENV = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SIGNALWIRE_SPACE_URL": "simulator"}
+
+
+@pytest.mark.parametrize(("name", "value", "problem"), [
+    ("STOP_REPLY_TEXT", "{brand}: bye {name}", "unknown placeholder {name}"),
+    ("START_REPLY_TEXT", "{0} is back", "unknown placeholder {0}"),
+    ("HELP_REPLY_TEXT", "{brand: help", "not a valid template"),
+    ("HELP_REPLY_TEXT", "x" * 1601, "at most 1600"),
+    ("COMPLIANCE_AUTO_REPLY", "yes", "exactly true or false"),
+    ("BRAND_NAME", " ", "must not be empty"),
+])
+def test_bad_compliance_settings_stop_start_up_naming_the_variable(name: str, value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env({**BASE_ENV, name: value})
+    assert caught.value.name == name and problem in str(caught.value)
+
+
+def test_compliance_settings_and_their_defaults() -> None:
+    default = Config.from_env(BASE_ENV).compliance
+    assert default.enabled and default.render(AutoReplyKind.STOP) == STOP_SMS
+    assert default.render(AutoReplyKind.HELP) == HELP_SMS
+    custom = Config.from_env({**BASE_ENV, "COMPLIANCE_AUTO_REPLY": "false", "BRAND_NAME": "Acme",
+                              "HELP_CONTACT": "+1 555 0100", "HELP_REPLY_TEXT": "{brand} {{help}}: {contact}"})
+    assert not custom.compliance.enabled
+    assert custom.compliance.render(AutoReplyKind.HELP) == "Acme {help}: +1 555 0100"
