@@ -1,6 +1,6 @@
 """Sending: from a validated request to SignalWire, in order, with every outcome stored before anything else.
 
-Owns: ``Sending`` — the opt-out check and the bounded recording of an intent before Slack is answered
+Owns: ``Sending`` — the opt-out and block-list check and the bounded recording of an intent before Slack is answered
 (``accept``, ``accept_retry``: what is acknowledged is never lost, what is refused is never sent), posting the
 parent (once, looked up after a crash), the POST to SignalWire under the message's lease (``process``: of several
 replicas one sends), its outcomes (accepted → ``Receipts.adopt``, rejected, rate limited, unknown → told at once

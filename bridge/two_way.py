@@ -1,7 +1,9 @@
 """Two-way conversations: inbound texts into per-contact Slack threads, thread replies out as SMS, STOP/START/HELP.
 
-Owns: storing an inbound SMS durably with its opt-out / opt-in and its Slack posts (the outbox routes it to its
-conversation's thread, or a new parent in the inbound channel), duplicate suppression, and turning a human's
+Owns: storing an inbound SMS durably with its opt-out / opt-in, its Slack posts (the outbox routes it to its
+conversation's thread, or a new parent in the inbound channel) and its compliance auto-reply (issue 11: the STOP /
+START / HELP answer, stored in the same transaction and sent through ``Bridge.process``; a blocked number's text is
+marked), duplicate suppression, and turning a human's
 thread reply into a ``SendRequest`` for ``Bridge.submit`` (which refuses opted-out numbers for every send path).
 Must not import: aiohttp's server side, Slack packages, ``handlers``. Slack is reached through ``Bridge.outbox``.
 """
@@ -78,9 +80,10 @@ class TwoWay:
     async def receive(self, message: InboundMessage) -> bool:
         """Store one inbound text durably; False for a duplicate delivery (already stored: nothing changes).
 
-        One transaction stores the text, applies STOP/START and queues its Slack posts (the text, 📨 on the
-        parent of an existing thread, the keyword notice), so once this returns SignalWire may be answered: the
-        outbox delivers them, across crashes. If the transaction did not commit, nothing happened and
+        One transaction stores the text, applies STOP/START, queues its Slack posts (the text, 📨 on the
+        parent of an existing thread, the keyword notice) and stores its auto-reply, if it is a keyword and
+        auto-replies are on (sent right after; after a crash, by the sweeper), so once this returns SignalWire
+        may be answered: the outbox delivers them, across crashes. If the transaction did not commit, nothing happened and
         SignalWire's redelivery does it all. Routing (existing thread or a new parent) is decided at delivery.
         """
         keyword = conv.classify_keyword(message.body)

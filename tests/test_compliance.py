@@ -24,7 +24,7 @@ from bridge.model import AUTO_REPLY_ORIGIN, AuditAction, AutoReplyKind
 from demo.fake_slack import SlackMessage
 from demo.harness import FROM_NUMBER, Harness, running_bridge
 from sw_api.models import MessageStatus
-from sw_api.simulator import InboundDelivery, Outcome
+from sw_api.simulator import Fault, InboundDelivery, Outcome
 from sw_api.webhooks import SIGNATURE_HEADER, sign_json
 from tests.pg import throwaway_database
 
@@ -233,3 +233,40 @@ def test_compliance_settings_and_their_defaults() -> None:
                               "HELP_CONTACT": "+1 555 0100", "HELP_REPLY_TEXT": "{brand} {{help}}: {contact}"})
     assert not custom.compliance.enabled
     assert custom.compliance.render(AutoReplyKind.HELP) == "Acme {help}: +1 555 0100"
+
+
+# -- the durable sending pipeline applies to auto-replies ------------------------------------------------------------
+
+FAST = {"INBOUND_CHANNEL": INBOUND, "RECONCILE_GRACE_SECONDS": "1", "SWEEP_INTERVAL_SECONDS": "0.1",
+        "SIGNALWIRE_TIMEOUT_SECONDS": "1"}
+
+
+async def _until_delivered_in_thread(h: Harness, parent: SlackMessage, timeout: float = 20.0) -> list[str]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        await h.settle()
+        texts = thread_texts(h, INBOUND, parent)
+        notice = next((i for i, t in enumerate(texts) if "Auto-reply" in t), None)
+        if notice is not None and any("Delivered" in t for t in texts[notice:]):
+            return texts
+        assert loop.time() < deadline, texts
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize(("fault", "told"), [
+    (Fault(kind="status", status=500, create=True), "Found it"),
+    (Fault(kind="status", status=503, create=False), "sending it once more"),
+], ids=["created-despite-a-500", "not-created-503"])
+async def test_an_auto_reply_with_an_unclear_answer_is_reconciled_and_sent_once(
+        tmp_path: Path, fault: Fault, told: str) -> None:
+    async with running_bridge(tmp_path, env=FAST) as h:
+        await text_in(h, "hello")
+        [parent] = h.slack.messages(INBOUND)
+        h.simulator.add_fault(fault)
+        await text_in(h, "HELP")
+        texts = await _until_delivered_in_thread(h, parent)
+        assert h.simulator.created_count(PHONE) == 1, "never sent twice, never lost"
+        assert sent(h) == [(PHONE, FROM_NUMBER, HELP_SMS)]
+        assert any(told in t for t in texts), texts
+        assert not h.slack.called("chat.update"), "the person's text (the thread's parent) is never repainted"
