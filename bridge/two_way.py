@@ -83,8 +83,9 @@ class TwoWay:
         One transaction stores the text, applies STOP/START, queues its Slack posts (the text, 📨 on the
         parent of an existing thread, the keyword notice) and stores its auto-reply, if it is a keyword and
         auto-replies are on (sent right after; after a crash, by the sweeper), so once this returns SignalWire
-        may be answered: the outbox delivers them, across crashes. If the transaction did not commit, nothing happened and
-        SignalWire's redelivery does it all. Routing (existing thread or a new parent) is decided at delivery.
+        may be answered: the outbox delivers them, across crashes. If the transaction did not commit, nothing
+        happened and SignalWire's redelivery does it all. Routing (existing thread or a new parent) is decided at
+        delivery.
         """
         keyword = conv.classify_keyword(message.body)
         now = utcnow()
