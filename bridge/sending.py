@@ -273,6 +273,13 @@ class Sending:
     async def post_to_signalwire(self, sms: OutboundSms) -> OutboundSms:
         """One POST, under the message's lease (``claims.hold``, held by the caller). Every outcome is stored before
         anything else happens."""
+        # -- issue 11: checked again right before every POST (a first one, a 429's retry, a reconciled re-send): a
+        # message that waited (rate limited, unknown) is not sent once the number opted out or was blocked meanwhile.
+        # The store decided at creation which auto-replies may go (``OPT_OUT_EXEMPT``); a Retry of one was checked.
+        if not (sms.origin == AUTO_REPLY_ORIGIN and sms.retry_of is None):
+            refusal = await self.opt_out_refusal(sms.from_, sms.to)
+            if refusal is not None:
+                return await self._refused_late(sms, refusal)
         sms = await self.store.mark_submitting(sms.ref, utcnow())
         try:
             message = await self.signalwire.send_message(
@@ -327,6 +334,19 @@ class Sending:
         return await self._stored(lambda: self.receipts.adopt(accepted, message.id, message.number_of_segments,
                                                      message.status, message.error_code, message.error_message,
                                                      message.created_at))
+
+    async def _refused_late(self, sms: OutboundSms, refusal: str) -> OutboundSms:
+        """Opted out or blocked while the message waited: never POSTed; the thread (and the parent) say why."""
+        pending = sms
+        sms = await self._stored(lambda: self.store.mark_rejected(
+            pending.ref, None, "blocked or opted out before it was sent", utcnow()))
+        await self.store.count("rejected_opted_out")
+        log.info("send refused before the POST ref=%s: %s blocked or opted out", sms.ref, mask_number(sms.to))
+        await self.receipts.audit_outcome(sms, "rejected")
+        await self.display.react_outcome(sms, failed=True)
+        await self.display.refresh_parent(sms)
+        await self.display.reply(sms, refusal)
+        return sms
 
     async def tell_checking(self, sms: OutboundSms, cause: str) -> None:
         """An unknown outcome, told at once: ``cause`` (one clause), that the logs are being checked, and when the

@@ -7,15 +7,17 @@ confirmation is not; every change is audited; the list is private; who may not s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bridge.model import AuditAction
+from bridge.model import AuditAction, SendState
 from demo.harness import FROM_NUMBER, Harness, running_bridge
-from sw_api.simulator import InboundDelivery
+from sw_api.simulator import Fault, InboundDelivery
 
 INBOUND = "C0INBOUND"
 GENERAL = "C0GENERAL"
@@ -156,3 +158,26 @@ async def test_bad_block_commands_are_explained_and_change_nothing(h: Harness, t
 async def test_help_text_mentions_the_block_commands(h: Harness) -> None:
     usage = await command(h, "help")
     assert "/sms block +1 555 123 4567" in usage and "/sms unblock" in usage and "/sms blocked" in usage
+
+
+async def test_a_message_waiting_out_a_429_is_not_sent_once_its_number_is_blocked(tmp_path: Path) -> None:
+    env = {"INBOUND_CHANNEL": INBOUND, "SWEEP_INTERVAL_SECONDS": "0.1"}
+    async with running_bridge(tmp_path, env=env) as h:
+        # SignalWire keeps answering 429: the message stays pending and is tried again after each Retry-After.
+        h.simulator.add_fault(Fault(kind="status", status=429, retry_after=0.2, count=100_000))
+        answer = await h.driver.slash_command(f"{PHONE} sent before the block")
+        assert answer.status == 200 and answer.body == ""
+        await command(h, f"block {PHONE} asked us to stop by phone")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while True:
+            [parent] = h.slack.messages(GENERAL) or [None]
+            replies = [] if parent is None else [m.text for m in h.slack.thread(GENERAL, parent.ts)]
+            if any("<@U0ALICE> blocked +1 555-123-4567: asked us to stop by phone" in t for t in replies):
+                break
+            assert loop.time() < deadline, replies
+            await asyncio.sleep(0.1)
+        await h.settle()
+        assert h.simulator.created_count(PHONE) == 0
+        [stored] = await h.bridge.store.due([SendState.REJECTED], datetime.now(UTC))
+        assert stored.body == "sent before the block" and stored.state is SendState.REJECTED
