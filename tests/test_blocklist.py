@@ -171,8 +171,7 @@ async def test_a_message_waiting_out_a_429_is_not_sent_once_its_number_is_blocke
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 20
         while True:
-            [parent] = h.slack.messages(GENERAL) or [None]
-            replies = [] if parent is None else [m.text for m in h.slack.thread(GENERAL, parent.ts)]
+            replies = [m.text for parent in h.slack.messages(GENERAL) for m in h.slack.thread(GENERAL, parent.ts)]
             if any("<@U0ALICE> blocked +1 555-123-4567: asked us to stop by phone" in t for t in replies):
                 break
             assert loop.time() < deadline, replies
