@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from bridge.compliance import BlockCommandError, block_command
 from bridge.model import SendRequest
 from bridge.slack_text import replace_tel_links, unescape_slack
 from sw_api.text import MAX_BODY_CHARS, MAX_MEDIA, InvalidNumber, format_number, normalize_number, normalize_sender
@@ -20,6 +21,8 @@ USAGE = (
     "• `/sms +1 555 123 4567 Running 10 min late` sends right away\n"
     "• `/sms` opens a form (pick the sender number, add pictures, choose the channel for receipts)\n"
     "• Numbers can be typed as `+15551234567`, `+1 555-123-4567` or `(555) 123-4567` ({region} numbers)\n"
+    "• `/sms block +1 555 123 4567 reason` stops every text to that number (for the whole team); "
+    "`/sms unblock +1 555 123 4567` lifts it; `/sms blocked` lists them\n"
     "Delivery receipts appear in the thread of the message the bot posts."
 )
 
@@ -40,7 +43,7 @@ class ComposeError(ValueError):
 class SlashInput:
     """What ``/sms`` asked for: ``help``, the compose modal, or a quick send (number and text as typed)."""
 
-    kind: str  # "help" | "modal" | "send"
+    kind: str  # "help" | "modal" | "send" | "block" | "unblock" | "blocked" (number normalised, text: the reason)
     number: str = ""
     text: str = ""
 
@@ -66,6 +69,13 @@ def parse_slash_text(raw: str, default_region: str) -> SlashInput:
         return SlashInput("modal")
     if text.lower() in ("help", "-h", "--help", "?"):
         return SlashInput("help")
+    # -- issue 11: the block list (``/sms block NUMBER [reason]``, ``/sms unblock NUMBER``, ``/sms blocked``)
+    try:
+        block = block_command(text.split(None, 1)[0], text, default_region)
+    except BlockCommandError as exc:
+        raise ComposeError("to", exc.message) from exc
+    if block is not None:
+        return SlashInput(block.action, number=block.number, text=block.reason)
     words = list(re.finditer(r"\S+", text))
     run = 0
     while run < len(words) and _NUMBER_TOKEN.match(words[run].group()):

@@ -7,13 +7,22 @@ Must not import: aiohttp, Slack packages, ``handlers``. ``bot.py`` calls ``Confi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import phonenumbers
 
+from bridge.compliance import (
+    DEFAULT_BRAND,
+    DEFAULT_CONTACT,
+    DEFAULT_HELP_TEXT,
+    DEFAULT_START_TEXT,
+    DEFAULT_STOP_TEXT,
+    ComplianceTexts,
+)
+from bridge.model import AutoReplyKind
 from sw_api.media_policy import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_SECONDS, MB, parse_media_hosts
 from sw_api.sansio import base_url_for_space
 from sw_api.text import InvalidNumber, normalize_sender
@@ -83,6 +92,20 @@ class Config:
     signalwire_media_hosts: tuple[str, ...] = ()
     media_max_inbound_bytes: int = DEFAULT_MAX_BYTES
     media_fetch_timeout: float = DEFAULT_TIMEOUT_SECONDS
+    # -- issue 11: compliance (STOP / START / HELP auto-replies; bridge.compliance)
+    compliance_auto_reply: bool = True  # COMPLIANCE_AUTO_REPLY=false: no auto-reply (the carrier answers itself)
+    brand_name: str = DEFAULT_BRAND
+    help_contact: str = DEFAULT_CONTACT
+    stop_reply_text: str = DEFAULT_STOP_TEXT
+    start_reply_text: str = DEFAULT_START_TEXT
+    help_reply_text: str = DEFAULT_HELP_TEXT
+
+    @property
+    def compliance(self) -> ComplianceTexts:
+        """The auto-replies as ``bridge.two_way`` sends them."""
+        return ComplianceTexts(enabled=self.compliance_auto_reply, brand=self.brand_name, contact=self.help_contact,
+                               stop_text=self.stop_reply_text, start_text=self.start_reply_text,
+                               help_text=self.help_reply_text)
 
     def __repr__(self) -> str:
         return (
@@ -282,7 +305,10 @@ class Config:
         media_max_bytes = whole("MEDIA_MAX_INBOUND_BYTES", str(DEFAULT_MAX_BYTES), 1024, 100 * MB, "bytes")
         media_timeout = seconds("MEDIA_FETCH_TIMEOUT_SECONDS", "20", 1, 300)
 
+        texts = _compliance(get)
         return cls(
+            compliance_auto_reply=texts.enabled, brand_name=texts.brand, help_contact=texts.contact,
+            stop_reply_text=texts.stop_text, start_reply_text=texts.start_text, help_reply_text=texts.help_text,
             **durations,
             signalwire_media_hosts=media_hosts,
             media_max_inbound_bytes=media_max_bytes,
@@ -337,3 +363,30 @@ def _slack_ids(text: str, name: str, pattern: str, what: str, example: str) -> t
         if entry not in ids:
             ids.append(entry)
     return tuple(ids)
+
+
+# -- issue 11: compliance -------------------------------------------------------------------------------------
+
+_TEXT_VARIABLES = {AutoReplyKind.STOP: "STOP_REPLY_TEXT", AutoReplyKind.START: "START_REPLY_TEXT",
+                   AutoReplyKind.HELP: "HELP_REPLY_TEXT"}
+_TEXT_DEFAULTS = {AutoReplyKind.STOP: DEFAULT_STOP_TEXT, AutoReplyKind.START: DEFAULT_START_TEXT,
+                  AutoReplyKind.HELP: DEFAULT_HELP_TEXT}
+
+
+def _compliance(get: Callable[[str, str], str]) -> ComplianceTexts:
+    """``COMPLIANCE_AUTO_REPLY``, ``BRAND_NAME``, ``HELP_CONTACT`` and the three texts, each checked now: an unknown
+    ``{placeholder}`` or a text too long for an SMS stops the start, naming its variable."""
+    switch = get("COMPLIANCE_AUTO_REPLY", "true")
+    if switch not in ("true", "false"):
+        raise ConfigError("COMPLIANCE_AUTO_REPLY", "must be exactly true or false", "false")
+    brand = get("BRAND_NAME", DEFAULT_BRAND)
+    if not brand:
+        raise ConfigError("BRAND_NAME", "must not be empty: carriers expect every auto-reply to name the sender",
+                          "Acme Bikes")
+    texts = ComplianceTexts(
+        enabled=switch == "true", brand=brand, contact=get("HELP_CONTACT", DEFAULT_CONTACT),
+        stop_text=get("STOP_REPLY_TEXT", DEFAULT_STOP_TEXT), start_text=get("START_REPLY_TEXT", DEFAULT_START_TEXT),
+        help_text=get("HELP_REPLY_TEXT", DEFAULT_HELP_TEXT))
+    for kind, problem in texts.problems().items():
+        raise ConfigError(_TEXT_VARIABLES[kind], problem, repr(_TEXT_DEFAULTS[kind]))
+    return texts

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge import render
-from bridge.model import OutboundSms
+from bridge.model import AUTO_REPLY_ORIGIN, OutboundSms
 from bridge.outbox import OutboxBatch, ParentView, ReceiptView, SlackOutbox
 from bridge.ports import utcnow
 from bridge.storage.port import Store
@@ -43,7 +43,8 @@ class ThreadDisplay:
     async def refresh_parent(self, sms: OutboundSms, *, out: Enqueue | None = None) -> None:
         """Queue a repaint of the parent; it is rendered from the store when delivered, so bursts coalesce."""
         # A thread reply's parent is the conversation's (another message or an inbound text): never repaint it.
-        if sms.origin == "reply":
+        # Nor an auto-reply's (issue 11): it is shown in the thread of the text it answers.
+        if sms.origin in ("reply", AUTO_REPLY_ORIGIN):
             return
         await (out or self.outbox).update_parent(sms.ref, sms.channel_id)
 
@@ -67,7 +68,7 @@ class Parents:
 
     async def render_parent(self, ref: str) -> ParentView | None:
         sms = await self.store.get_outbound(ref)
-        if sms is None or sms.origin == "reply":
+        if sms is None or sms.origin in ("reply", AUTO_REPLY_ORIGIN):
             return None
         return ParentView(sms.channel_id, sms.parent_ts, render.parent_text(sms),
                           render.parent_blocks(sms, simulated=self.simulated))

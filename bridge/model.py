@@ -134,6 +134,10 @@ class AuditAction(enum.StrEnum):
     RETRY = "retry"      # the Retry button on a failed message
     REPLY = "reply"      # a thread reply texted to the conversation
     REFUSED = "refused"  # any of the above, refused by the policy (``reason`` says why)
+    # -- issue 11: compliance (migration 13)
+    AUTO_REPLY = "auto-reply"  # a STOP/START/HELP confirmation texted by the bridge itself (``reason``: its kind)
+    BLOCK = "block"            # /sms block: ``to_number`` blocked by ``user_id`` (``reason``: theirs)
+    UNBLOCK = "unblock"        # /sms unblock
 
 
 # Everything but a refusal is a send attempt and counts towards the rate limit.
@@ -257,3 +261,41 @@ class MediaItem:
     data: bytes
     created_at: datetime
     expires_at: datetime
+# -- issue 11: compliance (auto-replies and the block list, migration 13) --------------------------------------
+
+# The ``origin`` of an outbound message the bridge texts by itself in answer to a keyword (STOP, START, HELP).
+AUTO_REPLY_ORIGIN = "auto-reply"
+
+
+class AutoReplyKind(enum.StrEnum):
+    STOP = "stop"    # the opt-out confirmation
+    START = "start"  # the resubscribe confirmation
+    HELP = "help"    # the help text (HELP / INFO)
+
+
+# The only texts ever sent to a number that opted out (or that the team blocked): carriers expect the STOP
+# confirmation and an answer to HELP whatever the subscription state. Every other send is refused by the store.
+OPT_OUT_EXEMPT = frozenset({AutoReplyKind.STOP, AutoReplyKind.HELP})
+
+
+@dataclass(frozen=True, slots=True)
+class AutoReply:
+    """The auto-reply an inbound keyword text asks for, stored by ``record_inbound`` in the same transaction as the
+    text (so SignalWire's redelivery, or a second replica, never makes another): ``request`` becomes outbound
+    message ``ref`` (origin ``AUTO_REPLY_ORIGIN``) and ``items`` (its notice in the thread) are queued with it —
+    unless the number opted out or is blocked and ``kind`` is not in ``OPT_OUT_EXEMPT``: then nothing is stored."""
+
+    ref: str
+    kind: AutoReplyKind
+    request: SendRequest
+    items: tuple[OutboxWrite, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedNumber:
+    """A number the team blocked (``/sms block``): nothing is sent to it from any of our numbers."""
+
+    number: str
+    reason: str
+    blocked_by: str
+    blocked_at: datetime

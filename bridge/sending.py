@@ -1,6 +1,6 @@
 """Sending: from a validated request to SignalWire, in order, with every outcome stored before anything else.
 
-Owns: ``Sending`` — the opt-out check and the bounded recording of an intent before Slack is answered
+Owns: ``Sending`` — the opt-out and block-list check and the bounded recording of an intent before Slack is answered
 (``accept``, ``accept_retry``: what is acknowledged is never lost, what is refused is never sent), posting the
 parent (once, looked up after a crash), the POST to SignalWire under the message's lease (``process``: of several
 replicas one sends), its outcomes (accepted → ``Receipts.adopt``, rejected, rate limited, unknown → told at once
@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 
 from bridge import render
 from bridge.claims import MESSAGE_LEASE, MessageClaims
+from bridge.compliance import block_refusal
 from bridge.conversations import opted_out_refusal
 from bridge.display import ThreadDisplay
-from bridge.model import OutboundSms, SendRequest, SendState, new_ref
+from bridge.model import AUTO_REPLY_ORIGIN, OutboundSms, SendRequest, SendState, new_ref
 from bridge.outbox import SlackOutbox, parent_key
 from bridge.ports import SignalWireSender, SlackPort, SlackPortError, is_transient, utcnow
 from bridge.receipts import Receipts
@@ -96,7 +97,12 @@ class Sending:
         self.simulated = simulated
 
     async def opt_out_refusal(self, from_: str, to: str, *, store: Store | None = None) -> str | None:
-        """Why texting ``to`` from ``from_`` is not allowed (they opted out), or None. Every send path asks this."""
+        """Why texting ``to`` from ``from_`` is not allowed (blocked by the team, or they opted out), or None. Every
+        send path asks this (a new send asks the store in its insert: ``create_outbound_unless_opted_out``)."""
+        # -- issue 11: the team's block list comes first (it holds whichever number we text from)
+        block = await (store or self.store).get_block(to)
+        if block is not None:
+            return block_refusal(block)
         opt_out = await (store or self.store).get_opt_out(from_, to)
         if opt_out is None:
             return None
@@ -158,7 +164,7 @@ class Sending:
                 return sms
         refusal = await self.opt_out_refusal(request.from_, request.to, store=store)
         if refusal is not None:
-            log.info("send refused: %s opted out of %s (origin=%s)", mask_number(request.to),
+            log.info("send refused: %s blocked or opted out of %s (origin=%s)", mask_number(request.to),
                      mask_number(request.from_), request.origin)
             return refusal
         # A thread reply, or an opt-out withdrawn (START) between the insert and the read.
@@ -225,6 +231,12 @@ class Sending:
                 return sms
             if sms is None or sms.state is not SendState.PENDING:
                 return sms
+            if sms.origin == AUTO_REPLY_ORIGIN:
+                # Issue 11: the bridge's own answer to a keyword has no parent of its own; it is shown in the thread
+                # of the text it answers (its notice, then its receipts) and goes at once, Slack or no Slack.
+                if sms.retry_of is not None and sms.attempts == 0:
+                    await self.display.reply(sms, f"🔁 Retry by <@{sms.user_id}>: sending the auto-reply again…")
+                return await self.post_to_signalwire(sms)
             if sms.parent_ts is None and sms.attempts == 0:
                 if not await self.outbox.take_post(sms.channel_id):
                     # The channel is at Slack's posting rate: the parent waits its turn in the outbox, the SMS goes.
@@ -261,6 +273,13 @@ class Sending:
     async def post_to_signalwire(self, sms: OutboundSms) -> OutboundSms:
         """One POST, under the message's lease (``claims.hold``, held by the caller). Every outcome is stored before
         anything else happens."""
+        # -- issue 11: checked again right before every POST (a first one, a 429's retry, a reconciled re-send): a
+        # message that waited (rate limited, unknown) is not sent once the number opted out or was blocked meanwhile.
+        # The store decided at creation which auto-replies may go (``OPT_OUT_EXEMPT``); a Retry of one was checked.
+        if not (sms.origin == AUTO_REPLY_ORIGIN and sms.retry_of is None):
+            refusal = await self.opt_out_refusal(sms.from_, sms.to)
+            if refusal is not None:
+                return await self._refused_late(sms, refusal)
         sms = await self.store.mark_submitting(sms.ref, utcnow())
         try:
             message = await self.signalwire.send_message(
@@ -315,6 +334,19 @@ class Sending:
         return await self._stored(lambda: self.receipts.adopt(accepted, message.id, message.number_of_segments,
                                                      message.status, message.error_code, message.error_message,
                                                      message.created_at))
+
+    async def _refused_late(self, sms: OutboundSms, refusal: str) -> OutboundSms:
+        """Opted out or blocked while the message waited: never POSTed; the thread (and the parent) say why."""
+        pending = sms
+        sms = await self._stored(lambda: self.store.mark_rejected(
+            pending.ref, None, "blocked or opted out before it was sent", utcnow()))
+        await self.store.count("rejected_opted_out")
+        log.info("send refused before the POST ref=%s: %s blocked or opted out", sms.ref, mask_number(sms.to))
+        await self.receipts.audit_outcome(sms, "rejected")
+        await self.display.react_outcome(sms, failed=True)
+        await self.display.refresh_parent(sms)
+        await self.display.reply(sms, refusal)
+        return sms
 
     async def tell_checking(self, sms: OutboundSms, cause: str) -> None:
         """An unknown outcome, told at once: ``cause`` (one clause), that the logs are being checked, and when the
@@ -384,7 +416,7 @@ class Sending:
             media=original.media,
             send_as_mms=original.send_as_mms,
             # A retried thread reply stays a thread reply: its reactions, not a new parent, tell the outcome.
-            origin="reply" if original.origin == "reply" else "retry",
+            origin=original.origin if original.origin in ("reply", AUTO_REPLY_ORIGIN) else "retry",
             retry_of=original.ref,
             thread_ts=original.parent_ts,
             source_ts=await store.reply_source(original.ref),

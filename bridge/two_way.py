@@ -1,7 +1,9 @@
 """Two-way conversations: inbound texts into per-contact Slack threads, thread replies out as SMS, STOP/START/HELP.
 
-Owns: storing an inbound SMS durably with its opt-out / opt-in and its Slack posts (the outbox routes it to its
-conversation's thread, or a new parent in the inbound channel), duplicate suppression, and turning a human's
+Owns: storing an inbound SMS durably with its opt-out / opt-in, its Slack posts (the outbox routes it to its
+conversation's thread, or a new parent in the inbound channel) and its compliance auto-reply (issue 11: the STOP /
+START / HELP answer, stored in the same transaction and sent through ``Bridge.process``; a blocked number's text is
+marked), duplicate suppression, and turning a human's
 thread reply into a ``SendRequest`` for ``Bridge.submit`` (which refuses opted-out numbers for every send path).
 Must not import: aiohttp's server side, Slack packages, ``handlers``. Slack is reached through ``Bridge.outbox``.
 """
@@ -15,11 +17,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
 
+from bridge import compliance, outbox
 from bridge import conversations as conv
-from bridge import outbox
+from bridge.compliance import ComplianceTexts
 from bridge.compose import ComposeError, validate_send
 from bridge.media_in import media_items
-from bridge.model import OutboundSms, SlackReply
+from bridge.model import AutoReply, OutboundSms, SlackReply, new_ref
 from bridge.ports import utcnow
 from bridge.service import ACCEPT_TIMEOUT, NOT_RECORDED, Bridge, Notify
 from bridge.storage.port import StoreUnavailable
@@ -60,12 +63,15 @@ class TwoWay:
         number_channels: Mapping[str, str],
         from_numbers: tuple[str, ...],
         default_region: str = "US",
+        compliance: ComplianceTexts | None = None,
     ) -> None:
         self.bridge = bridge
         self.inbound_channel = inbound_channel
         self.number_channels = dict(number_channels)
         self.from_numbers = from_numbers
         self.default_region = default_region
+        # Issue 11: the STOP / START / HELP auto-replies (None or disabled: none is sent).
+        self.compliance = compliance
 
     def channel_for(self, our_number: str) -> str:
         return self.number_channels.get(our_number) or self.inbound_channel
@@ -75,13 +81,28 @@ class TwoWay:
     async def receive(self, message: InboundMessage) -> bool:
         """Store one inbound text durably; False for a duplicate delivery (already stored: nothing changes).
 
-        One transaction stores the text, applies STOP/START and queues its Slack posts (the text, 📨 on the
-        parent of an existing thread, the keyword notice), so once this returns SignalWire may be answered: the
-        outbox delivers them, across crashes. If the transaction did not commit, nothing happened and
-        SignalWire's redelivery does it all. Routing (existing thread or a new parent) is decided at delivery.
+        One transaction stores the text, applies STOP/START, queues its Slack posts (the text, 📨 on the
+        parent of an existing thread, the keyword notice) and stores its auto-reply, if it is a keyword and
+        auto-replies are on (sent right after; after a crash, by the sweeper), so once this returns SignalWire
+        may be answered: the outbox delivers them, across crashes. If the transaction did not commit, nothing
+        happened and SignalWire's redelivery does it all. Routing (existing thread or a new parent) is decided at
+        delivery.
         """
         keyword = conv.classify_keyword(message.body)
         now = utcnow()
+        # -- issue 11: a blocked number's texts still appear, marked; a keyword gets its auto-reply (stored with the
+        # text, so a redelivery or a second replica never sends another; the store refuses what may not be sent)
+        texts = self.compliance if self.compliance is not None and self.compliance.enabled else None
+        reply_kind = compliance.auto_reply_kind(keyword) if texts is not None else None
+        block = await self.bridge.store.get_block(message.from_)
+        reply_post = (conv.inbound_text(message, new_conversation=False),
+                      conv.inbound_blocks(message, new_conversation=False))
+        new_post = (conv.inbound_text(message, new_conversation=True),
+                    conv.inbound_blocks(message, new_conversation=True))
+        if block is not None:
+            reply_post = compliance.mark_blocked(*reply_post, block)
+            new_post = compliance.mark_blocked(*new_post, block)
+        auto_reply: AutoReply | None = None
         # The lock only spares this process's coroutines; across replicas the store decides. Two first texts of a
         # conversation landing on two replicas at once both see no conversation, so both items get the same key
         # (the inbound channel): the outbox delivers a key's items one at a time, in order, on whichever replica
@@ -95,11 +116,7 @@ class TwoWay:
             items = [
                 outbox.inbound_item(
                     key, message_id=message.message_id, our_number=message.to, their_number=message.from_,
-                    channel=channel,
-                    reply=(conv.inbound_text(message, new_conversation=False),
-                           conv.inbound_blocks(message, new_conversation=False)),
-                    new=(conv.inbound_text(message, new_conversation=True),
-                         conv.inbound_blocks(message, new_conversation=True)),
+                    channel=channel, reply=reply_post, new=new_post,
                 ),
                 # Only acts if the text went into an existing thread: its parent shows replies from the phone.
                 outbox.react_item(key, channel, None, NEW_REPLY_REACTION, parent_of_inbound=message.message_id),
@@ -111,14 +128,29 @@ class TwoWay:
                 items.append(outbox.post_item(key, channel, conv.keyword_notice(keyword, message.from_, message.to,
                                                                                  now),
                                               thread_of_inbound=message.message_id))
+            if texts is not None and reply_kind is not None:
+                request = compliance.auto_reply_request(reply_kind, texts, our_number=message.to,
+                                                        their_number=message.from_, channel_id=key)
+                ref = new_ref()
+                notice = outbox.post_item(key, channel, compliance.auto_reply_notice(reply_kind, request.body,
+                                                                                     message.from_),
+                                          thread_of_inbound=message.message_id, ref=ref)
+                auto_reply = AutoReply(ref, reply_kind, request, (notice,))
             stored = await self.bridge.store.record_inbound(
                 message, opt_out=conv.keyword_word(message.body) if keyword is conv.Keyword.OPT_OUT else None,
-                opt_in=keyword is conv.Keyword.OPT_IN, items=items, now=now,
+                opt_in=keyword is conv.Keyword.OPT_IN, items=items, now=now, auto_reply=auto_reply,
             )
         if not stored:
             log.info("duplicate inbound id=%s ignored (already stored)", message.message_id)
             return False
         self.bridge.outbox.wake()
+        if auto_reply is not None:
+            if await self.bridge.store.get_outbound(auto_reply.ref) is None:
+                log.info("no %s auto-reply to=%s: blocked or opted out", auto_reply.kind, mask_number(message.from_))
+            else:
+                # Stored pending: sent now; after a crash, by the sweeper (``bridge.recovery``).
+                log.info("auto-reply (%s) ref=%s to=%s", auto_reply.kind, auto_reply.ref, mask_number(message.from_))
+                self.bridge.spawn(self.bridge.process(auto_reply.ref), name=f"auto-reply-{auto_reply.ref}")
         if keyword is conv.Keyword.OPT_OUT:
             log.info("opt-out from=%s to=%s", mask_number(message.from_), mask_number(message.to))
         elif keyword is conv.Keyword.OPT_IN:

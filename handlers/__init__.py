@@ -42,7 +42,8 @@ def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> ThreadReplies
 
 def two_way(bridge: Bridge, config: Config) -> TwoWay:
     return TwoWay(bridge, inbound_channel=config.inbound_channel, number_channels=config.number_channels,
-                  from_numbers=config.from_numbers, default_region=config.default_region)
+                  from_numbers=config.from_numbers, default_region=config.default_region,
+                  compliance=config.compliance)
 
 
 def media_shelf(bridge: Bridge, config: Config) -> MediaShelf:

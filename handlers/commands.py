@@ -15,10 +15,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.access import AccessGate
-from bridge.compose import USAGE, ComposeError, parse_slash_text, validate_send
+from bridge.blocklist import BlockList
+from bridge.compliance import BLOCK_WORDS
+from bridge.compose import USAGE, ComposeError, SlashInput, parse_slash_text, validate_send
 from bridge.config import Config
 from bridge.model import AuditAction
-from bridge.service import Bridge
+from bridge.service import Bridge, Notify
 from handlers.modals import ComposeModal
 from handlers.notify import respond_notifier
 
@@ -31,6 +33,7 @@ class SmsCommand:
         self.config = config
         self.modal = modal
         self.gate = gate
+        self.blocks = BlockList(bridge.store)
 
     async def handle(
         self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
@@ -50,6 +53,9 @@ class SmsCommand:
             return
         if parsed.kind == "help":
             await ack(text=USAGE.format(region=self.config.default_region))
+            return
+        if parsed.kind in BLOCK_WORDS:
+            await self._block_list(ack, parsed, user_id, channel_id, respond)
             return
         if parsed.kind == "modal":
             # Only the user is checked here: the channel is picked in the form and checked on submit.
@@ -75,6 +81,28 @@ class SmsCommand:
             return
         await ack()
         self.bridge.spawn(self.bridge.process(accepted.ref, respond_notifier(respond)), name="send-command")
+
+    # -- issue 11: the block list ------------------------------------------------------------------------------
+
+    async def _block_list(self, ack: AsyncAck, parsed: SlashInput, user_id: str, channel_id: str,
+                          respond: AsyncRespond) -> None:
+        """Who may text may block (the same user / channel policy); every answer, the list included, is private."""
+        refusal = self.gate.policy.identity_refusal(user_id, channel_id)
+        if refusal is not None:
+            await ack(text=refusal.message)
+            return
+        await ack()
+        self.bridge.spawn(self._change_block_list(parsed, user_id, channel_id, respond_notifier(respond)),
+                          name=f"sms-{parsed.kind}")
+
+    async def _change_block_list(self, parsed: SlashInput, user_id: str, channel_id: str, notify: Notify) -> None:
+        if parsed.kind == "block":
+            text = await self.blocks.block(parsed.number, parsed.text, user_id=user_id, channel_id=channel_id)
+        elif parsed.kind == "unblock":
+            text = await self.blocks.unblock(parsed.number, user_id=user_id, channel_id=channel_id)
+        else:
+            text = await self.blocks.listing()
+        await notify(text)
 
     async def _open_form(self, client: AsyncWebClient, trigger_id: str, channel_id: str,
                          respond: AsyncRespond) -> None:

@@ -10,7 +10,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from bridge.model import AuditAction, MediaItem, OutboxWrite, SendRequest, SlackReply
+from bridge.model import (
+    AUTO_REPLY_ORIGIN,
+    AuditAction,
+    AutoReply,
+    AutoReplyKind,
+    MediaItem,
+    OutboxWrite,
+    SendRequest,
+    SlackReply,
+)
 from bridge.storage.engines import open_store
 from bridge.storage.port import Store
 from sw_api.models import InboundMessage, MessageStatus
@@ -51,6 +60,13 @@ async def populate(store: Store) -> None:
                                     T0 + timedelta(days=7)))
     await store.record_reply(SlackReply("C0GENERAL", "1700000000.000000", "1700000004.000001", "U0ALICE", "pic",
                                         subtype="file_share", files=("F1",)), T0, T0 + timedelta(seconds=30))
+    # -- issue 11: compliance (migration 13): a blocked number, an inbound HELP and its auto-reply
+    await store.block_number("+15550002222", "spam", "U0ALICE", T0)
+    await store.record_inbound(
+        InboundMessage(message_id="in-2", from_=THEIRS, to=OURS, body="HELP"), opt_out=None, opt_in=False, items=[],
+        now=T0, auto_reply=AutoReply("auto1", AutoReplyKind.HELP, SendRequest(
+            user_id="sms-bridge", channel_id="C0GENERAL", to=THEIRS, from_=OURS, body="help text",
+            origin=AUTO_REPLY_ORIGIN)))
 
 
 async def _bot(*args: str) -> tuple[int, str, str]:

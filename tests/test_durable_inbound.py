@@ -67,8 +67,11 @@ async def test_texts_sent_while_slack_is_down_share_one_new_thread_in_order(h: H
     [parent] = h.slack.messages(INBOUND)
     assert "one" in parent.text
     thread = texts(h, parent)
-    assert [i for i, t in enumerate(thread) if "two" in t or "opted out" in t or "STOP" in t] == [0, 1, 2], thread
-    assert not [m for m in h.simulator.messages.values() if m.direction == "outbound"]
+    assert [i for i, t in enumerate(thread) if "two" in t or "opted out" in t or "STOP" in t] == [0, 1, 2, 3], thread
+    assert "Auto-reply" in thread[3], "the STOP confirmation (issue 11) follows, in the same thread"
+    # The promo was refused; only the STOP confirmation went out, at once, although Slack was down.
+    outbound = [m.body or "" for m in h.simulator.messages.values() if m.direction == "outbound"]
+    assert len(outbound) == 1 and "You are unsubscribed" in outbound[0]
 
 
 async def test_duplicate_deliveries_post_once_even_before_the_first_is_posted(h: Harness) -> None:

@@ -18,7 +18,16 @@ from typing import Any
 import pytest
 
 from bridge import outbox
-from bridge.model import AuditAction, MediaItem, OutboxWrite, SendRequest, SlackReply
+from bridge.model import (
+    AUTO_REPLY_ORIGIN,
+    AuditAction,
+    AutoReply,
+    AutoReplyKind,
+    MediaItem,
+    OutboxWrite,
+    SendRequest,
+    SlackReply,
+)
 from bridge.storage.engines import open_store
 from bridge.storage.port import Store
 from sw_api.models import InboundMessage, MessageStatus
@@ -31,7 +40,7 @@ REQUEST = SendRequest(user_id="U1", channel_id="C1", to=THEIRS, from_=OURS, body
 # Every table a store of migration 10 keeps data in (the bookkeeping of migrations is not data).
 DATA_TABLES = {"meta", "outbound", "status_event", "conversation", "inbound", "opt_out", "slack_event",
                "reply_source", "slack_outbox", "audit", "counter", "parent_attempt", "slack_reply",
-               "media"}  # -- issue 11: outbound MMS
+               "media", "blocked_number", "auto_reply"}  # -- issue 11: outbound MMS, compliance (migrations 12, 13)
 PAGE = 3
 PLAIN = (str, int, float, bytes, type(None), datetime)
 
@@ -75,6 +84,12 @@ async def _seed(store: Store) -> None:
     await store.audit_add(at=_at(32), user_id="U1", channel_id="C1", action=AuditAction.REFUSED, reason="limit")
     # -- issue 11: outbound MMS
     await store.media_put(MediaItem("m" * 32, "p.png", "image/png", b"\x89PNG\r\n\x1a\n", _at(33), _at(33 + 86400)))
+    # -- issue 11: compliance (migration 13): a blocked number and an auto-reply (one more outbound and audit row)
+    await store.block_number("+15550002222", "spam", "U1", _at(33))
+    await store.record_inbound(
+        InboundMessage(message_id="SM-help", from_=THEIRS, to=OURS, body="HELP"), opt_out=None, opt_in=False,
+        items=[], now=_at(34), auto_reply=AutoReply("auto1", AutoReplyKind.HELP, replace(
+            REQUEST, user_id="sms-bridge", body="help text", origin=AUTO_REPLY_ORIGIN)))
 
 
 async def _export(store: Store, table: str) -> list[dict[str, Any]]:
@@ -138,7 +153,7 @@ async def test_row_counts_count_every_data_table(store: Store) -> None:
     counts = await store.row_counts()
     assert set(counts) == DATA_TABLES
     assert {t: n for t, n in counts.items() if n == 0} == {}, "the seed writes every table"
-    assert counts["outbound"] == 6 and counts["slack_outbox"] == 6 and counts["audit"] == 2
+    assert counts["outbound"] == 7 and counts["slack_outbox"] == 6 and counts["audit"] == 3
     for table in DATA_TABLES:
         assert len(await _export(store, table)) == counts[table]
 
@@ -191,7 +206,7 @@ async def test_copy_to_a_fresh_database_keeps_every_row(
         new_id = await target.outbox_add("C8:1.0", "post", None, "C8", {}, _at(40))
         assert new_id > max(row["id"] for row in await _export(store, "slack_outbox"))
         await target.create_outbound("after-copy", REQUEST, _at(41))
-        assert (await target.row_counts())["outbound"] == 7
+        assert (await target.row_counts())["outbound"] == 8
 
 
 async def test_import_is_one_transaction(store: Store) -> None:

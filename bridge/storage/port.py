@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from bridge.model import (
     AuditAction,
     AuditEntry,
+    AutoReply,
+    BlockedNumber,
     Conversation,
     InboundPlace,
     MediaItem,
@@ -140,10 +142,15 @@ class Store(Protocol):
 
     async def record_inbound(
         self, message: InboundMessage, *, opt_out: str | None, opt_in: bool, items: Sequence[OutboxWrite],
-        now: datetime,
+        now: datetime, auto_reply: AutoReply | None = None,
     ) -> bool:
         """Store an inbound text, apply its opt-out (``opt_out``: the keyword) or opt-in, and add its outbox
-        ``items``, all in one transaction. False (and nothing changes) if its message id was recorded before."""
+        ``items``, all in one transaction. False (and nothing changes) if its message id was recorded before.
+
+        ``auto_reply`` (issue 11): in the same transaction, after the opt-out / opt-in, store its intent (state
+        ``pending``, with an ``auto-reply`` audit row), its link to this text (unique per message id and kind) and
+        its ``items`` — unless ``auto_reply.request.to`` is now opted out of ``request.from_`` or blocked and its
+        kind is not in ``OPT_OUT_EXEMPT`` (the only texts an opted-out or blocked number is ever sent)."""
 
     async def inbound_posted(self, message_id: str, channel_id: str, thread_ts: str, ts: str, now: datetime) -> None:
         """The text is in Slack at ``ts`` in thread ``thread_ts``; that thread becomes its conversation's."""
@@ -355,7 +362,8 @@ class Store(Protocol):
     async def create_outbound_unless_opted_out(self, ref: str, request: SendRequest,
                                                now: datetime) -> OutboundSms | None:
         """``create_outbound``, with the opt-out check in the same statement: None, and nothing stored, when
-        ``request.to`` has opted out of ``request.from_`` (``get_opt_out`` then says since when). One round trip
+        ``request.to`` has opted out of ``request.from_`` (``get_opt_out`` then says since when) or is blocked
+        (``get_block``: by whom, why; issue 11). One round trip
         where the engine can return the inserted row: what a slash command's ack waits for."""
 
     # -- issue 11: outbound MMS (migration 12; bridge.storage.sqlite.media, bridge.storage.postgres.media) --------
@@ -377,3 +385,20 @@ class Store(Protocol):
         upload's file id, so a retry after a crash resumes that upload instead of starting another); False, and
         nothing written, if ``owner`` no longer holds the claim. A later ``outbox_retry`` / ``outbox_done`` writes
         the result again."""
+
+    # -- issue 11: compliance (auto-replies and the team-wide block list, migration 13) ----------------------------
+
+    async def auto_reply_for(self, message_id: str, kind: str) -> OutboundSms | None:
+        """The auto-reply ``record_inbound`` stored for that inbound text and kind, if any."""
+
+    async def get_block(self, number: str) -> BlockedNumber | None:
+        """Whether ``number`` is on the block list (and by whom, since when, why)."""
+
+    async def block_number(self, number: str, reason: str, blocked_by: str, now: datetime) -> bool:
+        """Put ``number`` on the block list; True if it was not blocked before (False: the row is left as it was)."""
+
+    async def unblock_number(self, number: str) -> BlockedNumber | None:
+        """Take ``number`` off the block list; the row removed, or None if it was not blocked."""
+
+    async def blocked_numbers(self, limit: int = 100) -> list[BlockedNumber]:
+        """The block list, newest first."""

@@ -53,7 +53,12 @@ async def test_sigkill_during_the_inbound_post_then_redelivery_posts_once_and_ke
         answer = await world.driver.slash_command(f"{PHONE} promo after STOP")
         assert "opted out" in answer.body, answer.body
         await world.quiet(0.5)
-        assert not [m for m in world.simulator.messages.values() if m.direction == "outbound"]
+        # Issue 11: the STOP is confirmed exactly once (stored with the text), however the kill and redelivery fell.
+        await world.wait_for(lambda: any(m.direction == "outbound" for m in world.simulator.messages.values()),
+                             timeout=20, what="the STOP confirmation")
+        await world.quiet(1.0)
+        outbound = [m.body or "" for m in world.simulator.messages.values() if m.direction == "outbound"]
+        assert len(outbound) == 1 and "You are unsubscribed" in outbound[0], outbound
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import secrets
 from datetime import datetime
 
 from bridge.model import SEND_ACTIONS, AuditAction, AuditEntry, OutboundSms, SendRequest
+from bridge.storage.postgres.compliance import NOT_BLOCKED_SQL
 from bridge.storage.postgres.connection import PgBase
 from bridge.storage.postgres.rows import outbound_params, to_entry, to_sms
 
@@ -22,7 +23,8 @@ _INSERT_UNLESS_OPTED_OUT = """INSERT INTO outbound (ref, created_at, updated_at,
    SELECT $1::text, $2::timestamptz, $2::timestamptz, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text,
           $9::text, $10::integer, $11::text, $12::text, $13::text, $14::text
    WHERE NOT EXISTS (SELECT 1 FROM opt_out WHERE our_number = $7::text AND their_number = $6::text)
-   RETURNING *"""
+     AND """ + NOT_BLOCKED_SQL + """
+   RETURNING *"""  # issue 11: the block list is refused in the same statement
 
 
 class AuditSql(PgBase):

@@ -174,6 +174,29 @@ MIGRATIONS: Mapping[int, str] = {
     10: BASELINE,
     # -- issue 11: outbound MMS. 12: pictures served at /media/<token>/<name>, a thread reply's Slack file ids.
     12: MEDIA_MIGRATION,
+    # -- issue 11: compliance
+    # 13: the block list (one row per blocked number, whichever of our numbers), the auto-reply of an inbound
+    # keyword text (its primary key makes "one auto-reply per keyword message" hold across replicas), and the audit
+    # actions of both (bridge.storage.postgres.compliance).
+    13: """
+CREATE TABLE blocked_number (
+    number TEXT PRIMARY KEY,
+    reason TEXT NOT NULL DEFAULT '',
+    blocked_by TEXT NOT NULL,
+    blocked_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX blocked_number_at ON blocked_number (blocked_at);
+CREATE TABLE auto_reply (
+    message_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ref TEXT NOT NULL UNIQUE,
+    created_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (message_id, kind)
+);
+ALTER TABLE audit DROP CONSTRAINT audit_action_check;
+ALTER TABLE audit ADD CONSTRAINT audit_action_check
+    CHECK (action IN ('send', 'refused', 'retry', 'reply', 'auto-reply', 'block', 'unblock'));
+""",
 }
 LATEST = max(MIGRATIONS)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bridge.model import (
+    AutoReply,
     Conversation,
     InboundPlace,
     OptOut,
@@ -23,6 +24,7 @@ from bridge.model import (
     SendState,
     SlackReply,
 )
+from bridge.storage.postgres.compliance import AUTO_REPLY_THREAD_SQL, insert_auto_reply
 from bridge.storage.postgres.connection import PgBase, lock_key, rowcount
 from bridge.storage.postgres.outbox import insert_item
 from bridge.storage.postgres.rows import INSERT_OUTBOUND, outbound_params, to_conversation, to_reply
@@ -48,7 +50,7 @@ class TwoWaySql(PgBase):
 
     async def record_inbound(
         self, message: InboundMessage, *, opt_out: str | None, opt_in: bool, items: Sequence[OutboxWrite],
-        now: datetime,
+        now: datetime, auto_reply: AutoReply | None = None,
     ) -> bool:
         media = json.dumps([[m.url, m.content_type] for m in message.media])
         async with self._tx() as conn:
@@ -67,6 +69,8 @@ class TwoWaySql(PgBase):
                                    message.to, message.from_)
             for item in items:
                 await insert_item(conn, item, now)
+            if auto_reply is not None:  # issue 11: after the opt-out / opt-in above, which it depends on
+                await insert_auto_reply(conn, message.message_id, auto_reply, now)
             return True
 
     async def inbound_posted(self, message_id: str, channel_id: str, thread_ts: str, ts: str, now: datetime) -> None:
@@ -77,6 +81,8 @@ class TwoWaySql(PgBase):
             if row is not None and row["our_number"] is not None:
                 await conn.execute(_SET_CONVERSATION, row["our_number"], row["their_number"], channel_id, thread_ts,
                                    now)
+            # issue 11: the text's auto-reply shows its receipts in the thread the text went into.
+            await conn.execute(AUTO_REPLY_THREAD_SQL, channel_id, thread_ts, now, message_id)
 
     async def inbound_posted_at(self, message_id: str) -> InboundPlace | None:
         row = await self._row("SELECT channel_id, thread_ts, ts FROM inbound WHERE message_id = $1", message_id)

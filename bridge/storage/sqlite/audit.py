@@ -19,6 +19,7 @@ import aiosqlite
 
 from bridge.model import SEND_ACTIONS, AuditAction, AuditEntry, OutboundSms, SendRequest, SendState
 from bridge.storage.rows import outbound_from_row
+from bridge.storage.sqlite.compliance import NOT_BLOCKED_SQL
 from bridge.storage.sqlite.timefmt import db_time, py_time
 
 AUDIT_MIGRATION = """
@@ -145,12 +146,13 @@ class AuditSql:
                 """INSERT INTO outbound (ref, created_at, updated_at, team_id, channel_id, user_id, to_number,
                        from_number, body, media, send_as_mms, origin, state, parent_ts, retry_of)
                    SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
-                   WHERE NOT EXISTS (SELECT 1 FROM opt_out WHERE our_number = ? AND their_number = ?)""",
+                   WHERE NOT EXISTS (SELECT 1 FROM opt_out WHERE our_number = ? AND their_number = ?)
+                     AND """ + NOT_BLOCKED_SQL,  # issue 11: the block list is refused in the same statement
                 (
                     ref, db_time(now), db_time(now), request.team_id, request.channel_id, request.user_id,
                     request.to, request.from_, request.body, json.dumps(list(request.media)),
                     int(request.send_as_mms), request.origin, SendState.PENDING.value, request.thread_ts,
-                    request.retry_of, request.from_, request.to,
+                    request.retry_of, request.from_, request.to, request.to,
                 ),
             ).rowcount
             if not inserted:

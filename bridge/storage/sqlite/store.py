@@ -28,6 +28,8 @@ from bridge.storage.rows import outbound_from_row
 from bridge.storage.sqlite.admin import SqliteAdmin
 from bridge.storage.sqlite.audit import AUDIT_MIGRATION, AuditSql
 from bridge.storage.sqlite.batch import GroupCommit, Work
+from bridge.storage.sqlite.compliance import MIGRATION as COMPLIANCE_MIGRATION
+from bridge.storage.sqlite.compliance import ComplianceSql
 from bridge.storage.sqlite.media import MEDIA_MIGRATION, MediaSql
 from bridge.storage.sqlite.outbox import MIGRATION as OUTBOX_MIGRATION
 from bridge.storage.sqlite.outbox import OutboxSql, insert_statements
@@ -117,6 +119,10 @@ MIGRATIONS: Mapping[int, str] = {
     """,
     # -- issue 11: outbound MMS. 12: pictures served at /media/<token>/<name>, a thread reply's Slack file ids.
     12: MEDIA_MIGRATION,
+    # -- issue 11: compliance
+    # 13: the block list, auto-replies keyed by their inbound text and kind, audit actions for both
+    # (bridge.storage.sqlite.compliance).
+    13: COMPLIANCE_MIGRATION,
 }
 
 # The database holds the callback HMAC secret and message bodies: owner-only, like a key file.
@@ -180,7 +186,7 @@ def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
     )
 
 
-class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql, MediaSql):
+class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql, MediaSql, ComplianceSql):
     """One aiosqlite connection (SQLite serialises writers anyway); WAL so readers never block the writer."""
 
     schema_latest = max(MIGRATIONS)

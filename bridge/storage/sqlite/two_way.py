@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from bridge.model import (
+    AutoReply,
     Conversation,
     InboundPlace,
     OptOut,
@@ -32,6 +33,7 @@ from bridge.model import (
     SlackReply,
 )
 from bridge.storage.port import StoreUnavailable
+from bridge.storage.sqlite.compliance import AUTO_REPLY_THREAD_SQL, insert_auto_reply
 from bridge.storage.sqlite.outbox import insert_statements
 from bridge.storage.sqlite.timefmt import db_time
 from sw_api.models import InboundMessage
@@ -176,7 +178,7 @@ class TwoWaySql:
 
     async def record_inbound(
         self, message: InboundMessage, *, opt_out: str | None, opt_in: bool, items: Sequence[OutboxWrite],
-        now: datetime,
+        now: datetime, auto_reply: AutoReply | None = None,
     ) -> bool:
         async def work(db: aiosqlite.Connection) -> bool:
             media = json.dumps([[m.url, m.content_type] for m in message.media])
@@ -198,6 +200,8 @@ class TwoWaySql:
                 for statement in insert_statements(item, now):
                     async with db.execute(*statement) as insert:
                         await insert.fetchall()
+            if auto_reply is not None:  # issue 11: after the opt-out / opt-in above, which it depends on
+                await insert_auto_reply(db, message.message_id, auto_reply, now)
             return True
 
         return await self._atomic(work)
@@ -212,6 +216,8 @@ class TwoWaySql:
             if row is not None and row["our_number"] is not None:
                 await db.execute(_SET_CONVERSATION,
                                  (row["our_number"], row["their_number"], channel_id, thread_ts, db_time(now)))
+            # issue 11: the text's auto-reply shows its receipts in the thread the text went into.
+            await db.execute(AUTO_REPLY_THREAD_SQL, (channel_id, thread_ts, db_time(now), message_id))
 
         await self._atomic(work)
 
