@@ -168,15 +168,20 @@ def home_view(
     *,
     contacts_blocks: list[dict[str, Any]],
     scheduled_blocks: list[dict[str, Any]],
+    conversations_hidden: bool = False,
 ) -> dict[str, Any]:
-    """The Home tab, in the issue's order. Whatever the data, the view stays within ``MAX_BLOCKS``: our own sections
-    are bounded, the contacts section is cut to ``MAX_CONTACT_BLOCKS`` and the scheduled sends get what is left
-    (with a note saying where to see the rest)."""
+    """The Home tab, in the issue's order. ``conversations_hidden``: the reader may not send SMS
+    (``SMS_ALLOWED_USERS``), so the conversations' texts are not shown to them. Whatever the data, the view stays
+    within ``MAX_BLOCKS``: our own sections are bounded, the contacts section is cut to ``MAX_CONTACT_BLOCKS`` and
+    the scheduled sends get what is left (with a note saying where to see the rest)."""
     top = status_blocks(status)
     several = len(status.numbers) > 1
     lines = list(conversations)[:MAX_CONVERSATIONS]
     recent: list[dict[str, Any]] = [_header("Recent conversations")]
-    recent += [conversation_block(line, several) for line in lines] or [_context("No conversations yet.")]
+    if conversations_hidden:
+        recent.append(_context("Only people allowed to send SMS (`SMS_ALLOWED_USERS`) see the conversations here."))
+    else:
+        recent += [conversation_block(line, several) for line in lines] or [_context("No conversations yet.")]
     contacts = [_header("Contacts"), *contacts_blocks[:MAX_CONTACT_BLOCKS]]
     counts = [
         _header("Opt-outs and blocks"),

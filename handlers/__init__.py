@@ -38,7 +38,7 @@ def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> ThreadReplies
                                    files=SlackFiles.from_config(config), shelf=media_shelf(bridge, config))
     events.register(app, replies)
     # -- issue 12: app home
-    home.register(app, home.AppHome(bridge, config))
+    home.register(app, home.AppHome(bridge, config, gate.policy))
     return replies
 
 

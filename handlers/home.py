@@ -22,6 +22,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bridge.access import AccessPolicy
 from bridge.config import Config
 from bridge.home import ConversationLine, HomeStatus, contacts_section, engine_name, home_view
 from bridge.model import RecentConversation
@@ -41,11 +42,14 @@ _SLACK_ERRORS = (SlackApiError, aiohttp.ClientError, OSError, TimeoutError)
 class AppHome:
     """Publishes a user's Home tab when they open it; one instance per process."""
 
-    def __init__(self, bridge: Bridge, config: Config, *, publish_seconds: float = PUBLISH_SECONDS,
-                 permalink_seconds: float = PERMALINK_SECONDS,
+    def __init__(self, bridge: Bridge, config: Config, policy: AccessPolicy | None = None, *,
+                 publish_seconds: float = PUBLISH_SECONDS, permalink_seconds: float = PERMALINK_SECONDS,
                  permalink_concurrency: int = PERMALINK_CONCURRENCY) -> None:
         self.bridge = bridge
         self.config = config
+        # Who may read the conversations' texts: the people who may send (an empty SMS_ALLOWED_USERS is everyone).
+        self.policy = policy or AccessPolicy.build(config.allowed_users, config.allowed_channels,
+                                                   config.rate_limit_per_user)
         self.publish_seconds = publish_seconds
         self.permalink_seconds = permalink_seconds
         self.permalink_concurrency = permalink_concurrency
@@ -96,7 +100,8 @@ class AppHome:
     async def build(self, user: str, client: AsyncWebClient) -> dict[str, Any]:
         store = self.bridge.store
         summary = await store.home_summary()
-        recent = await store.recent_conversations(limit=10)
+        hidden = self.policy.user_refusal(user) is not None
+        recent = [] if hidden else await store.recent_conversations(limit=10)
         links = await self.permalinks(client, recent)
         # -- issue 12 call site (contacts slice): contact names by number for the conversation list; the lead wires
         # the contacts store here (e.g. a name lookup for ``{c.their_number for c in recent}``).
@@ -110,7 +115,8 @@ class AppHome:
                             engine=engine_name(self.config.database_url), summary=summary)
         lines = [ConversationLine(c, names.get(c.their_number), links.get((c.channel_id, c.thread_ts)))
                  for c in recent]
-        return home_view(status, lines, contacts_blocks=contacts_section(contacts_count), scheduled_blocks=scheduled)
+        return home_view(status, lines, contacts_blocks=contacts_section(contacts_count), scheduled_blocks=scheduled,
+                         conversations_hidden=hidden)
 
     async def permalinks(self, client: AsyncWebClient,
                          conversations: list[RecentConversation]) -> dict[tuple[str, str], str]:

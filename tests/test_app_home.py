@@ -4,7 +4,8 @@ chat.getPermalink, the SignalWire simulator); the store's reads are in tests/tes
 Covers: the published Home (status with engine, mode and numbers, the last 10 conversations in order with their
 thread permalinks, opt-out and blocked counts, Slack markup escaped), its limits with many conversations and long
 texts, the Messages tab publishing nothing, a failed publish logged without its token and the bot going on, a
-failed permalink leaving the line without a link, one publish in flight per user, the manifest's home tab.
+failed permalink leaving the line without a link, one publish in flight per user, conversations hidden from
+who may not send, the manifest's home tab.
 """
 
 from __future__ import annotations
@@ -161,6 +162,16 @@ async def test_many_conversations_and_long_texts_stay_within_slack_limits(h: Har
         message = line.split("\n", 1)[1]
         assert len(message.replace("&lt;", "<").replace("&gt;", ">")) <= 152 and message.endswith("…")
         assert "<b>" not in message
+
+
+async def test_who_may_not_send_sees_the_status_but_not_the_conversations(h: Harness) -> None:
+    await text_in(h, _number(1), "private matter")
+    view = await open_home(h, "U0CAROL")  # not in SMS_ALLOWED_USERS
+    everything = "\n".join(texts(view["blocks"]))
+    assert "private matter" not in everything and "+1 555-123-0142" not in everything
+    assert "Only people allowed to send SMS" in everything and "+1 555-777-0000" in everything
+    assert h.slack.call_count("chat.getPermalink") == 0
+    assert "private matter" in "\n".join(texts((await open_home(h, "U0BOB"))["blocks"]))
 
 
 async def test_the_messages_tab_publishes_nothing(h: Harness) -> None:
