@@ -92,6 +92,9 @@ class AppHome:
         except StoreUnavailable as exc:
             log.warning("App Home of %s not published: the store did not answer (%s)", user, exc)
             return False
+        except TimeoutError:
+            log.warning("App Home of %s not published: not done within %.0fs", user, self.publish_seconds)
+            return False
         except _SLACK_ERRORS as exc:
             log.warning("App Home of %s not published: views.publish failed (%s)", user, port_error(exc))
             return False
