@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> ThreadReplies:
     """Register every listener; returns the thread-reply handler (``bridge.recovery`` resumes replies with it)."""
-    from handlers import actions, commands, events, modals
+    from handlers import actions, commands, events, home, modals
     from handlers.slack_files import SlackFiles
 
     # One gate for every send path: its per-user locks keep one process's count-then-insert in turn.
@@ -37,6 +37,8 @@ def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> ThreadReplies
     replies = events.ThreadReplies(two_way(bridge, config), gate, lease=config.reply_resume_after,
                                    files=SlackFiles.from_config(config), shelf=media_shelf(bridge, config))
     events.register(app, replies)
+    # -- issue 12: app home
+    home.register(app, home.AppHome(bridge, config, gate.policy))
     return replies
 
 

@@ -19,6 +19,7 @@ from bridge.model import (
     AutoReply,
     BlockedNumber,
     Conversation,
+    HomeSummary,
     InboundPlace,
     MediaItem,
     OptOut,
@@ -26,6 +27,7 @@ from bridge.model import (
     OutboxItem,
     OutboxStats,
     OutboxWrite,
+    RecentConversation,
     SchemaStatus,
     SendRequest,
     SendState,
@@ -402,3 +404,13 @@ class Store(Protocol):
 
     async def blocked_numbers(self, limit: int = 100) -> list[BlockedNumber]:
         """The block list, newest first."""
+
+    # -- issue 12: app home (indexes: migration 17) -------------------------------------------------------------
+
+    async def recent_conversations(self, limit: int = 10) -> list[RecentConversation]:
+        """The ``limit`` most recently active conversations (``conversation.updated_at``, newest first), each with
+        its newest stored text in either direction (inbound by ``received_at``, outbound by ``created_at``)."""
+
+    async def home_summary(self) -> HomeSummary:
+        """Opted-out and blocked counts, undone outbox items, unsent outbound SMS and the newest error (a failed
+        outbox item, or an SMS rejected, of unknown outcome, failed or undelivered), from indexed reads."""
