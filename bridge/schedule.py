@@ -184,9 +184,11 @@ def parent_blocks(item: ScheduledSend, *, simulated: bool = False) -> list[dict[
     return fit_blocks(blocks)
 
 
-def scheduled_blocks(items: Sequence[ScheduledSend], now: datetime, tz: ZoneInfo) -> list[dict[str, Any]]:
+def scheduled_blocks(items: Sequence[ScheduledSend], now: datetime, tz: ZoneInfo | str) -> list[dict[str, Any]]:
     """Block Kit listing pending scheduled sends (soonest first), each with its Cancel button (``/sms scheduled``
-    and the App Home). ``now`` gives "in 2 h"; ``tz`` is the reader's zone."""
+    and the App Home: ``Store.scheduled_of_user`` gives ``items``). ``now`` gives "in 2 h"; ``tz`` is the reader's
+    zone (a ``ZoneInfo`` or Slack's ``tz`` name)."""
+    tz = zone(tz) if isinstance(tz, str) else tz
     if not items:
         return sections(["⏰ No scheduled sends. `/sms schedule 17:30 +1 555 123 4567 Running late` makes one."])
     blocks: list[dict[str, Any]] = sections([f"⏰ *Scheduled sends* ({len(items)})"])

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -131,7 +132,7 @@ class ScheduleCommand:
                        f"({'UTC' if tz == 'UTC' else 'your time'}){tomorrow}. Cancel it from its message, or see "
                        "`/sms scheduled`.")
 
-    async def schedule_request(self, request: SendRequest, due: Any, tz: str) -> OutboundSms | str:
+    async def schedule_request(self, request: SendRequest, due: datetime, tz: str) -> OutboundSms | str:
         """Admit (access, rate limit, audit) and store a scheduled send, then queue its parent. Before the ack."""
         request = replace(request, origin=SCHEDULE_ORIGIN)
         admission = await self.gate.admit(user_id=request.user_id, channel_id=request.channel_id,

@@ -238,6 +238,9 @@ async def test_blocked_at_send_time_is_refused_in_the_thread(h: Harness) -> None
     assert await form_schedule(h, "Blocked meanwhile", soon()) == {}
     parent = parent_of(h, "Blocked meanwhile")
     await command(h, f"block {PHONE} asked us to stop", user="U0BOB")
+    told = await command(h, f"schedule +1h {PHONE} Not even stored")
+    assert "asked us to stop" in told  # refused when scheduling, too: nothing stored
+    assert all(i.sms.body != "Not even stored" for i in await scheduled_now(h))
     await until(lambda: any("Not sent at its scheduled time" in t and "asked us to stop" in t
                             for t in thread(h, parent)), "the refusal in the thread")
     assert sent(h) == []
