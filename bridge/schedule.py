@@ -233,7 +233,8 @@ def cancelled_text(user_id: str) -> str:
 
 
 def refused_text(reason: str) -> str:
-    return f"⛔ Not sent at its scheduled time: {reason}"
+    """``reason``: the send paths' own refusal (access policy, opt-out, block list), without its leading emoji."""
+    return f"⛔ Not sent at its scheduled time: {reason.removeprefix('⛔ ').removeprefix('⚠️ ')}"
 
 
 def released_text(sms: OutboundSms) -> str:

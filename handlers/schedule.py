@@ -53,8 +53,11 @@ class UserZones:
         try:
             async with asyncio.timeout(ZONE_TIMEOUT):
                 answer = await client.users_info(user=user_id)
-        except (SlackApiError, TimeoutError) as exc:
-            log.warning("time zone of %s unknown (%s); using UTC", user_id, getattr(exc, "response", {}) or "timeout")
+        except SlackApiError as exc:
+            log.warning("time zone of %s unknown (%s); using UTC", user_id, exc.response.get("error"))
+            return ""
+        except TimeoutError:
+            log.warning("time zone of %s unknown (users.info timed out); using UTC", user_id)
             return ""
         tz = str((answer.get("user") or {}).get("tz") or "")
         self._cache[user_id] = (time.monotonic(), tz)

@@ -253,3 +253,13 @@ async def test_opted_out_at_send_time_is_refused_in_the_thread(h: Harness) -> No
     assert delivery.status == 200
     await until(lambda: any("Not sent at its scheduled time" in t for t in thread(h, parent)), "the refusal")
     assert "Opted out meanwhile" not in sent(h)
+
+
+async def test_access_lost_before_the_due_time_is_refused_in_the_thread(h: Harness) -> None:
+    assert await form_schedule(h, "Alice may no longer send", soon(3)) == {}
+    parent = parent_of(h, "Alice may no longer send")
+    await h.stop_bot()
+    h.config = dataclasses.replace(h.config, allowed_users=("U0BOB",))
+    await h.start_bot()
+    await until(lambda: any("Not sent at its scheduled time" in t for t in thread(h, parent)), "the refusal")
+    assert sent(h) == []
