@@ -23,6 +23,9 @@ USAGE = (
     "• Numbers can be typed as `+15551234567`, `+1 555-123-4567` or `(555) 123-4567` ({region} numbers)\n"
     "• `/sms block +1 555 123 4567 reason` stops every text to that number (for the whole team); "
     "`/sms unblock +1 555 123 4567` lifts it; `/sms blocked` lists them\n"
+    # -- issue 12: scheduled sends
+    "• `/sms schedule 17:30 +1 555 123 4567 Running late` sends later (`17:30` today or tomorrow, "
+    "`2026-12-24 09:00`, `+2h`, `+45m`; your Slack time zone); `/sms scheduled` lists yours with Cancel\n"
     "Delivery receipts appear in the thread of the message the bot posts."
 )
 

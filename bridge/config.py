@@ -99,6 +99,10 @@ class Config:
     stop_reply_text: str = DEFAULT_STOP_TEXT
     start_reply_text: str = DEFAULT_START_TEXT
     help_reply_text: str = DEFAULT_HELP_TEXT
+    # -- issue 12: scheduled sends (bridge.scheduler). A send due while the bot was down goes on start if at most
+    # this late, else it is marked missed; admins may cancel anyone's scheduled send (the scheduler always may).
+    schedule_grace_minutes: int = 60
+    admin_users: tuple[str, ...] = ()
 
     @property
     def compliance(self) -> ComplianceTexts:
@@ -306,7 +310,12 @@ class Config:
         media_timeout = seconds("MEDIA_FETCH_TIMEOUT_SECONDS", "20", 1, 300)
 
         texts = _compliance(get)
+        # -- issue 12: scheduled sends
+        schedule_grace = whole("SCHEDULE_GRACE_MINUTES", "60", 0, 7 * 24 * 60, "minutes")
+        admin_users = _slack_ids(get("SMS_ADMIN_USERS"), "SMS_ADMIN_USERS", r"[UW][A-Z0-9]{2,}", "a Slack user id",
+                                 "U0123ABCD,U0456EFGH")
         return cls(
+            schedule_grace_minutes=schedule_grace, admin_users=admin_users,
             compliance_auto_reply=texts.enabled, brand_name=texts.brand, help_contact=texts.contact,
             stop_reply_text=texts.stop_text, start_reply_text=texts.start_text, help_reply_text=texts.help_text,
             **durations,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge import render
-from bridge.model import AUTO_REPLY_ORIGIN, OutboundSms
+from bridge import render, schedule
+from bridge.model import AUTO_REPLY_ORIGIN, OutboundSms, SendState
 from bridge.outbox import OutboxBatch, ParentView, ReceiptView, SlackOutbox
 from bridge.ports import utcnow
 from bridge.storage.port import Store
@@ -70,6 +70,11 @@ class Parents:
         sms = await self.store.get_outbound(ref)
         if sms is None or sms.origin in ("reply", AUTO_REPLY_ORIGIN):
             return None
+        if sms.state is SendState.SCHEDULED:  # -- issue 12: waiting for its time, with Cancel
+            item = await self.store.get_scheduled(ref)
+            if item is not None:
+                return ParentView(sms.channel_id, sms.parent_ts, schedule.parent_text(item),
+                                  schedule.parent_blocks(item, simulated=self.simulated))
         return ParentView(sms.channel_id, sms.parent_ts, render.parent_text(sms),
                           render.parent_blocks(sms, simulated=self.simulated))
 

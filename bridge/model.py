@@ -23,6 +23,7 @@ class SendState(enum.StrEnum):
     ACCEPTED = "accepted"        # SignalWire answered 201: ``sw_id`` is known
     REJECTED = "rejected"        # certainly not sent (4xx, connection refused): ``error_*`` says why
     UNKNOWN = "unknown"          # timeout / lost connection / 5xx: it may or may not exist at SignalWire
+    SCHEDULED = "scheduled"      # issue 12: waits for its due time (``scheduled_send``); nothing else touches it
 
 
 def new_ref() -> str:
@@ -341,3 +342,33 @@ class HomeSummary:
     outbox_pending: int   # Slack outbox items neither done nor failed
     unsent: int           # outbound SMS not handed to SignalWire yet (pending or submitting)
     last_error: LastError | None
+
+
+# -- issue 12: scheduled sends (migration 16) -------------------------------------------------------------------
+
+# The ``origin`` of a scheduled send (from ``/sms schedule`` or the form's "Send at"): its parent is posted when it is
+# scheduled (through the outbox), so sending it later never posts another.
+SCHEDULE_ORIGIN = "schedule"
+
+
+class ScheduleOutcome(enum.StrEnum):
+    """How a scheduled send left the ``scheduled`` state: exactly one of these, decided by a conditional update."""
+
+    SCHEDULED = "scheduled"  # still waiting
+    RELEASED = "released"    # due: the message became ``pending`` and goes the usual way
+    CANCELLED = "cancelled"  # Cancel pressed by the scheduler or an admin (message ``rejected``)
+    MISSED = "missed"        # the bot was down at the due time for longer than SCHEDULE_GRACE_MINUTES
+    REFUSED = "refused"      # at its time: no longer allowed, opted out, or blocked
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledSend:
+    """A scheduled send: its message, when it is due (UTC), the scheduler's IANA time zone (for showing it) and
+    where it stands (``finished_by``: who cancelled it)."""
+
+    sms: OutboundSms
+    due_at: datetime
+    tz: str
+    state: ScheduleOutcome = ScheduleOutcome.SCHEDULED
+    finished_at: datetime | None = None
+    finished_by: str | None = None

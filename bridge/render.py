@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.media import is_published
-from bridge.model import OutboundSms, SendState
+from bridge.model import OutboundSms, ScheduleOutcome, SendState
 from bridge.slack_blocks import (
     CONTEXT_TEXT,
     SECTION_TEXT,
@@ -66,7 +66,10 @@ class Badge:
 def badge(sms: OutboundSms) -> Badge:
     """The one-glance status of an outbound message."""
     if sms.state is SendState.REJECTED:
-        return Badge("⛔", "Not sent")
+        # -- issue 12: a scheduled send that never went (``ScheduleOutcome``, kept in ``error_code``)
+        return SCHEDULE_BADGES.get(sms.error_code or "", Badge("⛔", "Not sent"))
+    if sms.state is SendState.SCHEDULED:
+        return Badge("⏰", "Scheduled")
     if sms.state is SendState.UNKNOWN and sms.status is None:
         # checked_at is set once the bridge stopped looking (ambiguous, or the logs stayed unreadable).
         return Badge("❓", "Outcome unknown" if sms.checked_at is not None else "Checking with SignalWire…")
@@ -90,6 +93,14 @@ STATUS_BADGES: dict[MessageStatus, Badge] = {
 }
 
 
+# -- issue 12: how a scheduled send that never went is shown (its ``error_code`` is the ``ScheduleOutcome``).
+SCHEDULE_BADGES: dict[str, Badge] = {
+    ScheduleOutcome.CANCELLED.value: Badge("🚫", "Cancelled (scheduled send)"),
+    ScheduleOutcome.MISSED.value: Badge("⌛", "Missed (the bot was down at its time)"),
+    ScheduleOutcome.REFUSED.value: Badge("⛔", "Not sent at its scheduled time"),
+}
+
+
 def explain(error_code: str | None) -> str | None:
     return CARRIER_ERRORS.get(error_code or "")
 
@@ -99,6 +110,8 @@ def can_retry(sms: OutboundSms) -> bool:
     offering Retry on one that was delivered would text the person twice."""
     if sms.status is not None:
         return sms.status.is_failure
+    if sms.state is SendState.REJECTED and sms.error_code == ScheduleOutcome.CANCELLED.value:
+        return False  # -- issue 12: someone decided it should not go
     return sms.state in (SendState.REJECTED, SendState.UNKNOWN)
 
 

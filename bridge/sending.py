@@ -23,7 +23,7 @@ from bridge.claims import MESSAGE_LEASE, MessageClaims
 from bridge.compliance import block_refusal
 from bridge.conversations import opted_out_refusal
 from bridge.display import ThreadDisplay
-from bridge.model import AUTO_REPLY_ORIGIN, OutboundSms, SendRequest, SendState, new_ref
+from bridge.model import AUTO_REPLY_ORIGIN, SCHEDULE_ORIGIN, OutboundSms, SendRequest, SendState, new_ref
 from bridge.outbox import SlackOutbox, parent_key
 from bridge.ports import SignalWireSender, SlackPort, SlackPortError, is_transient, utcnow
 from bridge.receipts import Receipts
@@ -237,7 +237,8 @@ class Sending:
                 if sms.retry_of is not None and sms.attempts == 0:
                     await self.display.reply(sms, f"🔁 Retry by <@{sms.user_id}>: sending the auto-reply again…")
                 return await self.post_to_signalwire(sms)
-            if sms.parent_ts is None and sms.attempts == 0:
+            if sms.parent_ts is None and sms.attempts == 0 and sms.origin != SCHEDULE_ORIGIN:
+                # (-- issue 12: a scheduled send's parent was queued in the outbox when it was scheduled.)
                 if not await self.outbox.take_post(sms.channel_id):
                     # The channel is at Slack's posting rate: the parent waits its turn in the outbox, the SMS goes.
                     # Noted as an attempt first, so a rerun after a crash here looks for the outbox's post instead

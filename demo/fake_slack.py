@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
@@ -284,6 +285,15 @@ def _check_view(view: Any) -> dict[str, Any]:
     return view
 
 
+DEFAULT_TZ = "America/New_York"
+
+
+def _tz_offset(name: str) -> int:
+    """Seconds east of UTC right now in zone ``name`` (Slack's ``tz_offset``)."""
+    offset = datetime.now(ZoneInfo(name)).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
+
+
 class FakeSlack:
     """Slack's side of the conversation: state, call log, faults. Serve it with ``create_app(fake)``.
 
@@ -313,6 +323,8 @@ class FakeSlack:
         self.team_domain = team_domain
         self.users: dict[str, str] = dict(users)
         self.users.setdefault(bot_user_id, "sms-bridge")
+        # -- issue 12: each user's IANA time zone as users.info gives it (``set_user_tz``); default New York.
+        self.user_tz: dict[str, str] = {}
         self.scopes: frozenset[str] | None = frozenset(scopes) if scopes is not None else None
         self.base_url: str | None = None
         self.calls: list[ApiCall] = []
@@ -359,6 +371,11 @@ class FakeSlack:
         self.uploads = FakeUploads(self)
 
     # ----- inspection -------------------------------------------------------------------------------
+
+    def set_user_tz(self, user_id: str, tz: str) -> None:
+        """-- issue 12: what ``users.info`` says ``user_id``'s time zone is (an IANA name); adds unknown users."""
+        self.users.setdefault(user_id, user_id.lower())
+        self.user_tz[user_id] = tz
 
     def called(self, method: str) -> bool:
         return any(c.method == method for c in self.calls)
@@ -856,8 +873,8 @@ class FakeSlack:
                 "name": display.lower().replace(" ", "."),
                 "deleted": False,
                 "real_name": display.title() if not is_bot else display,
-                "tz": "America/New_York",
-                "tz_offset": -18000,
+                "tz": self.user_tz.get(user_id, DEFAULT_TZ),
+                "tz_offset": _tz_offset(self.user_tz.get(user_id, DEFAULT_TZ)),
                 "is_bot": is_bot,
                 "is_admin": False,
                 "profile": {

@@ -7,9 +7,11 @@ credentials and no network beyond loopback.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,34 @@ async def _picture_arrives(h: Harness) -> None:
     print(f"  uploaded into the thread: {', '.join(f'{f.filename} ({f.length} bytes)' for f in shared) or 'nothing!'}")
 
 
+async def _scheduled_send_fires(h: Harness) -> None:
+    """-- issue 12: alice schedules a text with the form's "Send at" two seconds ahead: the parent says when, with
+    Cancel, and at its time the SMS goes and the same parent becomes its receipt thread."""
+    _step("alice opens /sms, types “Your table is ready” and picks Send at = in 2 seconds → a scheduled parent")
+    await h.driver.slash_command("", user_id="U0ALICE", user_name="alice")
+    await h.settle()
+    view: dict[str, Any] = list(h.slack.views.values())[-1]
+    due = int(time.time()) + 3
+    values = {
+        "to": {"to": {"type": "plain_text_input", "value": "+1 555 123 4567"}},
+        "body": {"body": {"type": "plain_text_input", "value": "Your table is ready"}},
+        "send_at": {"send_at": {"type": "datetimepicker", "selected_date_time": due}},
+        "channel": {"channel": {"type": "conversations_select", "selected_conversation": CHANNEL}},
+    }
+    response = await h.driver.view_submission(view, values, user_id="U0ALICE")
+    if response.status != 200 or response.body not in ("", "{}"):
+        raise RuntimeError(f"scheduled form refused: {response.status} {response.body}")
+    await h.settle()
+    print(f"  {h.slack.messages(CHANNEL)[-1].text}")
+    deadline = time.monotonic() + 15
+    while not any(m.body == "Your table is ready" for m in h.simulator.messages.values()):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the scheduled SMS did not go out")
+        await asyncio.sleep(0.1)
+    await h.settle()
+    print("  at its time: sent, and the same parent shows the receipts")
+
+
 async def run_demo() -> int:
     print("sms-bridge offline demo: real bot + SignalWire simulator + local stand-in for Slack (no real SMS).\n")
     with tempfile.TemporaryDirectory(prefix="sms-bridge-demo-") as tmp:
@@ -110,13 +140,15 @@ async def run_demo() -> int:
             await h.settle()
             await _picture_goes_out(h)
             await _picture_arrives(h)
+            await _scheduled_send_fires(h)  # -- issue 12
 
             print("\nWhat Slack shows:\n")
             print(h.slack.transcript(CHANNEL))
             print(h.slack.transcript(INBOUND))
             outbound = [m for m in h.simulator.messages.values() if m.status != "received"]
             statuses = sorted(m.status for m in outbound)
-            expected = sorted(["delivered", "delivered", "delivered", "undelivered", "sent"])  # sent: the MMS
+            # sent: the MMS; the fourth delivered: issue 12's scheduled send
+            expected = sorted(["delivered", "delivered", "delivered", "undelivered", "sent", "delivered"])
             if statuses != expected:
                 print(f"\ndemo FAILED: simulator statuses {statuses}, expected {expected}", file=sys.stderr)
                 return 1

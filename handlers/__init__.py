@@ -13,6 +13,7 @@ from slack_bolt.async_app import AsyncApp
 from bridge.access import AccessPolicy, log_open_access
 from bridge.config import Config
 from bridge.media import MediaShelf
+from bridge.scheduler import Scheduler
 from bridge.service import Bridge
 from bridge.two_way import TwoWay
 
@@ -20,9 +21,10 @@ if TYPE_CHECKING:
     from handlers.events import ThreadReplies
 
 
-def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> ThreadReplies:
+def register_all(app: AsyncApp, bridge: Bridge, config: Config, *,
+                 scheduler: Scheduler | None = None) -> ThreadReplies:
     """Register every listener; returns the thread-reply handler (``bridge.recovery`` resumes replies with it)."""
-    from handlers import actions, commands, events, home, modals
+    from handlers import actions, commands, events, home, modals, schedule
     from handlers.slack_files import SlackFiles
 
     # One gate for every send path: its per-user locks keep one process's count-then-insert in turn.
@@ -31,14 +33,20 @@ def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> ThreadReplies
     log_open_access(gate.policy)
     modal = modals.ComposeModal(bridge, config, gate, files=SlackFiles.from_config(config),
                                 shelf=media_shelf(bridge, config))
-    commands.register(app, commands.SmsCommand(bridge, config, modal, gate))
+    # -- issue 12: scheduled sends (the due loop itself runs in handlers.server)
+    scheduler = scheduler or scheduler_for(bridge, config)
+    scheduled = schedule.ScheduleCommand(bridge, config, gate, scheduler)
+    modal.scheduled = scheduled
+    app_home = home.AppHome(bridge, config, gate.policy)
+    schedule.register(app, schedule.CancelButton(bridge, scheduler, app_home.request))
+    commands.register(app, commands.SmsCommand(bridge, config, modal, gate, scheduled))
     modals.register(app, modal)
     actions.register(app, actions.RetryButton(bridge, gate))
     replies = events.ThreadReplies(two_way(bridge, config), gate, lease=config.reply_resume_after,
                                    files=SlackFiles.from_config(config), shelf=media_shelf(bridge, config))
     events.register(app, replies)
     # -- issue 12: app home
-    home.register(app, home.AppHome(bridge, config, gate.policy))
+    home.register(app, app_home)
     return replies
 
 
@@ -51,3 +59,10 @@ def two_way(bridge: Bridge, config: Config) -> TwoWay:
 def media_shelf(bridge: Bridge, config: Config) -> MediaShelf:
     """-- issue 11: where outbound MMS pictures are published (``PUBLIC_URL/media/…``)."""
     return MediaShelf(bridge.store, config.public_url, days=config.media_retention_days)
+
+
+def scheduler_for(bridge: Bridge, config: Config) -> Scheduler:
+    """-- issue 12: the scheduled-send service (its policy is the send paths' own: checked again at send time)."""
+    policy = AccessPolicy.build(config.allowed_users, config.allowed_channels, config.rate_limit_per_user)
+    return Scheduler(bridge, policy, grace_minutes=config.schedule_grace_minutes,
+                     admins=frozenset(config.admin_users))

@@ -23,13 +23,16 @@ from bridge.model import AuditAction
 from bridge.service import Bridge, Notify
 from handlers.modals import ComposeModal
 from handlers.notify import respond_notifier
+from handlers.schedule import ScheduleCommand
 
 log = logging.getLogger("handlers.commands")
 
 
 class SmsCommand:
-    def __init__(self, bridge: Bridge, config: Config, modal: ComposeModal, gate: AccessGate) -> None:
+    def __init__(self, bridge: Bridge, config: Config, modal: ComposeModal, gate: AccessGate,
+                 scheduled: ScheduleCommand | None = None) -> None:
         self.bridge = bridge
+        self.scheduled = scheduled  # -- issue 12: ``/sms schedule``, ``/sms scheduled``
         self.config = config
         self.modal = modal
         self.gate = gate
@@ -40,6 +43,11 @@ class SmsCommand:
     ) -> None:
         user_id = str(command.get("user_id", ""))
         channel_id = str(command.get("channel_id", ""))
+        # -- issue 12: scheduled sends
+        if self.scheduled is not None and str(command.get("text", "")).lower().split(None, 1)[:1] in (
+                ["schedule"], ["scheduled"]):
+            await self.scheduled.handle(ack, command, respond, client)
+            return
         try:
             parsed = parse_slash_text(str(command.get("text", "")), self.config.default_region)
             if parsed.kind == "send":

@@ -26,8 +26,11 @@ from bridge.access import AccessPolicy
 from bridge.config import Config
 from bridge.home import ConversationLine, HomeStatus, contacts_section, engine_name, home_view
 from bridge.model import RecentConversation
+from bridge.ports import utcnow
+from bridge.schedule import scheduled_blocks
 from bridge.service import Bridge
 from bridge.storage.port import StoreUnavailable
+from handlers.schedule import UserZones
 from handlers.slack_out import port_error
 
 log = logging.getLogger("handlers.home")
@@ -56,6 +59,7 @@ class AppHome:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._permalinks: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self.zones = UserZones()
 
     async def opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab") != "home":
@@ -111,9 +115,9 @@ class AppHome:
         names: dict[str, str] = {}
         # -- issue 12 call site (contacts slice): replace None with ``await store.contacts_count()``.
         contacts_count: int | None = None
-        # -- issue 12 call site (schedule slice): replace [] with the schedule slice's ``scheduled_blocks(...)`` for
-        # ``user`` (their pending scheduled sends with Cancel buttons).
-        scheduled: list[dict[str, Any]] = []
+        # The opener's own pending scheduled sends, with Cancel buttons, in their Slack time zone.
+        scheduled: list[dict[str, Any]] = [] if hidden else scheduled_blocks(
+            await store.scheduled_of_user(user), utcnow(), await self.zones.get(client, user))
         status = HomeStatus(numbers=self.config.from_numbers, simulated=self.bridge.simulated,
                             engine=engine_name(self.config.database_url), summary=summary)
         lines = [ConversationLine(c, names.get(c.their_number), links.get((c.channel_id, c.thread_ts)))

@@ -2,7 +2,8 @@
 
 Owns: ``callback_id`` ``sms_compose``, block ids ``to``, ``body``, ``from``, ``media``, ``files`` (Slack files sent as
 MMS: downloaded, checked and published before the ack, within ``FILES_SECONDS``; issue 11), ``mms``, ``channel``,
-``counter``; inline errors with ``response_action: errors``.
+``counter``, ``send_at`` (issue 12: schedule instead of sending now, ``handlers.schedule``); inline
+errors with ``response_action: errors``.
 Must not import: storage or SignalWire modules (sending goes through ``bridge.service.Bridge``).
 """
 
@@ -12,22 +13,27 @@ import asyncio
 import json
 import logging
 from dataclasses import replace
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bridge import schedule
 from bridge.access import AccessGate, RefusalReason
 from bridge.compose import ComposeError, validate_all, validate_send
 from bridge.config import Config
 from bridge.media import MediaRefused, MediaShelf, MediaUnavailable
-from bridge.model import AuditAction
+from bridge.model import AuditAction, SendRequest
 from bridge.ports import utcnow
 from bridge.service import Bridge
 from handlers.notify import ephemeral_notifier
 from handlers.slack_files import SlackFiles
 from sw_api.text import MAX_BODY_CHARS, format_number, segment_info
+
+if TYPE_CHECKING:
+    from handlers.schedule import ScheduleCommand
 
 log = logging.getLogger("handlers.modals")
 
@@ -94,6 +100,9 @@ def compose_view(
         _input("mms", "Options", {"type": "checkboxes", "options": [{
             "text": {"type": "plain_text", "text": "Send as MMS even without pictures"}, "value": "mms"}]},
             optional=True),
+        # -- issue 12: send later (Slack gives a UTC epoch; the parent shows it in the sender's time zone).
+        _input("send_at", "Send at (optional)", {"type": "datetimepicker"}, optional=True,
+               hint="Leave empty to send now; at most a year ahead"),
         _input("channel", "Post the thread in", {
             "type": "conversations_select", "default_to_current_conversation": True,
             "initial_conversation": channel_id,
@@ -130,6 +139,7 @@ class ComposeModal:
         self.gate = gate
         self.files = files
         self.shelf = shelf
+        self.scheduled: ScheduleCommand | None = None  # -- issue 12: set by ``handlers.register_all``
 
     def view(self, channel_id: str, body: str = "") -> dict[str, Any]:
         return compose_view(channel_id=channel_id, from_numbers=self.config.from_numbers, body=body,
@@ -171,6 +181,14 @@ class ComposeModal:
         errors = validate_all(**fields, files=len(file_ids))  # type: ignore[arg-type]
         if not channel_id:
             errors["channel"] = "Pick the channel where the message and its receipts should appear."
+        # -- issue 12: "Send at" — checked with the other fields (in the past, more than a year ahead)
+        send_at = _value(values, "send_at").get("selected_date_time")
+        due = None
+        if send_at is not None and self.scheduled is not None:
+            tz = await self.scheduled.zone_of(client, user_id)
+            due, problem = _due(send_at, tz)
+            if problem is not None:
+                errors["send_at"] = problem
         if errors:
             await ack(response_action="errors", errors=errors)
             return
@@ -182,6 +200,9 @@ class ComposeModal:
             )
         except ComposeError as exc:  # pragma: no cover - validate_all already said everything
             await ack(response_action="errors", errors={exc.field: exc.message})
+            return
+        if due is not None and self.scheduled is not None:
+            await self._schedule(ack, client, request, file_ids, due, tz)
             return
         admission = await self.gate.admit(user_id=user_id, channel_id=request.channel_id, action=AuditAction.SEND,
                                           to_number=request.to, from_number=request.from_)
@@ -208,6 +229,23 @@ class ComposeModal:
         self.bridge.spawn(self.bridge.process(accepted.ref, notify), name="send-modal")
 
 
+    async def _schedule(self, ack: AsyncAck, client: AsyncWebClient, request: SendRequest, file_ids: list[str],
+                        due: datetime, tz: str) -> None:
+        """-- issue 12: the form with "Send at": scheduled (stored before the ack) instead of sent."""
+        assert self.scheduled is not None
+        if file_ids:
+            published = await self._publish(client, file_ids)
+            if isinstance(published, str):
+                await ack(response_action="errors", errors={"files": published})
+                return
+            request = replace(request, media=(*request.media, *published),
+                              send_as_mms=request.send_as_mms or bool(published))
+        accepted = await self.scheduled.schedule_request(request, due, tz)
+        if isinstance(accepted, str):
+            await ack(response_action="errors", errors={"send_at": accepted})
+            return
+        await ack()
+
     async def _publish(self, client: AsyncWebClient, file_ids: list[str]) -> tuple[str, ...] | str:
         """-- issue 11: the form's files as published /media URLs, or what to show under the file input."""
         if self.files is None or self.shelf is None:
@@ -221,6 +259,15 @@ class ComposeModal:
         except (MediaUnavailable, TimeoutError) as exc:
             log.warning("form files not fetched in time: %s", exc or "timeout")
             return "Slack did not hand over the pictures in time. Nothing was sent: press Send again."
+
+
+def _due(send_at: Any, tz: str) -> tuple[datetime | None, str | None]:
+    """-- issue 12: the form's ``selected_date_time`` (a UTC epoch) as a due time, or why it cannot be one."""
+    try:
+        due = datetime.fromtimestamp(int(send_at), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None, "Pick a date and a time."
+    return due, schedule.check_due(due, utcnow(), schedule.zone(tz))
 
 
 def _file_ids(values: dict[str, Any]) -> list[str]:

@@ -35,9 +35,10 @@ from bridge.media_in import InboundMedia
 from bridge.metrics import Metrics, metered
 from bridge.model import SlackReply
 from bridge.recovery import Recovery, Retention
+from bridge.scheduler import Scheduler
 from bridge.service import Bridge, CallbackTokens, SendSettings
 from bridge.storage.engines import open_store
-from handlers import media_route, register_all, two_way
+from handlers import media_route, register_all, scheduler_for, two_way
 from handlers.events import ThreadReplies
 from handlers.limits import GuardedRunner, Limits, body_deadline_middleware
 from handlers.ops import MetricsRoute, Readiness, healthz
@@ -118,7 +119,8 @@ class BotIdentity:
         return authorize
 
 
-def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient) -> tuple[AsyncApp, ThreadReplies]:
+def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient, *,
+               scheduler: Scheduler | None = None) -> tuple[AsyncApp, ThreadReplies]:
     """The Bolt app with every listener, and its thread-reply handler (the sweeper resumes replies with it)."""
     bolt_logger = logging.getLogger("slack_bolt")
     level = bolt_logger.level
@@ -134,7 +136,7 @@ def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient) -> tuple[
     async def on_error(error: Exception) -> None:
         log.error("unhandled error in a Slack listener", exc_info=error)
 
-    replies = register_all(app, bridge, config)
+    replies = register_all(app, bridge, config, scheduler=scheduler)
     return app, replies
 
 
@@ -254,7 +256,9 @@ def create_app(config: Config) -> web.Application:
             outbox_options={"lease": effective.lease_seconds, **effective.outbox_pacing, "media": media},
             ack_store=ack_store,
         )
-        bolt, replies = build_bolt(effective, bridge, slack_client)
+        # -- issue 12: scheduled sends — the due loop (its first round on start sends what came due while down)
+        scheduler = scheduler_for(bridge, effective)
+        bolt, replies = build_bolt(effective, bridge, slack_client, scheduler=scheduler)
 
         async def resume_reply(reply: SlackReply) -> None:
             await replies.resume(reply, slack_client)
@@ -265,6 +269,7 @@ def create_app(config: Config) -> web.Application:
         await recovery.resume()
         recovery.start()
         bridge.outbox.start()
+        scheduler.start()
         app[BRIDGE] = bridge
         app[BOLT] = bolt
         app[READINESS] = Readiness(store, slack_client)
@@ -283,6 +288,7 @@ def create_app(config: Config) -> web.Application:
             # stop starting new work, finish what was started, then close.
             if socket_handler is not None:
                 await _step("socket mode", socket_handler.close_async())  # type: ignore[no-untyped-call]
+            await _step("scheduled sends", scheduler.stop())
             await _step("sweeper", recovery.stop())
             if isinstance(bolt.listener_runner, PromptAckRunner):  # listeners still running after their ack
                 await _step("slack listeners", bolt.listener_runner.drain(timeout=SHUTDOWN_DRAIN_SECONDS))

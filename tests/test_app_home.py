@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -244,3 +245,25 @@ def test_the_manifest_enables_the_home_tab_and_its_event() -> None:
     assert "app_home_opened" in manifest["settings"]["event_subscriptions"]["bot_events"]
     assert json.dumps(manifest)  # plain data
 
+
+
+async def test_your_scheduled_sends_are_listed_in_your_time_zone_and_cancel_there_refreshes_the_home(
+        h: Harness) -> None:
+    h.slack.set_user_tz("U0ALICE", "Asia/Kolkata")
+    await sms(h, "schedule +2h +1 555 123 4567 Two hours from now")
+    await sms(h, "schedule +3h +1 555 123 4567 Bob's own", user="U0BOB")
+    [mine] = await h.bridge.store.scheduled_of_user("U0ALICE")
+    view = await open_home(h)
+    shown = [b for b in view["blocks"] if str(b.get("block_id", "")).startswith("scheduled:")]
+    assert [b["block_id"] for b in shown] == [f"scheduled:{mine.sms.ref}"]  # only the opener's own
+    assert "Two hours from now" in shown[0]["text"]["text"] and "Bob's own" not in str(shown)
+    local = mine.due_at.astimezone(ZoneInfo("Asia/Kolkata"))
+    assert f"{local:%H:%M}" in shown[0]["text"]["text"]  # in the opener's time zone, not UTC
+    before = h.slack.call_count("views.publish")
+    answer = await h.driver.block_action("sms_schedule_cancel", mine.sms.ref, view=view, user_id="U0ALICE")
+    assert answer.status == 200
+    await h.settle()
+    assert await h.bridge.store.scheduled_of_user("U0ALICE") == []
+    assert h.slack.call_count("views.publish") == before + 1  # republished without it
+    refreshed = h.slack.home_view("U0ALICE")
+    assert refreshed is not None and f"scheduled:{mine.sms.ref}" not in str(refreshed["blocks"])

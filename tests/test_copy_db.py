@@ -67,6 +67,10 @@ async def populate(store: Store) -> None:
         now=T0, auto_reply=AutoReply("auto1", AutoReplyKind.HELP, SendRequest(
             user_id="sms-bridge", channel_id="C0GENERAL", to=THEIRS, from_=OURS, body="help text",
             origin=AUTO_REPLY_ORIGIN)))
+    # -- issue 12: a scheduled send (migration 16)
+    await store.create_scheduled("sched1", SendRequest(user_id="U0ALICE", channel_id="C0GENERAL", to=THEIRS,
+                                                       from_=OURS, body="later", origin="schedule"),
+                                 T0 + timedelta(hours=2), "America/Los_Angeles", T0)
 
 
 async def _bot(*args: str) -> tuple[int, str, str]:

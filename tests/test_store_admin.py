@@ -40,7 +40,8 @@ REQUEST = SendRequest(user_id="U1", channel_id="C1", to=THEIRS, from_=OURS, body
 # Every table a store of migration 10 keeps data in (the bookkeeping of migrations is not data).
 DATA_TABLES = {"meta", "outbound", "status_event", "conversation", "inbound", "opt_out", "slack_event",
                "reply_source", "slack_outbox", "audit", "counter", "parent_attempt", "slack_reply",
-               "media", "blocked_number", "auto_reply"}  # -- issue 11: outbound MMS, compliance (migrations 12, 13)
+               "media", "blocked_number", "auto_reply",  # -- issue 11: outbound MMS, compliance (migrations 12, 13)
+               "scheduled_send"}  # -- issue 12: scheduled sends (migration 16)
 PAGE = 3
 PLAIN = (str, int, float, bytes, type(None), datetime)
 
@@ -90,6 +91,8 @@ async def _seed(store: Store) -> None:
         InboundMessage(message_id="SM-help", from_=THEIRS, to=OURS, body="HELP"), opt_out=None, opt_in=False,
         items=[], now=_at(34), auto_reply=AutoReply("auto1", AutoReplyKind.HELP, replace(
             REQUEST, user_id="sms-bridge", body="help text", origin=AUTO_REPLY_ORIGIN)))
+    # -- issue 12: a scheduled send (migration 16; one more outbound row)
+    await store.create_scheduled("sched1", replace(REQUEST, origin="schedule"), _at(7200), "Asia/Kolkata", _at(35))
 
 
 async def _export(store: Store, table: str) -> list[dict[str, Any]]:
@@ -153,7 +156,7 @@ async def test_row_counts_count_every_data_table(store: Store) -> None:
     counts = await store.row_counts()
     assert set(counts) == DATA_TABLES
     assert {t: n for t, n in counts.items() if n == 0} == {}, "the seed writes every table"
-    assert counts["outbound"] == 7 and counts["slack_outbox"] == 6 and counts["audit"] == 3
+    assert counts["outbound"] == 8 and counts["slack_outbox"] == 6 and counts["audit"] == 3
     for table in DATA_TABLES:
         assert len(await _export(store, table)) == counts[table]
 
@@ -206,7 +209,7 @@ async def test_copy_to_a_fresh_database_keeps_every_row(
         new_id = await target.outbox_add("C8:1.0", "post", None, "C8", {}, _at(40))
         assert new_id > max(row["id"] for row in await _export(store, "slack_outbox"))
         await target.create_outbound("after-copy", REQUEST, _at(41))
-        assert (await target.row_counts())["outbound"] == 8
+        assert (await target.row_counts())["outbound"] == 9
 
 
 async def test_import_is_one_transaction(store: Store) -> None:

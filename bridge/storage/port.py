@@ -28,6 +28,8 @@ from bridge.model import (
     OutboxStats,
     OutboxWrite,
     RecentConversation,
+    ScheduledSend,
+    ScheduleOutcome,
     SchemaStatus,
     SendRequest,
     SendState,
@@ -414,3 +416,27 @@ class Store(Protocol):
     async def home_summary(self) -> HomeSummary:
         """Opted-out and blocked counts, undone outbox items, unsent outbound SMS and the newest error (a failed
         outbox item, or an SMS rejected, of unknown outcome, failed or undelivered), from indexed reads."""
+
+    # -- issue 12: scheduled sends (migration 16; bridge.storage.sqlite.schedule, bridge.storage.postgres.schedule) --
+
+    async def create_scheduled(self, ref: str, request: SendRequest, due_at: datetime, tz: str,
+                               now: datetime) -> OutboundSms | None:
+        """In one transaction: the message (state ``scheduled``) and its ``scheduled_send`` row (due at ``due_at``,
+        shown in ``tz``) — unless ``request.to`` opted out of ``request.from_`` or is blocked: then None, nothing
+        stored."""
+
+    async def get_scheduled(self, ref: str) -> ScheduledSend | None:
+        """The scheduled send of message ``ref`` (whatever its state), or None if it was never scheduled."""
+
+    async def scheduled_of_user(self, user_id: str, limit: int = 50) -> list[ScheduledSend]:
+        """``user_id``'s scheduled sends still waiting (state ``scheduled``), soonest first."""
+
+    async def due_scheduled(self, now: datetime, limit: int = 50) -> list[ScheduledSend]:
+        """Scheduled sends still waiting whose due time is at or before ``now``, oldest first."""
+
+    async def finish_scheduled(self, ref: str, outcome: ScheduleOutcome, by: str | None, reason: str,
+                               now: datetime) -> bool:
+        """Move ``ref`` out of ``scheduled`` — True for exactly one caller across replicas (a conditional update),
+        False, and nothing changed, if it left that state already. ``RELEASED``: the message becomes ``pending``
+        (``process`` sends it); any other outcome: ``rejected`` with ``error_code`` = the outcome, ``reason`` as
+        its error message."""

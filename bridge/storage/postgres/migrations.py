@@ -197,6 +197,23 @@ ALTER TABLE audit DROP CONSTRAINT audit_action_check;
 ALTER TABLE audit ADD CONSTRAINT audit_action_check
     CHECK (action IN ('send', 'refused', 'retry', 'reply', 'auto-reply', 'block', 'unblock'));
 """,
+    # -- issue 12: scheduled sends
+    # 16: one row per scheduled send; its message waits in outbound with state 'scheduled'
+    # (bridge.storage.postgres.schedule).
+    16: """
+CREATE TABLE scheduled_send (
+    ref TEXT PRIMARY KEY REFERENCES outbound (ref),
+    user_id TEXT NOT NULL,
+    tz TEXT NOT NULL,
+    due_at TIMESTAMPTZ NOT NULL,
+    state TEXT NOT NULL DEFAULT 'scheduled',
+    created_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ,
+    finished_by TEXT
+);
+CREATE INDEX scheduled_send_due ON scheduled_send (state, due_at);
+CREATE INDEX scheduled_send_user ON scheduled_send (user_id, state, due_at);
+""",
     # -- issue 12: app home. 17: indexes for the Home tab's reads (bridge.storage.home_rows).
     # Same index names and predicates as SQLite's 17 (bridge.storage.sqlite.home).
     17: """

@@ -35,6 +35,8 @@ from bridge.storage.sqlite.home import HomeSql
 from bridge.storage.sqlite.media import MEDIA_MIGRATION, MediaSql
 from bridge.storage.sqlite.outbox import MIGRATION as OUTBOX_MIGRATION
 from bridge.storage.sqlite.outbox import OutboxSql, insert_statements
+from bridge.storage.sqlite.schedule import MIGRATION as SCHEDULE_MIGRATION
+from bridge.storage.sqlite.schedule import ScheduleSql
 from bridge.storage.sqlite.timefmt import db_time, py_time
 from bridge.storage.sqlite.two_way import DURABLE_MIGRATION, REPLY_MIGRATION, TwoWaySql
 from bridge.storage.sqlite.two_way import MIGRATION as TWO_WAY_MIGRATION
@@ -125,6 +127,9 @@ MIGRATIONS: Mapping[int, str] = {
     # 13: the block list, auto-replies keyed by their inbound text and kind, audit actions for both
     # (bridge.storage.sqlite.compliance).
     13: COMPLIANCE_MIGRATION,
+    # -- issue 12: scheduled sends
+    # 16: the ``scheduled_send`` table (bridge.storage.sqlite.schedule).
+    16: SCHEDULE_MIGRATION,
     # -- issue 12: app home. 17: indexes for the Home tab's reads (bridge.storage.sqlite.home).
     17: HOME_MIGRATION,
 }
@@ -190,7 +195,7 @@ def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
     )
 
 
-class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql, MediaSql, ComplianceSql, HomeSql):
+class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql, MediaSql, ComplianceSql, HomeSql, ScheduleSql):
     """One aiosqlite connection (SQLite serialises writers anyway); WAL so readers never block the writer."""
 
     schema_latest = max(MIGRATIONS)
