@@ -33,6 +33,7 @@ from bridge.storage.sqlite.compliance import ComplianceSql
 from bridge.storage.sqlite.media import MEDIA_MIGRATION, MediaSql
 from bridge.storage.sqlite.outbox import MIGRATION as OUTBOX_MIGRATION
 from bridge.storage.sqlite.outbox import OutboxSql, insert_statements
+from bridge.storage.sqlite.people import CONTACTS_MIGRATION, TEMPLATES_MIGRATION, PeopleSql
 from bridge.storage.sqlite.timefmt import db_time, py_time
 from bridge.storage.sqlite.two_way import DURABLE_MIGRATION, REPLY_MIGRATION, TwoWaySql
 from bridge.storage.sqlite.two_way import MIGRATION as TWO_WAY_MIGRATION
@@ -123,6 +124,9 @@ MIGRATIONS: Mapping[int, str] = {
     # 13: the block list, auto-replies keyed by their inbound text and kind, audit actions for both
     # (bridge.storage.sqlite.compliance).
     13: COMPLIANCE_MIGRATION,
+    # -- issue 12: contacts and templates (bridge.storage.sqlite.people). 14: the address book; 15: templates.
+    14: CONTACTS_MIGRATION,
+    15: TEMPLATES_MIGRATION,
 }
 
 # The database holds the callback HMAC secret and message bodies: owner-only, like a key file.
@@ -186,7 +190,7 @@ def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
     )
 
 
-class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql, MediaSql, ComplianceSql):
+class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql, MediaSql, ComplianceSql, PeopleSql):
     """One aiosqlite connection (SQLite serialises writers anyway); WAL so readers never block the writer."""
 
     schema_latest = max(MIGRATIONS)
