@@ -38,7 +38,7 @@ def safe_name(name: str) -> str:
 
 def labelled(number: str, name: str | None) -> str:
     """"Dana Smith (+1 555-123-4567)" for a contact, else the formatted number. Pure: the caller reads the name."""
-    shown = format_number(number)
+    shown = escape_mrkdwn(format_number(number))
     return f"{safe_name(name)} ({shown})" if name and name.strip() else shown
 
 

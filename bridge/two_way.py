@@ -95,10 +95,12 @@ class TwoWay:
         texts = self.compliance if self.compliance is not None and self.compliance.enabled else None
         reply_kind = compliance.auto_reply_kind(keyword) if texts is not None else None
         block = await self.bridge.store.get_block(message.from_)
-        reply_post = (conv.inbound_text(message, new_conversation=False),
-                      conv.inbound_blocks(message, new_conversation=False))
-        new_post = (conv.inbound_text(message, new_conversation=True),
-                    conv.inbound_blocks(message, new_conversation=True))
+        # -- issue 12: the sender's contact name, if any, read now (the post is rendered when the text is stored).
+        name = await self.bridge.names.name_of(message.from_)
+        reply_post = (conv.inbound_text(message, new_conversation=False, name=name),
+                      conv.inbound_blocks(message, new_conversation=False, name=name))
+        new_post = (conv.inbound_text(message, new_conversation=True, name=name),
+                    conv.inbound_blocks(message, new_conversation=True, name=name))
         if block is not None:
             reply_post = compliance.mark_blocked(*reply_post, block)
             new_post = compliance.mark_blocked(*new_post, block)
