@@ -23,6 +23,10 @@ USAGE = (
     "• Numbers can be typed as `+15551234567`, `+1 555-123-4567` or `(555) 123-4567` ({region} numbers)\n"
     "• `/sms block +1 555 123 4567 reason` stops every text to that number (for the whole team); "
     "`/sms unblock +1 555 123 4567` lifts it; `/sms blocked` lists them\n"
+    "• `/sms Dana Running late` or `/sms \"Dana Smith\" Running late` texts a contact; "
+    "`/sms contact add Dana Smith +1 555 123 4567`, `/sms contact remove Dana Smith`, `/sms contacts [search]`\n"
+    "• `/sms template add late Running {{minutes}} min late, sorry {{first_name}}!` saves a template; "
+    "`/sms Dana #late minutes=10` sends it; `/sms template remove late`, `/sms templates`\n"
     "Delivery receipts appear in the thread of the message the bot posts."
 )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from bridge import contacts as book
 from bridge import templates as tpl
-from bridge.model import Contact, Template
+from bridge.model import Contact, ContactOutcome, Template
 from bridge.ports import utcnow
 from bridge.storage.port import Store, StoreUnavailable
 from sw_api.text import InvalidNumber, mask_number, normalize_number
@@ -98,6 +98,16 @@ class People:
         except StoreUnavailable:
             log.exception("contact %s not done", command.action)
             return NOT_RECORDED
+
+    async def add_contact(self, name: str, number: str, user_id: str) -> tuple[bool, str]:
+        """The App Home's Add form: (False, why) if nothing could change (the name is another number's)."""
+        try:
+            change = await self.store.contact_put(name, number, user_id, utcnow())
+        except StoreUnavailable:
+            log.exception("contact add not done")
+            return False, NOT_RECORDED
+        self.names.forget(number)
+        return change.outcome is not ContactOutcome.NAME_TAKEN, book.change_text(change)
 
     # -- /sms template add|remove, /sms templates ----------------------------------------------------------------
 

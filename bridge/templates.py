@@ -136,6 +136,15 @@ def fill(template: Template, values: Mapping[str, str], number: str, contact: Co
     return _PLACEHOLDER.sub(lambda m: given[m.group(1)], template.body)
 
 
+def fill_contact(template: Template, contact: Contact | None) -> str:
+    """The template with only ``{first_name}`` / ``{name}`` filled (from ``contact``, if any): what the compose
+    modal puts in the message field; the other placeholders stay for the person to fill in."""
+    if contact is None:
+        return template.body
+    given = {"first_name": first_name(contact), "name": contact.name}
+    return _PLACEHOLDER.sub(lambda m: given.get(m.group(1), m.group(0)), template.body)
+
+
 def no_template_text(name: str, known: Sequence[Template]) -> str:
     names = ", ".join(f"`#{t.name}`" for t in known) or "none yet"
     return f"⚠️ There is no template `#{name}` (stored: {names}). Nothing was sent."
