@@ -67,6 +67,9 @@ async def populate(store: Store) -> None:
         now=T0, auto_reply=AutoReply("auto1", AutoReplyKind.HELP, SendRequest(
             user_id="sms-bridge", channel_id="C0GENERAL", to=THEIRS, from_=OURS, body="help text",
             origin=AUTO_REPLY_ORIGIN)))
+    # -- issue 12: contacts and templates (migrations 14, 15)
+    await store.contact_put("Dana Smith", THEIRS, "U0ALICE", T0)
+    await store.template_put("late", "Running {minutes} min late", "U0ALICE", T0)
 
 
 async def _bot(*args: str) -> tuple[int, str, str]:
