@@ -104,8 +104,8 @@ def check_name(name: str) -> str:
 
 
 def split_number_tail(text: str, default_region: str) -> tuple[str, str]:
-    """``Dana Smith +1 555 123 4567`` → (``Dana Smith``, ``+15551234567``): the shortest trailing run of number-like
-    words that reads as a number (the whole run if none does, for its error)."""
+    """``Dana Smith +1 555 123 4567`` → (``Dana Smith``, ``+15551234567``): the longest trailing run of number-like
+    words that reads as a number (``555 123 4567`` alone would read as a national number and leave "+1")."""
     words = list(re.finditer(r"\S+", text))
     start = len(words)
     while start > 0 and _NUMBER_WORD.match(words[start - 1].group()):
@@ -113,7 +113,7 @@ def split_number_tail(text: str, default_region: str) -> tuple[str, str]:
     if start == len(words):
         raise ContactCommandError(f"No phone number at the end. {CONTACT_USAGE}")
     last_error: InvalidNumber | None = None
-    for begin in range(len(words) - 1, start - 1, -1):
+    for begin in range(start, len(words)):
         try:
             number = normalize_number(text[words[begin].start():], default_region)
         except InvalidNumber as exc:

@@ -154,12 +154,14 @@ class People:
         return Found(rest=resolution.rest, contact=resolution.candidates[0], spoken=resolution.spoken)
 
     async def recipient_number(self, typed: str) -> tuple[str | None, str | None]:
-        """The modal's ``to`` field: (a number to send to, or None with the error to show under the field)."""
+        """The modal's ``to`` field: (a number to send to, or None with the error to show under the field; None
+        and None: ``typed`` is a mistyped number, whose own error stands)."""
         try:
             normalize_number(typed, self.default_region)
             return typed, None
         except InvalidNumber:
-            pass
+            if not book.starts_with_name(typed):
+                return None, None  # a mistyped number: its own error stands
         found = await self.find(typed)
         if found.error is not None:
             return None, found.error.replace(" Nothing was sent.", "")
