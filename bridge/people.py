@@ -175,13 +175,21 @@ class People:
 
     async def body(self, number: str, text: str) -> str:
         """``text`` as typed, or the template it names (``#late minutes=10``) filled for ``number``;
-        ``TemplateError`` saying what is missing."""
-        use = tpl.parse_use(text)
-        if use is None:
+        ``TemplateError`` saying what is missing. ``#word`` that is no stored template is a typo (an error) when
+        only ``key=value`` words follow it, else an ordinary message sent as typed (``#1 priority``)."""
+        name = tpl.named(text)
+        if name is None:
             return text
-        template = await self.store.template_get(use.name)
+        template = await self.store.template_get(name)
         if template is None:
-            raise tpl.TemplateError(tpl.no_template_text(use.name, await self.store.templates()))
+            try:
+                tpl.parse_use(text)
+            except tpl.TemplateError:
+                return text  # "#1 priority": not a template, an ordinary message
+            # Only values follow the name: a mistyped template, never to be texted as it is.
+            raise tpl.TemplateError(tpl.no_template_text(name, await self.store.templates()))
+        use = tpl.parse_use(text)
+        assert use is not None
         contact = await self.store.contact_by_number(number)
         return tpl.fill(template, use.values, number, contact)
 

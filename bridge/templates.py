@@ -79,6 +79,15 @@ class TemplateUse:
     values: dict[str, str] = field(default_factory=dict)
 
 
+def named(text: str) -> str | None:
+    """The template name ``text`` starts with (``#late …``), or None. Whether it is one is the store's to say."""
+    stripped = text.strip()
+    if not stripped.startswith("#"):
+        return None
+    head = stripped.split(None, 1)[0][1:].lower()
+    return head if _NAME.match(head) else None
+
+
 def parse_use(text: str) -> TemplateUse | None:
     """``#late minutes=10 place="the usual"`` → the template and its values; None if ``text`` is not a ``#name``
     (then it is sent as typed). ``TemplateError`` for a word after the name that is not ``key=value``."""

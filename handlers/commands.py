@@ -24,7 +24,7 @@ from bridge.model import AuditAction, SendRequest
 from bridge.people import NOT_RECORDED
 from bridge.service import Bridge, Notify
 from bridge.storage.port import StoreUnavailable
-from bridge.templates import TemplateError, parse_use
+from bridge.templates import TemplateError, named
 from handlers.modals import ComposeModal
 from handlers.notify import respond_notifier
 from handlers.people import PeopleCommand
@@ -59,7 +59,7 @@ class SmsCommand:
             parsed = parse_slash_text(raw, self.config.default_region)
             if parsed.kind == "send":
                 body = parsed.text
-                if self.people is not None and parse_use(body) is not None:  # issue 12: ``#template key=value``
+                if self.people is not None and named(body) is not None:  # issue 12: ``#template key=value``
                     body = await self.people.body_for(normalize_number(parsed.number, self.config.default_region),
                                                       body)
                 request = validate_send(
