@@ -361,13 +361,23 @@ def parse_csv(data: bytes, default_region: str) -> CsvRead:
     return CsvRead(lines, refused)
 
 
+def taken_text(name: str, holder: Contact) -> str:
+    return f"the name {name} belongs to {format_number(holder.number)} already"
+
+
+def name_conflicts(lines: Sequence[CsvLine], existing: Sequence[Contact]) -> list[tuple[int, str]]:
+    """Lines whose name another number holds (read outside the import's transaction: for the report only)."""
+    holders = {contact_key(c.name): c for c in existing}
+    return [(ln.line, taken_text(ln.name, holder)) for ln in lines
+            if (holder := holders.get(contact_key(ln.name))) is not None and holder.number != ln.number]
+
+
 def import_report(read: CsvRead, changes: Sequence[ContactChange]) -> str:
     """What the person who imported is told. Nothing is imported if any line is refused (see ``bridge.people``)."""
     refused = list(read.refused)
     for line, change in zip(read.lines, changes, strict=False):
         if change.outcome is ContactOutcome.NAME_TAKEN:
-            refused.append((line.line, f"the name {line.name} belongs to {format_number(change.contact.number)} "
-                                       "already"))
+            refused.append((line.line, taken_text(line.name, change.contact)))
     refused.sort()
     if refused:
         lines = [f"⚠️ *Nothing was imported*: {len(refused)} line{'s' if len(refused) != 1 else ''} refused. "

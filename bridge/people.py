@@ -202,7 +202,11 @@ class People:
         except book.CsvFileError as exc:
             return f"⚠️ Nothing was imported: {exc.message}"
         if read.refused:
-            return book.import_report(read, [])
+            try:  # the other lines' own problems too, so one round of fixes is enough
+                taken = book.name_conflicts(read.lines, await self.store.contacts("", MAX_CONTACTS_SCANNED))
+            except StoreUnavailable:
+                taken = []
+            return book.import_report(book.CsvRead(read.lines, [*read.refused, *taken]), [])
         try:
             changes = await self.store.contacts_import([(ln.name, ln.number) for ln in read.lines], user_id,
                                                        utcnow())

@@ -168,7 +168,8 @@ class ContactsActions:
         self.bridge.spawn(self._dm(client, user_id, text), name="contacts-added")
 
     async def on_import_submit(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        entry = (_values(body).get("file") or {}).get("file") or {}
+        block = _values(body).get("file") or {}
+        entry = block.get("file") or next(iter(block.values()), {}) if isinstance(block, dict) else {}
         files = entry.get("files") if isinstance(entry, dict) else None
         ids = [str(f.get("id")) for f in files or [] if isinstance(f, dict) and f.get("id")]
         if len(ids) != 1:
