@@ -169,7 +169,7 @@ class ContactsActions:
 
     async def on_import_submit(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         block = _values(body).get("file") or {}
-        entry = block.get("file") or next(iter(block.values()), {}) if isinstance(block, dict) else {}
+        entry: Any = (block.get("file") or next(iter(block.values()), {})) if isinstance(block, dict) else {}
         files = entry.get("files") if isinstance(entry, dict) else None
         ids = [str(f.get("id")) for f in files or [] if isinstance(f, dict) and f.get("id")]
         if len(ids) != 1:
