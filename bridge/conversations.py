@@ -212,8 +212,8 @@ def _when(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def keyword_notice(keyword: Keyword, their: str, ours: str, at: datetime) -> str:
-    who, number = format_number(their), format_number(ours)
+def keyword_notice(keyword: Keyword, their: str, ours: str, at: datetime, name: str | None = None) -> str:
+    who, number = labelled(their, name), format_number(ours)  # issue 12: the contact's name, if any
     if keyword is Keyword.OPT_OUT:
         return (f"🚫 *{who} opted out* of texts from {number} ({_when(at)}). The bridge will refuse to text them "
                 "from this number until they text START.")

@@ -128,7 +128,7 @@ class TwoWay:
             items += media_items(key, channel, message.message_id, message.media)
             if keyword is not None:
                 items.append(outbox.post_item(key, channel, conv.keyword_notice(keyword, message.from_, message.to,
-                                                                                 now),
+                                                                                 now, name),
                                               thread_of_inbound=message.message_id))
             if texts is not None and reply_kind is not None:
                 request = compliance.auto_reply_request(reply_kind, texts, our_number=message.to,

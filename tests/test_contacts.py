@@ -156,6 +156,9 @@ async def test_inbound_and_new_conversation_posts_name_the_contact_escaped(h: Ha
     await h.settle()
     [reply] = h.slack.thread(INBOUND, parent.ts)[-1:]
     assert "(+1 555-123-4567)* replied" in reply.text and "∗Boss∗" in reply.text
+    await h.simulator.inject_inbound(DANA, FROM_NUMBER, "STOP", [], url=h.bot_url + "/signalwire/inbound")
+    await h.settle()
+    assert any("@\u2060here (+1 555-123-4567) opted out" in m.text for m in h.slack.thread(INBOUND, parent.ts))
 
 
 def _modal_values(to: str, body: str) -> dict[str, Any]:
