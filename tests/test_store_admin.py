@@ -40,7 +40,8 @@ REQUEST = SendRequest(user_id="U1", channel_id="C1", to=THEIRS, from_=OURS, body
 # Every table a store of migration 10 keeps data in (the bookkeeping of migrations is not data).
 DATA_TABLES = {"meta", "outbound", "status_event", "conversation", "inbound", "opt_out", "slack_event",
                "reply_source", "slack_outbox", "audit", "counter", "parent_attempt", "slack_reply",
-               "media", "blocked_number", "auto_reply"}  # -- issue 11: outbound MMS, compliance (migrations 12, 13)
+               "media", "blocked_number", "auto_reply",  # -- issue 11: outbound MMS, compliance (migrations 12, 13)
+               "contact", "sms_template"}  # -- issue 12: contacts and templates (migrations 14, 15)
 PAGE = 3
 PLAIN = (str, int, float, bytes, type(None), datetime)
 
@@ -90,6 +91,9 @@ async def _seed(store: Store) -> None:
         InboundMessage(message_id="SM-help", from_=THEIRS, to=OURS, body="HELP"), opt_out=None, opt_in=False,
         items=[], now=_at(34), auto_reply=AutoReply("auto1", AutoReplyKind.HELP, replace(
             REQUEST, user_id="sms-bridge", body="help text", origin=AUTO_REPLY_ORIGIN)))
+    # -- issue 12: contacts and templates (migrations 14, 15)
+    await store.contact_put("Dana Smith", THEIRS, "U1", _at(35))
+    await store.template_put("late", "Running {minutes} min late", "U1", _at(35))
 
 
 async def _export(store: Store, table: str) -> list[dict[str, Any]]:
