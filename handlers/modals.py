@@ -30,7 +30,7 @@ from bridge.people import People
 from bridge.ports import utcnow
 from bridge.service import Bridge
 from bridge.storage.port import StoreUnavailable
-from bridge.templates import fill_contact, placeholders
+from bridge.templates import CONTACT_FIELDS, fill_contact, placeholders
 from handlers.notify import ephemeral_notifier
 from handlers.slack_files import SlackFiles
 from sw_api.text import MAX_BODY_CHARS, InvalidNumber, format_number, normalize_number, segment_info
@@ -302,6 +302,12 @@ class ComposeModal:
             elif error is not None:
                 errors["to"] = error
         template = str(_metadata(view).get("template") or "")
+        if template and "to" not in errors and set(placeholders(str(fields["body"]))) & set(CONTACT_FIELDS):
+            # The template was picked before the recipient was typed: the contact's names go in now.
+            with contextlib.suppress(InvalidNumber, StoreUnavailable):
+                contact = await self.bridge.store.contact_by_number(
+                    normalize_number(str(fields["to"]), self.config.default_region))
+                fields["body"] = fill_contact(Template("", str(fields["body"]), "", utcnow()), contact)
         if template and "body" not in errors:
             left = placeholders(str(fields["body"]))
             stored = await self.people.template(template)

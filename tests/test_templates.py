@@ -131,3 +131,27 @@ def test_fill_and_parse_use() -> None:
     assert tpl.fill(template, {"minutes": "5", "first_name": "pal"}, JO, None) == "Running 5 min late, sorry pal!"
     assert tpl.fill_contact(template, dana) == "Running {minutes} min late, sorry Dana!"
     assert tpl.placeholders("{a} {b} {a}") == ["a", "b"]
+
+
+async def test_a_template_picked_before_the_recipient_gets_the_contact_names_on_send(h: Harness) -> None:
+    await command(h, "contact add Dana Smith +1 555 123 4567")
+    await command(h, f"template add late {LATE}")
+    await h.driver.slash_command("")
+    await h.settle()
+    [view] = h.slack.views.values()
+    [select] = [b for b in view["blocks"] if b.get("block_id") == "template"]
+    option = select["element"]["options"][0]
+    state = {"template": {"template": {"type": "static_select", "selected_option": option}}}
+    await h.driver.block_action("template", None, block_id="template", view={**view, "state": {"values": state}},
+                                selected_option=option)
+    await h.settle()
+    updated = h.slack.views[view["id"]]
+    [body] = [b for b in updated["blocks"] if b.get("block_id") == "body"]
+    assert body["element"]["initial_value"] == LATE, "no recipient yet: the names stay placeholders"
+    values = {"to": {"to": {"type": "plain_text_input", "value": "+1 555 123 4567"}},
+              "body": {"body_1": {"type": "plain_text_input", "value": LATE.replace("{minutes}", "5")}},
+              "channel": {"channel": {"type": "conversations_select", "selected_conversation": GENERAL}}}
+    ok = await h.driver.view_submission(updated, values)
+    assert ok.status == 200 and not ok.body.strip()
+    await h.settle()
+    assert sent(h) == [(DANA, "Running 5 min late, sorry Dana!")]
