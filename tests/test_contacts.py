@@ -6,6 +6,8 @@ parents and inbound posts (escaped), the compose modal's ``to`` taking a name; p
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from bridge import contacts as book
 from bridge.model import Contact
 from demo.harness import FROM_NUMBER, Harness, running_bridge
 from handlers.people import PICK_PREFIX
+from tests.pg import throwaway_database
 
 GENERAL = "C0GENERAL"
 INBOUND = "C0INBOUND"
@@ -184,6 +187,28 @@ async def test_the_compose_modal_takes_a_name(h: Harness) -> None:
     assert ok.status == 200 and not ok.body.strip()
     await h.settle()
     assert sent(h) == [(DANA, "from the form")]
+
+
+async def test_on_postgresql_replicas_share_the_book_and_a_double_click_sends_once(tmp_path: Path) -> None:
+    async with throwaway_database() as url, contextlib.AsyncExitStack() as stack:
+        env = {"INBOUND_CHANNEL": INBOUND, "DATABASE_URL": url}
+        one = await stack.enter_async_context(running_bridge(tmp_path / "one", env=env))
+        two = await stack.enter_async_context(running_bridge(tmp_path / "two", env=env))
+        await command(one, "contact add Dana Smith +1 555 123 4567")
+        await command(two, "contact add Dana Jones +1 555 222 3333")
+        await command(two, "Dana Smith hello from two")
+        assert sent(two) == [(DANA, "hello from two")]
+        assert DANA_SHOWN in two.slack.messages(GENERAL)[0].text
+        ack = (await one.driver.slash_command("dana pick me")).json()
+        [actions] = [b for b in ack["blocks"] if b["type"] == "actions"]
+        button = actions["elements"][0]
+        offered = {"ts": "1700000000.000100", "blocks": ack["blocks"], "text": ack["text"]}
+        # The same click delivered to both replicas at once (a retry landing elsewhere): one send.
+        await asyncio.gather(*(h.driver.block_action(button["action_id"], button["value"], message=offered)
+                               for h in (one, two)))
+        await one.settle()
+        await two.settle()
+        assert len(sent(one)) + len(sent(two)) == 2, "one send for the click, besides the earlier one"
 
 
 # -- the pure core ---------------------------------------------------------------------------------------------------
