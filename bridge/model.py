@@ -344,3 +344,45 @@ class Template:
     body: str
     updated_by: str
     updated_at: datetime
+
+
+# -- issue 12: app home (what the Home tab shows; bridge.home renders it) -------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RecentConversation:
+    """A conversation as the Home tab lists it: where its thread is, when it was last active (``updated_at``:
+    the last message that pointed it at its thread) and its newest text either way (``last_text`` None when it
+    has none stored, e.g. pruned; ``last_inbound`` True when they sent it)."""
+
+    our_number: str
+    their_number: str
+    channel_id: str
+    thread_ts: str
+    updated_at: datetime
+    last_text: str | None
+    last_at: datetime | None
+    last_inbound: bool
+    last_has_media: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LastError:
+    """The newest failure worth showing an operator: a Slack outbox item given up on (``source`` ``slack``,
+    ``what`` its kind) or an SMS refused / failed / of unknown outcome (``source`` ``sms``, ``what`` its state or
+    status). ``detail`` is the stored error text, unescaped and untruncated (the view shortens it)."""
+
+    at: datetime
+    source: str
+    what: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class HomeSummary:
+    """The counters of the Home tab's status and compliance sections, read in one call."""
+
+    opted_out: int        # distinct numbers that opted out of at least one of our numbers
+    blocked: int          # numbers on the team block list
+    outbox_pending: int   # Slack outbox items neither done nor failed
+    unsent: int           # outbound SMS not handed to SignalWire yet (pending or submitting)
+    last_error: LastError | None

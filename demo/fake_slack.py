@@ -375,6 +375,11 @@ class FakeSlack:
             raise LookupError(f"{method} was never called; calls so far: {[c.method for c in self.calls]}")
         return matching[index]
 
+    def home_view(self, user: str) -> dict[str, Any] | None:
+        """-- issue 12: the Home tab last published for ``user`` with views.publish (None if never)."""
+        view_id = self._home_views.get(user)
+        return None if view_id is None else self.views[view_id]
+
     def messages(self, channel: str) -> list[SlackMessage]:
         """Top-level messages of a channel (id, name or #name), oldest first; unknown channel → []."""
         found = self._lookup_channel(channel)

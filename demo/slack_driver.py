@@ -263,6 +263,11 @@ class SlackDriver:
             headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
         return await self.raw(json.dumps(envelope).encode(), JSON, headers=headers)
 
+    async def app_home_opened(self, user_id: str, *, tab: str = "home", channel_id: str = "D0HOME") -> DriverResponse:
+        """-- issue 12: the user opened the app's Home (or Messages) tab."""
+        return await self.event({"type": "app_home_opened", "user": user_id, "channel": channel_id, "tab": tab,
+                                 "event_ts": f"{time.time():.6f}"})
+
     async def url_verification(self, challenge: str = "fake-challenge") -> DriverResponse:
         """The handshake Slack performs when the Events request URL is saved."""
         body = {"token": self._token, "challenge": challenge, "type": "url_verification"}

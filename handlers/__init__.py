@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> ThreadReplies:
     """Register every listener; returns the thread-reply handler (``bridge.recovery`` resumes replies with it)."""
-    from handlers import actions, commands, contacts_actions, events, modals, people
+    from handlers import actions, commands, contacts_actions, events, home, modals, people
     from handlers.slack_files import SlackFiles
 
     # One gate for every send path: its per-user locks keep one process's count-then-insert in turn.
@@ -45,6 +45,8 @@ def register_all(app: AsyncApp, bridge: Bridge, config: Config) -> ThreadReplies
     replies = events.ThreadReplies(two_way(bridge, config), gate, lease=config.reply_resume_after,
                                    files=SlackFiles.from_config(config), shelf=media_shelf(bridge, config))
     events.register(app, replies)
+    # -- issue 12: app home
+    home.register(app, home.AppHome(bridge, config, gate.policy))
     return replies
 
 

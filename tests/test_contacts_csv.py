@@ -6,6 +6,7 @@ trip); plus ``parse_csv`` itself (header optional, national numbers in ``DEFAULT
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,14 @@ def test_parse_csv_reads_national_numbers_in_the_default_region() -> None:
     assert [(ln.line, ln.name, ln.number) for ln in read.lines] == [(2, "Anna", "+442079460958")]
     with pytest.raises(book.CsvFileError, match="no contacts"):
         book.parse_csv(b"name,number\n", "US")
+
+
+async def test_the_home_tab_counts_contacts_and_names_them_in_its_conversations(h: Harness) -> None:
+    await h.driver.slash_command("contact add Dana Smith +1 555 123 4567")
+    await h.driver.slash_command("+1 555 123 4567 hello")
+    await h.settle()
+    assert (await h.driver.app_home_opened("U0ALICE")).status == 200
+    await h.settle()
+    view = json.dumps(h.slack.get_payload("views.publish")["view"])
+    assert "*1* contact in the team" in view
+    assert "Dana Smith" in view and "contacts_import" in view

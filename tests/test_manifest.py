@@ -76,7 +76,7 @@ def test_interactivity_and_events_share_the_route(manifest: dict[str, Any]) -> N
     assert settings["interactivity"] == {"is_enabled": True, "request_url": EVENTS_URL}
     events = settings["event_subscriptions"]
     assert events["request_url"] == EVENTS_URL
-    assert set(events["bot_events"]) == {"message.channels", "message.groups"}
+    assert set(events["bot_events"]) == {"message.channels", "message.groups", "app_home_opened"}  # issue 12: home
     assert settings["org_deploy_enabled"] is False
     assert settings["socket_mode_enabled"] is False
     assert settings["token_rotation_enabled"] is False

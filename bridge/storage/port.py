@@ -21,6 +21,7 @@ from bridge.model import (
     Contact,
     ContactChange,
     Conversation,
+    HomeSummary,
     InboundPlace,
     MediaItem,
     OptOut,
@@ -28,6 +29,7 @@ from bridge.model import (
     OutboxItem,
     OutboxStats,
     OutboxWrite,
+    RecentConversation,
     SchemaStatus,
     SendRequest,
     SendState,
@@ -437,3 +439,13 @@ class Store(Protocol):
 
     async def templates(self, limit: int = 100) -> list[Template]:
         """Stored templates by name."""
+
+    # -- issue 12: app home (indexes: migration 17) -------------------------------------------------------------
+
+    async def recent_conversations(self, limit: int = 10) -> list[RecentConversation]:
+        """The ``limit`` most recently active conversations (``conversation.updated_at``, newest first), each with
+        its newest stored text in either direction (inbound by ``received_at``, outbound by ``created_at``)."""
+
+    async def home_summary(self) -> HomeSummary:
+        """Opted-out and blocked counts, undone outbox items, unsent outbound SMS and the newest error (a failed
+        outbox item, or an SMS rejected, of unknown outcome, failed or undelivered), from indexed reads."""

@@ -223,6 +223,16 @@ ALTER TABLE audit ADD CONSTRAINT audit_action_check
     # -- issue 12: contacts and templates (bridge.storage.postgres.people). 14: the address book; 15: templates.
     14: CONTACTS_MIGRATION,
     15: TEMPLATES_MIGRATION,
+    # -- issue 12: app home. 17: indexes for the Home tab's reads (bridge.storage.home_rows).
+    # Same index names and predicates as SQLite's 17 (bridge.storage.sqlite.home).
+    17: """
+CREATE INDEX conversation_updated_at ON conversation (updated_at);
+CREATE INDEX inbound_pair ON inbound (our_number, their_number, received_at);
+CREATE INDEX outbound_pair ON outbound (from_number, to_number, created_at);
+CREATE INDEX outbound_error_at ON outbound (updated_at)
+    WHERE (state IN ('rejected', 'unknown') OR status IN ('failed', 'undelivered'));
+CREATE INDEX slack_outbox_failed_at ON slack_outbox (failed_at) WHERE failed_at IS NOT NULL;
+""",
 }
 LATEST = max(MIGRATIONS)
 

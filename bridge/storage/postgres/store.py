@@ -13,6 +13,7 @@ from bridge.storage.postgres.admin import AdminSql
 from bridge.storage.postgres.audit import AuditSql
 from bridge.storage.postgres.compliance import ComplianceSql
 from bridge.storage.postgres.connection import ACQUIRE_TIMEOUT, COMMAND_TIMEOUT, DB_ERRORS, create_pool
+from bridge.storage.postgres.home import HomeSql
 from bridge.storage.postgres.media import MediaSql
 from bridge.storage.postgres.messages import MessagesSql
 from bridge.storage.postgres.migrations import current_version, migrate
@@ -23,7 +24,8 @@ from bridge.storage.postgres.two_way import TwoWaySql
 CLOSE_TIMEOUT = 10.0  # seconds to let queries in flight finish before connections are cut
 
 
-class PostgresStore(MessagesSql, TwoWaySql, OutboxSql, AuditSql, AdminSql, MediaSql, ComplianceSql, PeopleSql):
+class PostgresStore(MessagesSql, TwoWaySql, OutboxSql, AuditSql, AdminSql, MediaSql, ComplianceSql, PeopleSql,
+                    HomeSql):
     """A pool of connections to one PostgreSQL database; several replicas may open the same one."""
 
     @classmethod

@@ -30,6 +30,8 @@ from bridge.storage.sqlite.audit import AUDIT_MIGRATION, AuditSql
 from bridge.storage.sqlite.batch import GroupCommit, Work
 from bridge.storage.sqlite.compliance import MIGRATION as COMPLIANCE_MIGRATION
 from bridge.storage.sqlite.compliance import ComplianceSql
+from bridge.storage.sqlite.home import MIGRATION as HOME_MIGRATION
+from bridge.storage.sqlite.home import HomeSql
 from bridge.storage.sqlite.media import MEDIA_MIGRATION, MediaSql
 from bridge.storage.sqlite.outbox import MIGRATION as OUTBOX_MIGRATION
 from bridge.storage.sqlite.outbox import OutboxSql, insert_statements
@@ -127,6 +129,8 @@ MIGRATIONS: Mapping[int, str] = {
     # -- issue 12: contacts and templates (bridge.storage.sqlite.people). 14: the address book; 15: templates.
     14: CONTACTS_MIGRATION,
     15: TEMPLATES_MIGRATION,
+    # -- issue 12: app home. 17: indexes for the Home tab's reads (bridge.storage.sqlite.home).
+    17: HOME_MIGRATION,
 }
 
 # The database holds the callback HMAC secret and message bodies: owner-only, like a key file.
@@ -190,7 +194,7 @@ def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
     )
 
 
-class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql, MediaSql, ComplianceSql, PeopleSql):
+class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql, MediaSql, ComplianceSql, PeopleSql, HomeSql):
     """One aiosqlite connection (SQLite serialises writers anyway); WAL so readers never block the writer."""
 
     schema_latest = max(MIGRATIONS)
