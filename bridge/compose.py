@@ -26,6 +26,10 @@ USAGE = (
     # -- issue 12: scheduled sends
     "• `/sms schedule 17:30 +1 555 123 4567 Running late` sends later (`17:30` today or tomorrow, "
     "`2026-12-24 09:00`, `+2h`, `+45m`; your Slack time zone); `/sms scheduled` lists yours with Cancel\n"
+    "• `/sms Dana Running late` or `/sms \"Dana Smith\" Running late` texts a contact; "
+    "`/sms contact add Dana Smith +1 555 123 4567`, `/sms contact remove Dana Smith`, `/sms contacts [search]`\n"
+    "• `/sms template add late Running {{minutes}} min late, sorry {{first_name}}!` saves a template; "
+    "`/sms Dana #late minutes=10` sends it; `/sms template remove late`, `/sms templates`\n"
     "Delivery receipts appear in the thread of the message the bot posts."
 )
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from bridge.contacts import labelled
 from bridge.slack_blocks import (
     SECTION_TEXT,
     clip,
@@ -158,8 +159,10 @@ def media_lines(media: Sequence[MediaItem], more: int = 0) -> list[str]:
     return lines
 
 
-def _inbound_head(message: InboundMessage, new_conversation: bool) -> str:
-    sender = shown(format_number(message.from_), MAX_NUMBER_SHOWN)
+def _inbound_head(message: InboundMessage, new_conversation: bool, name: str | None = None) -> str:
+    # -- issue 12: "Dana Smith (+1 555-123-4567)" when the sender is a contact (``name``).
+    sender = (labelled(message.from_, name) if len(message.from_) <= MAX_NUMBER_SHOWN
+              else shown(format_number(message.from_), MAX_NUMBER_SHOWN))
     if new_conversation:
         return f"📥 *New conversation:* {sender} texted {shown(format_number(message.to), MAX_NUMBER_SHOWN)}"
     return f"📥 *{sender}* replied"
@@ -177,12 +180,12 @@ def _inbound_body(message: InboundMessage) -> tuple[list[str], str | None]:
     return quote_lines(body, SECTION_TEXT), (more_note(hidden) if hidden else None)
 
 
-def inbound_text(message: InboundMessage, *, new_conversation: bool) -> str:
+def inbound_text(message: InboundMessage, *, new_conversation: bool, name: str | None = None) -> str:
     """The Slack message for one inbound SMS; every byte of the sender's text is escaped (mentions stay inert).
 
     Always within Slack's 40,000-character limit for a message's text (see ``MAX_INBOUND_SHOWN``)."""
     body, note = _inbound_body(message)
-    parts = [_inbound_head(message, new_conversation), *body]
+    parts = [_inbound_head(message, new_conversation, name), *body]
     if note:
         parts.append(note)
     parts.extend(media_lines(message.media, message.more_media))
@@ -191,11 +194,11 @@ def inbound_text(message: InboundMessage, *, new_conversation: bool) -> str:
     return fit_text("\n".join(parts))
 
 
-def inbound_blocks(message: InboundMessage, *, new_conversation: bool) -> list[dict[str, Any]]:
+def inbound_blocks(message: InboundMessage, *, new_conversation: bool, name: str | None = None) -> list[dict[str, Any]]:
     """The same as ``inbound_text`` as blocks: the body split over sections of at most 3000 characters, never
     more than Slack's 50 blocks: whatever the input, Slack takes the post."""
     body, note = _inbound_body(message)
-    chunks = pack([_inbound_head(message, new_conversation), *body], SECTION_TEXT)
+    chunks = pack([_inbound_head(message, new_conversation, name), *body], SECTION_TEXT)
     tail = [note] if note else []
     tail.extend(media_lines(message.media, message.more_media))
     if new_conversation:
@@ -209,8 +212,8 @@ def _when(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def keyword_notice(keyword: Keyword, their: str, ours: str, at: datetime) -> str:
-    who, number = format_number(their), format_number(ours)
+def keyword_notice(keyword: Keyword, their: str, ours: str, at: datetime, name: str | None = None) -> str:
+    who, number = labelled(their, name), format_number(ours)  # issue 12: the contact's name, if any
     if keyword is Keyword.OPT_OUT:
         return (f"🚫 *{who} opted out* of texts from {number} ({_when(at)}). The bridge will refuse to text them "
                 "from this number until they text START.")

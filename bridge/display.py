@@ -13,6 +13,7 @@ from typing import Any
 from bridge import render, schedule
 from bridge.model import AUTO_REPLY_ORIGIN, OutboundSms, SendState
 from bridge.outbox import OutboxBatch, ParentView, ReceiptView, SlackOutbox
+from bridge.people import ContactNames
 from bridge.ports import utcnow
 from bridge.storage.port import Store
 from sw_api.models import MessageStatus
@@ -62,9 +63,11 @@ class ThreadDisplay:
 class Parents:
     """The outbox's view of a parent message (``SlackOutbox(render_parent=..., on_parent_posted=...)``)."""
 
-    def __init__(self, store: Store, *, simulated: bool = False) -> None:
+    def __init__(self, store: Store, *, simulated: bool = False, names: ContactNames | None = None) -> None:
         self.store = store
         self.simulated = simulated
+        # -- issue 12: the recipient's contact name, read from the store when the parent is rendered.
+        self.names = names or ContactNames(store)
 
     async def render_parent(self, ref: str) -> ParentView | None:
         sms = await self.store.get_outbound(ref)
@@ -75,8 +78,9 @@ class Parents:
             if item is not None:
                 return ParentView(sms.channel_id, sms.parent_ts, schedule.parent_text(item),
                                   schedule.parent_blocks(item, simulated=self.simulated))
-        return ParentView(sms.channel_id, sms.parent_ts, render.parent_text(sms),
-                          render.parent_blocks(sms, simulated=self.simulated))
+        name = await self.names.name_of(sms.to)
+        return ParentView(sms.channel_id, sms.parent_ts, render.parent_text(sms, name),
+                          render.parent_blocks(sms, simulated=self.simulated, name=name))
 
     async def render_receipt(self, ref: str, statuses: list[str]) -> ReceiptView | None:
         """The receipt reply telling ``statuses`` (in order), at the times the status history gives."""

@@ -302,6 +302,51 @@ class BlockedNumber:
     blocked_at: datetime
 
 
+# -- issue 12: contacts and templates ------------------------------------------------------------------------------
+
+def contact_key(name: str) -> str:
+    """What makes two contact names the same: case-insensitive, spacing ignored (the store's unique ``name_key``)."""
+    return " ".join(name.split()).casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """An entry of the team-wide address book: a number belongs to at most one contact, a name (``contact_key``)
+    to at most one number."""
+
+    name: str
+    number: str
+    updated_by: str
+    updated_at: datetime
+
+
+class ContactOutcome(enum.StrEnum):
+    ADDED = "added"
+    RENAMED = "renamed"        # the number was stored under another name
+    UNCHANGED = "unchanged"    # the same name and number were stored already
+    NAME_TAKEN = "name_taken"  # another number holds that name: nothing changed
+
+
+@dataclass(frozen=True, slots=True)
+class ContactChange:
+    """What ``Store.contact_put`` did; ``contact`` is the row as stored now (for ``NAME_TAKEN``: the one holding
+    the name), ``previous_name`` the name a renamed number had."""
+
+    outcome: ContactOutcome
+    contact: Contact
+    previous_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A stored message template (``/sms template add NAME TEXT``): ``{placeholders}`` filled at send time."""
+
+    name: str
+    body: str
+    updated_by: str
+    updated_at: datetime
+
+
 # -- issue 12: app home (what the Home tab shows; bridge.home renders it) -------------------------------------
 
 @dataclass(frozen=True, slots=True)

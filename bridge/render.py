@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bridge.contacts import labelled
 from bridge.media import is_published
 from bridge.model import OutboundSms, ScheduleOutcome, SendState
 from bridge.slack_blocks import (
@@ -131,12 +132,13 @@ def _retry_button(sms: OutboundSms) -> dict[str, Any]:
     }
 
 
-def parent_text(sms: OutboundSms) -> str:
-    """Notification/fallback text of the parent (also what screen readers get)."""
+def parent_text(sms: OutboundSms, name: str | None = None) -> str:
+    """Notification/fallback text of the parent (also what screen readers get). ``name``: the recipient's contact
+    name, if any (issue 12: ``bridge.contacts.labelled``)."""
     b = badge(sms)
     preview = sms.body if len(sms.body) <= 80 else sms.body[:79] + "…"
     said = f": “{escape_mrkdwn(preview)}”" if preview else ""
-    return f"{b.emoji} {b.label} · {'MMS' if sms.is_mms else 'SMS'} to {format_number(sms.to)}{said}"
+    return f"{b.emoji} {b.label} · {'MMS' if sms.is_mms else 'SMS'} to {labelled(sms.to, name)}{said}"
 
 
 # How much of what we did not write ourselves is shown: a valid SMS body is shown whole (1600 characters
@@ -165,13 +167,13 @@ def mms_reply_sent_blocks(sms: OutboundSms) -> list[dict[str, Any]]:
     return fit_blocks([*sections([mms_reply_sent_text(sms)]), *picture_blocks(sms.media)])
 
 
-def parent_blocks(sms: OutboundSms, *, simulated: bool = False) -> list[dict[str, Any]]:
+def parent_blocks(sms: OutboundSms, *, simulated: bool = False, name: str | None = None) -> list[dict[str, Any]]:
     """The parent: who, to whom, the body (split over as many sections as Slack's 3000-character limit needs),
     media, status. Whatever the body, it fits Slack's limits: a valid SMS is never refused for its rendering."""
     b = badge(sms)
     kind = "MMS" if sms.is_mms else "SMS"
     head = (
-        f"{b.emoji} *{kind} to {format_number(sms.to)}* from {format_number(sms.from_)}"
+        f"{b.emoji} *{kind} to {labelled(sms.to, name)}* from {format_number(sms.from_)}"
         f" · sent by <@{sms.user_id}>"
     )
     blocks: list[dict[str, Any]] = sections([head])

@@ -23,6 +23,7 @@ from bridge.access import AccessGate, AccessPolicy
 from bridge.claims import MessageClaims, new_owner_id
 from bridge.display import Enqueue, Parents, ThreadDisplay
 from bridge.outbox import SlackOutbox
+from bridge.people import ContactNames
 from bridge.ports import SignalWireSender, SlackPort
 from bridge.receipts import CallbackRefused, Receipts
 from bridge.sending import (
@@ -74,7 +75,9 @@ class Bridge:
         self.owner = new_owner_id()
         self.claims = MessageClaims(store, self.owner, lease=settings.message_lease)
         self.supervisor = TaskSupervisor(quiet=(CallbackRefused,))
-        parents = Parents(store, simulated=simulated)
+        # -- issue 12: contact names shown for numbers (read from the store at render time, briefly cached).
+        self.names = ContactNames(store)
+        parents = Parents(store, simulated=simulated, names=self.names)
         # Everything the bridge tells Slack after the first post goes through the durable outbox.
         options: dict[str, Any] = {"owner": self.owner, **(outbox_options or {})}
         self.outbox = SlackOutbox(store, slack, render_parent=parents.render_parent,

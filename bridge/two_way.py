@@ -95,10 +95,12 @@ class TwoWay:
         texts = self.compliance if self.compliance is not None and self.compliance.enabled else None
         reply_kind = compliance.auto_reply_kind(keyword) if texts is not None else None
         block = await self.bridge.store.get_block(message.from_)
-        reply_post = (conv.inbound_text(message, new_conversation=False),
-                      conv.inbound_blocks(message, new_conversation=False))
-        new_post = (conv.inbound_text(message, new_conversation=True),
-                    conv.inbound_blocks(message, new_conversation=True))
+        # -- issue 12: the sender's contact name, if any, read now (the post is rendered when the text is stored).
+        name = await self.bridge.names.name_of(message.from_)
+        reply_post = (conv.inbound_text(message, new_conversation=False, name=name),
+                      conv.inbound_blocks(message, new_conversation=False, name=name))
+        new_post = (conv.inbound_text(message, new_conversation=True, name=name),
+                    conv.inbound_blocks(message, new_conversation=True, name=name))
         if block is not None:
             reply_post = compliance.mark_blocked(*reply_post, block)
             new_post = compliance.mark_blocked(*new_post, block)
@@ -126,7 +128,7 @@ class TwoWay:
             items += media_items(key, channel, message.message_id, message.media)
             if keyword is not None:
                 items.append(outbox.post_item(key, channel, conv.keyword_notice(keyword, message.from_, message.to,
-                                                                                 now),
+                                                                                 now, name),
                                               thread_of_inbound=message.message_id))
             if texts is not None and reply_kind is not None:
                 request = compliance.auto_reply_request(reply_kind, texts, our_number=message.to,

@@ -73,6 +73,7 @@ _SCOPES: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "conversations.history": frozenset({"channels:history", "groups:history", "im:history", "mpim:history"}),
         "conversations.replies": frozenset({"channels:history", "groups:history", "im:history", "mpim:history"}),
         "files.info": frozenset({"files:read"}),  # -- issue 11
+        "conversations.open": frozenset({"im:write"}),  # -- issue 12: the DM a contacts import / export goes to
     }
 )
 
@@ -361,6 +362,7 @@ class FakeSlack:
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
             "conversations.join": self._conversations_join,
+            "conversations.open": self._conversations_open,  # -- issue 12
             "conversations.history": self._conversations_history,
             "conversations.replies": self._conversations_replies,
         }
@@ -901,6 +903,21 @@ class FakeSlack:
         if already:
             out["warning"] = "already_in_channel"
             out["response_metadata"] = {"warnings": ["already_in_channel"]}
+        return out
+
+    def _conversations_open(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """-- issue 12: the bot's DM with one user (``users``): the same ``D…`` id every time."""
+        users = str(payload.get("users") or "")
+        if not users or "," in users:
+            raise SlackError("invalid_arguments" if not users else "not_implemented")
+        if users not in self.users:
+            raise SlackError("user_not_found")
+        chan = self._channel(f"D{users}")
+        already = chan.is_member
+        chan.is_member = True
+        out: dict[str, Any] = {"channel": {"id": chan.id}}
+        if already:
+            out["already_open"] = True
         return out
 
     def _listing(self, messages: list[SlackMessage], payload: dict[str, Any]) -> dict[str, Any]:

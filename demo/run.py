@@ -103,6 +103,16 @@ async def _scheduled_send_fires(h: Harness) -> None:
     print("  at its time: sent, and the same parent shows the receipts")
 
 
+async def _send_by_name(h: Harness) -> None:
+    """-- issue 12: a contact, then a text by name from a template; the parent names the contact."""
+    _step("alice adds a contact and a template, then types: /sms Dana #late minutes=10")
+    for line in ("contact add Dana Smith +1 555 123 4567",
+                 "template add late Running {minutes} min late, sorry {first_name}!", "Dana #late minutes=10"):
+        await h.driver.slash_command(line)
+        await h.settle()
+    print(f"  the phone received: {[m.body for m in h.simulator.messages.values()][-1]}")
+
+
 async def run_demo() -> int:
     print("sms-bridge offline demo: real bot + SignalWire simulator + local stand-in for Slack (no real SMS).\n")
     with tempfile.TemporaryDirectory(prefix="sms-bridge-demo-") as tmp:
@@ -141,14 +151,15 @@ async def run_demo() -> int:
             await _picture_goes_out(h)
             await _picture_arrives(h)
             await _scheduled_send_fires(h)  # -- issue 12
+            await _send_by_name(h)
 
             print("\nWhat Slack shows:\n")
             print(h.slack.transcript(CHANNEL))
             print(h.slack.transcript(INBOUND))
             outbound = [m for m in h.simulator.messages.values() if m.status != "received"]
             statuses = sorted(m.status for m in outbound)
-            # sent: the MMS; the fourth delivered: issue 12's scheduled send
-            expected = sorted(["delivered", "delivered", "delivered", "undelivered", "sent", "delivered"])
+            # sent: the MMS; the fourth and fifth delivered: issue 12's scheduled send and send by name
+            expected = sorted(["delivered", "delivered", "delivered", "delivered", "delivered", "undelivered", "sent"])
             if statuses != expected:
                 print(f"\ndemo FAILED: simulator statuses {statuses}, expected {expected}", file=sys.stderr)
                 return 1

@@ -13,6 +13,7 @@ from slack_bolt.async_app import AsyncApp
 from bridge.access import AccessPolicy, log_open_access
 from bridge.config import Config
 from bridge.media import MediaShelf
+from bridge.people import People
 from bridge.scheduler import Scheduler
 from bridge.service import Bridge
 from bridge.two_way import TwoWay
@@ -24,22 +25,30 @@ if TYPE_CHECKING:
 def register_all(app: AsyncApp, bridge: Bridge, config: Config, *,
                  scheduler: Scheduler | None = None) -> ThreadReplies:
     """Register every listener; returns the thread-reply handler (``bridge.recovery`` resumes replies with it)."""
-    from handlers import actions, commands, events, home, modals, schedule
+    from handlers import actions, commands, contacts_actions, events, home, modals, people, schedule
     from handlers.slack_files import SlackFiles
 
     # One gate for every send path: its per-user locks keep one process's count-then-insert in turn.
     gate = bridge.access_gate(
         AccessPolicy.build(config.allowed_users, config.allowed_channels, config.rate_limit_per_user))
     log_open_access(gate.policy)
+    # -- issue 12: contacts and templates (one People per process; names shown through bridge.names)
+    address_book = People(bridge.store, config.default_region, bridge.names)
     modal = modals.ComposeModal(bridge, config, gate, files=SlackFiles.from_config(config),
-                                shelf=media_shelf(bridge, config))
+                                shelf=media_shelf(bridge, config), people=address_book)
+    people.register(app, people.PickButton(bridge, config, gate))
+    contacts_actions.register(app, contacts_actions.ContactsActions(bridge, config, address_book,
+                                                                    files=SlackFiles.from_config(config),
+                                                                    policy=gate.policy))
     # -- issue 12: scheduled sends (the due loop itself runs in handlers.server)
     scheduler = scheduler or scheduler_for(bridge, config)
     scheduled = schedule.ScheduleCommand(bridge, config, gate, scheduler)
     modal.scheduled = scheduled
     app_home = home.AppHome(bridge, config, gate.policy)
     schedule.register(app, schedule.CancelButton(bridge, scheduler, app_home.request))
-    commands.register(app, commands.SmsCommand(bridge, config, modal, gate, scheduled))
+    commands.register(app, commands.SmsCommand(bridge, config, modal, gate,
+                                               people.PeopleCommand(bridge, config, gate, address_book),
+                                               scheduled))
     modals.register(app, modal)
     actions.register(app, actions.RetryButton(bridge, gate))
     replies = events.ThreadReplies(two_way(bridge, config), gate, lease=config.reply_resume_after,

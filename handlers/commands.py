@@ -19,24 +19,32 @@ from bridge.blocklist import BlockList
 from bridge.compliance import BLOCK_WORDS
 from bridge.compose import USAGE, ComposeError, SlashInput, parse_slash_text, validate_send
 from bridge.config import Config
-from bridge.model import AuditAction
+from bridge.contacts import command_word, starts_with_name
+from bridge.model import AuditAction, SendRequest
+from bridge.people import NOT_RECORDED
 from bridge.service import Bridge, Notify
+from bridge.storage.port import StoreUnavailable
+from bridge.templates import TemplateError, named
 from handlers.modals import ComposeModal
 from handlers.notify import respond_notifier
+from handlers.people import PeopleCommand
 from handlers.schedule import ScheduleCommand
+from sw_api.text import normalize_number
 
 log = logging.getLogger("handlers.commands")
 
 
 class SmsCommand:
     def __init__(self, bridge: Bridge, config: Config, modal: ComposeModal, gate: AccessGate,
-                 scheduled: ScheduleCommand | None = None) -> None:
+                 people: PeopleCommand | None = None, scheduled: ScheduleCommand | None = None) -> None:
         self.bridge = bridge
         self.scheduled = scheduled  # -- issue 12: ``/sms schedule``, ``/sms scheduled``
         self.config = config
         self.modal = modal
         self.gate = gate
         self.blocks = BlockList(bridge.store)
+        # -- issue 12: contacts and templates (``/sms contact…``, ``/sms template…``, sending by name)
+        self.people = people
 
     async def handle(
         self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
@@ -48,16 +56,35 @@ class SmsCommand:
                 ["schedule"], ["scheduled"]):
             await self.scheduled.handle(ack, command, respond, client)
             return
+        raw = str(command.get("text", ""))
+        # -- issue 12: contacts and templates
+        ours = command_word(raw) if self.people is not None else None
+        if ours is not None and self.people is not None:
+            await self.people.subcommand(ack, *ours, command, respond)
+            return
         try:
-            parsed = parse_slash_text(str(command.get("text", "")), self.config.default_region)
+            parsed = parse_slash_text(raw, self.config.default_region)
             if parsed.kind == "send":
+                body = parsed.text
+                if self.people is not None and named(body) is not None:  # issue 12: ``#template key=value``
+                    body = await self.people.body_for(normalize_number(parsed.number, self.config.default_region),
+                                                      body)
                 request = validate_send(
-                    to=parsed.number, body=parsed.text, from_=None, from_numbers=self.config.from_numbers,
+                    to=parsed.number, body=body, from_=None, from_numbers=self.config.from_numbers,
                     default_region=self.config.default_region, user_id=user_id, channel_id=channel_id,
                     team_id=str(command.get("team_id", "")), origin="command",
                 )
         except ComposeError as exc:
+            if self.people is not None and exc.field == "to" and starts_with_name(raw):
+                await self.people.send_by_name(ack, command, respond, self.send)  # issue 12: ``/sms Dana …``
+                return
             await ack(text=f"⚠️ {exc.message}\nNothing was sent. Type `/sms help` for examples.")
+            return
+        except TemplateError as exc:
+            await ack(text=f"⚠️ {exc.message}")
+            return
+        except StoreUnavailable:
+            await ack(text=NOT_RECORDED.replace("Nothing changed", "Nothing was sent"))
             return
         if parsed.kind == "help":
             await ack(text=USAGE.format(region=self.config.default_region))
@@ -75,6 +102,11 @@ class SmsCommand:
             self.bridge.spawn(self._open_form(client, str(command.get("trigger_id", "")), channel_id, respond),
                               name="open-form")
             return
+        await self.send(ack, request, respond)
+
+    async def send(self, ack: AsyncAck, request: SendRequest, respond: AsyncRespond) -> None:
+        """Admit, store and acknowledge a validated send, then process it (also issue 12's sends by name)."""
+        user_id, channel_id = request.user_id, request.channel_id
         # Checked before anything is stored, and before the ack so that the refusal is the answer.
         admission = await self.gate.admit(user_id=user_id, channel_id=channel_id, action=AuditAction.SEND,
                                           to_number=request.to, from_number=request.from_)

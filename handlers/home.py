@@ -110,11 +110,12 @@ class AppHome:
         hidden = self.policy.user_refusal(user) is not None
         recent = [] if hidden else await store.recent_conversations(limit=10)
         links = await self.permalinks(client, recent)
-        # -- issue 12 call site (contacts slice): contact names by number for the conversation list; the lead wires
-        # the contacts store here (e.g. a name lookup for ``{c.their_number for c in recent}``).
+        # -- issue 12 (contacts slice): contact names by number for the conversation list, and the contacts count.
         names: dict[str, str] = {}
-        # -- issue 12 call site (contacts slice): replace None with ``await store.contacts_count()``.
-        contacts_count: int | None = None
+        for number in {c.their_number for c in recent}:
+            if (name := await self.bridge.names.name_of(number)) is not None:
+                names[number] = name
+        contacts_count: int | None = await store.contacts_count()
         # The opener's own pending scheduled sends, with Cancel buttons, in their Slack time zone.
         scheduled: list[dict[str, Any]] = [] if hidden else scheduled_blocks(
             await store.scheduled_of_user(user), utcnow(), await self.zones.get(client, user))

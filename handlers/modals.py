@@ -10,8 +10,11 @@ Must not import: storage or SignalWire modules (sending goes through ``bridge.se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -25,12 +28,15 @@ from bridge.access import AccessGate, RefusalReason
 from bridge.compose import ComposeError, validate_all, validate_send
 from bridge.config import Config
 from bridge.media import MediaRefused, MediaShelf, MediaUnavailable
-from bridge.model import AuditAction, SendRequest
+from bridge.model import AuditAction, SendRequest, Template
+from bridge.people import People
 from bridge.ports import utcnow
 from bridge.service import Bridge
+from bridge.storage.port import StoreUnavailable
+from bridge.templates import CONTACT_FIELDS, fill_contact, placeholders
 from handlers.notify import ephemeral_notifier
 from handlers.slack_files import SlackFiles
-from sw_api.text import MAX_BODY_CHARS, format_number, segment_info
+from sw_api.text import MAX_BODY_CHARS, InvalidNumber, format_number, normalize_number, segment_info
 
 if TYPE_CHECKING:
     from handlers.schedule import ScheduleCommand
@@ -71,16 +77,40 @@ def _input(block_id: str, label: str, element: dict[str, Any], *, optional: bool
 
 
 def compose_view(
-    *, channel_id: str, from_numbers: tuple[str, ...], body: str = "", simulated: bool = False
+    *, channel_id: str, from_numbers: tuple[str, ...], body: str = "", simulated: bool = False,
+    templates: Sequence[Template] = (), filled: int = 0, template: str = "",
 ) -> dict[str, Any]:
-    """The modal. ``body`` only feeds the counter: Slack keeps what the user typed across ``views.update``."""
+    """The modal. ``body`` only feeds the counter: Slack keeps what the user typed across ``views.update``.
+    -- issue 12: ``templates`` make the ``template`` select; ``filled`` counts the times one filled the message:
+    each fill gives the message input a new action id (``body_<n>``), so Slack shows the template's text as its
+    initial value instead of keeping what was typed. ``template``: the one picked last (its placeholders must be
+    filled in before Send)."""
+    body_element: dict[str, Any] = {
+        "type": "plain_text_input", "multiline": True, "max_length": 3000,
+        "dispatch_action_config": {"trigger_actions_on": ["on_character_entered"]},
+    }
+    if filled:
+        body_element["initial_value"] = body
+    body_block = _input("body", "Message", body_element, optional=True, dispatch=True)
+    if filled:
+        body_block["element"]["action_id"] = f"body_{filled}"
     blocks: list[dict[str, Any]] = [
         _input("to", "To", {"type": "plain_text_input", "placeholder": {
-            "type": "plain_text", "text": "+1 555 123 4567"}}, hint="Mobile number with country code"),
-        _input("body", "Message", {
-            "type": "plain_text_input", "multiline": True, "max_length": 3000,
-            "dispatch_action_config": {"trigger_actions_on": ["on_character_entered"]},
-        }, optional=True, dispatch=True),
+            "type": "plain_text", "text": "+1 555 123 4567 or Dana Smith"}},
+            hint="Mobile number with country code, or a contact's name"),
+    ]
+    if templates:
+        options = [{"text": {"type": "plain_text", "text": f"#{t.name}: {t.body}"[:75]}, "value": t.name}
+                   for t in templates[:100]]
+        select: dict[str, Any] = {"type": "static_select", "options": options,
+                                  "placeholder": {"type": "plain_text", "text": "Start from a template"}}
+        picked = [o for o in options if o["value"] == template]
+        if picked:
+            select["initial_option"] = picked[0]
+        blocks.append(_input("template", "Template", select, optional=True, dispatch=True,
+                             hint="Fills the message; {first_name} and {name} come from the contact"))
+    blocks += [
+        body_block,
         {"type": "context", "block_id": "counter",
          "elements": [{"type": "mrkdwn", "text": counter_text(body)}]},
     ]
@@ -114,7 +144,7 @@ def compose_view(
     return {
         "type": "modal",
         "callback_id": CALLBACK_ID,
-        "private_metadata": json.dumps({"channel_id": channel_id}),
+        "private_metadata": json.dumps({"channel_id": channel_id, "filled": filled, "template": template}),
         "title": {"type": "plain_text", "text": "Send an SMS"},
         "submit": {"type": "plain_text", "text": "Send"},
         "close": {"type": "plain_text", "text": "Cancel"},
@@ -123,7 +153,9 @@ def compose_view(
 
 
 def _value(values: dict[str, Any], block: str) -> dict[str, Any]:
-    entry = values.get(block, {}).get(block, {})
+    entries = values.get(block, {})
+    # -- issue 12: the message input's action id changes when a template fills it (``body_<n>``).
+    entry = entries.get(block) if block in entries else next(iter(entries.values()), {}) if entries else {}
     return entry if isinstance(entry, dict) else {}
 
 
@@ -133,20 +165,65 @@ def _text(values: dict[str, Any], block: str) -> str:
 
 class ComposeModal:
     def __init__(self, bridge: Bridge, config: Config, gate: AccessGate, *, files: SlackFiles | None = None,
-                 shelf: MediaShelf | None = None) -> None:
+                 shelf: MediaShelf | None = None, people: People | None = None) -> None:
         self.bridge = bridge
         self.config = config
         self.gate = gate
         self.files = files
         self.shelf = shelf
         self.scheduled: ScheduleCommand | None = None  # -- issue 12: set by ``handlers.register_all``
+        self.people = people  # -- issue 12: names in ``to``, the template select
 
-    def view(self, channel_id: str, body: str = "") -> dict[str, Any]:
+    def view(self, channel_id: str, body: str = "", *, templates: Sequence[Template] = (), filled: int = 0,
+             template: str = "") -> dict[str, Any]:
         return compose_view(channel_id=channel_id, from_numbers=self.config.from_numbers, body=body,
-                            simulated=self.config.simulated)
+                            simulated=self.config.simulated, templates=templates, filled=filled, template=template)
+
+    async def _templates(self) -> list[Template]:
+        if self.people is None:
+            return []
+        try:
+            return await self.people.templates()
+        except StoreUnavailable:
+            log.warning("templates not read; the form opens without them")
+            return []
 
     async def open(self, client: AsyncWebClient, trigger_id: str, channel_id: str) -> None:
-        await client.views_open(trigger_id=trigger_id, view=self.view(channel_id))
+        await client.views_open(trigger_id=trigger_id, view=self.view(channel_id, templates=await self._templates()))
+
+    # -- issue 12: a template picked in the form fills the message (and the counter) through views.update -------
+
+    async def on_template(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
+                          client: AsyncWebClient) -> None:
+        await ack()
+        self.bridge.spawn(self._fill_template(body, action, client), name="form-template")
+
+    async def _fill_template(self, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
+        if self.people is None:
+            return
+        view = body.get("view") or {}
+        values = (view.get("state") or {}).get("values") or {}
+        metadata = _metadata(view)
+        name = str((action.get("selected_option") or {}).get("value") or "")
+        template = await self.people.template(name)
+        templates = await self._templates()
+        if template is None:
+            return
+        contact = None
+        typed = _text(values, "to").strip()
+        if typed:
+            number, _ = await self.people.recipient_number(typed)
+            if number is not None:
+                with contextlib.suppress(InvalidNumber):
+                    contact = await self.bridge.store.contact_by_number(
+                        normalize_number(number, self.config.default_region))
+        text = fill_contact(template, contact)
+        filled = int(metadata.get("filled") or 0) + 1
+        try:
+            await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=self.view(
+                str(metadata.get("channel_id", "")), text, templates=templates, filled=filled, template=name))
+        except SlackApiError as exc:
+            log.debug("template fill skipped: %s", exc.response.get("error"))
 
     async def on_body_change(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
@@ -159,7 +236,9 @@ class ComposeModal:
         try:
             await client.views_update(
                 view_id=view.get("id"), hash=view.get("hash"),
-                view=self.view(metadata.get("channel_id", ""), _text(values, "body")),
+                view=self.view(str(metadata.get("channel_id", "")), _text(values, "body"),
+                               templates=await self._templates(), filled=int(metadata.get("filled") or 0),
+                               template=str(metadata.get("template") or "")),
             )
         except SlackApiError as exc:
             # hash_conflict: the user typed again and a newer update is on its way; nothing to do.
@@ -179,6 +258,8 @@ class ComposeModal:
         )
         file_ids = _file_ids(values)
         errors = validate_all(**fields, files=len(file_ids))  # type: ignore[arg-type]
+        if self.people is not None:  # -- issue 12: a contact's name in ``to``; a template's blanks filled in
+            await self._people_fields(fields, errors, view)
         if not channel_id:
             errors["channel"] = "Pick the channel where the message and its receipts should appear."
         # -- issue 12: "Send at" — checked with the other fields (in the past, more than a year ahead)
@@ -246,6 +327,34 @@ class ComposeModal:
             return
         await ack()
 
+    async def _people_fields(self, fields: dict[str, Any], errors: dict[str, str], view: dict[str, Any]) -> None:
+        assert self.people is not None
+        if "to" in errors and str(fields["to"]).strip():
+            try:
+                number, error = await self.people.recipient_number(str(fields["to"]).strip())
+            except StoreUnavailable:
+                number, error = None, "sms-bridge could not reach its database to look the name up. Try again."
+            if number is not None:
+                fields["to"] = number
+                errors.pop("to")
+            elif error is not None:
+                errors["to"] = error
+        template = str(_metadata(view).get("template") or "")
+        if template and "to" not in errors and set(placeholders(str(fields["body"]))) & set(CONTACT_FIELDS):
+            # The template was picked before the recipient was typed: the contact's names go in now.
+            with contextlib.suppress(InvalidNumber, StoreUnavailable):
+                contact = await self.bridge.store.contact_by_number(
+                    normalize_number(str(fields["to"]), self.config.default_region))
+                fields["body"] = fill_contact(Template("", str(fields["body"]), "", utcnow()), contact)
+        if template and "body" not in errors:
+            left = placeholders(str(fields["body"]))
+            stored = await self.people.template(template)
+            wanted = placeholders(stored.body) if stored is not None else []
+            blanks = [p for p in left if p in wanted]
+            if blanks:
+                errors["body"] = (f"Fill in {', '.join('{' + p + '}' for p in blanks)} from the template "
+                                  f"#{template} before sending.")
+
     async def _publish(self, client: AsyncWebClient, file_ids: list[str]) -> tuple[str, ...] | str:
         """-- issue 11: the form's files as published /media URLs, or what to show under the file input."""
         if self.files is None or self.shelf is None:
@@ -288,4 +397,5 @@ def _metadata(view: dict[str, Any]) -> dict[str, str]:
 
 def register(app: AsyncApp, modal: ComposeModal) -> None:
     app.view(CALLBACK_ID)(modal.on_submit)
-    app.action({"block_id": "body", "action_id": "body"})(modal.on_body_change)
+    app.action({"block_id": "body", "action_id": re.compile(r"^body(_\d+)?$")})(modal.on_body_change)
+    app.action({"block_id": "template", "action_id": "template"})(modal.on_template)  # issue 12

@@ -91,6 +91,26 @@ class SlackFiles:
         async with aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as session:
             return [await self._download(session, info) for info in files]
 
+    # -- issue 12: a contacts CSV from the App Home's import form: the same lookup and token-guarded download,
+    # checked only for size (it is not a picture).
+    async def fetch_data(self, client: AsyncWebClient, file_id: str) -> tuple[str, bytes]:
+        """(name, bytes) of one Slack file; ``MediaRefused`` / ``MediaUnavailable`` as for pictures."""
+        info = await self._info(client, file_id)
+        name = str(info.get("name") or info.get("title") or file_id)
+        size = info.get("size")
+        if isinstance(size, int):
+            check_size(name, size, self.limits)
+        url = info.get("url_private_download") or info.get("url_private")
+        if not isinstance(url, str) or not url:
+            raise MediaRefused(f"Slack gave no download link for `{name}`.")
+        if not self.trusted(url):
+            raise MediaRefused(f"`{name}` is not stored on a Slack file host, so I did not download it.")
+        try:
+            async with aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as session:
+                return name, await self._get(session, url, name, file_id)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise MediaUnavailable(f"download of {file_id}: {type(exc).__name__}") from exc
+
     async def _info(self, client: AsyncWebClient, file_id: str) -> dict[str, Any]:
         try:
             response = await client.files_info(file=file_id)

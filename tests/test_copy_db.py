@@ -71,6 +71,9 @@ async def populate(store: Store) -> None:
     await store.create_scheduled("sched1", SendRequest(user_id="U0ALICE", channel_id="C0GENERAL", to=THEIRS,
                                                        from_=OURS, body="later", origin="schedule"),
                                  T0 + timedelta(hours=2), "America/Los_Angeles", T0)
+    # -- issue 12: contacts and templates (migrations 14, 15)
+    await store.contact_put("Dana Smith", THEIRS, "U0ALICE", T0)
+    await store.template_put("late", "Running {minutes} min late", "U0ALICE", T0)
 
 
 async def _bot(*args: str) -> tuple[int, str, str]:

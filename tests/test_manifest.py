@@ -30,6 +30,7 @@ EXPECTED_BOT_SCOPES = {
     "reactions:write",
     "files:read",  # -- issue 11: outbound MMS (download the pictures of thread replies and the form)
     "files:write",  # issue 11: mms-in (inbound MMS pictures uploaded into the thread)
+    "im:write",  # issue 12: contacts (conversations.open for the import report / export DM)
 }
 
 

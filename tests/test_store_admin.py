@@ -41,7 +41,7 @@ REQUEST = SendRequest(user_id="U1", channel_id="C1", to=THEIRS, from_=OURS, body
 DATA_TABLES = {"meta", "outbound", "status_event", "conversation", "inbound", "opt_out", "slack_event",
                "reply_source", "slack_outbox", "audit", "counter", "parent_attempt", "slack_reply",
                "media", "blocked_number", "auto_reply",  # -- issue 11: outbound MMS, compliance (migrations 12, 13)
-               "scheduled_send"}  # -- issue 12: scheduled sends (migration 16)
+               "scheduled_send", "contact", "sms_template"}  # -- issue 12 (migrations 14-16)
 PAGE = 3
 PLAIN = (str, int, float, bytes, type(None), datetime)
 
@@ -93,6 +93,9 @@ async def _seed(store: Store) -> None:
             REQUEST, user_id="sms-bridge", body="help text", origin=AUTO_REPLY_ORIGIN)))
     # -- issue 12: a scheduled send (migration 16; one more outbound row)
     await store.create_scheduled("sched1", replace(REQUEST, origin="schedule"), _at(7200), "Asia/Kolkata", _at(35))
+    # -- issue 12: contacts and templates (migrations 14, 15)
+    await store.contact_put("Dana Smith", THEIRS, "U1", _at(35))
+    await store.template_put("late", "Running {minutes} min late", "U1", _at(35))
 
 
 async def _export(store: Store, table: str) -> list[dict[str, Any]]:

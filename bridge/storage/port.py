@@ -18,6 +18,8 @@ from bridge.model import (
     AuditEntry,
     AutoReply,
     BlockedNumber,
+    Contact,
+    ContactChange,
     Conversation,
     HomeSummary,
     InboundPlace,
@@ -36,6 +38,7 @@ from bridge.model import (
     SlackReply,
     StatusChange,
     StatusRecord,
+    Template,
 )
 from sw_api.models import InboundMessage, MessageStatus
 
@@ -406,6 +409,38 @@ class Store(Protocol):
 
     async def blocked_numbers(self, limit: int = 100) -> list[BlockedNumber]:
         """The block list, newest first."""
+
+    # -- issue 12: contacts and templates (migrations 14 and 15; bridge.storage.sqlite.people,
+    # bridge.storage.postgres.people) ---------------------------------------------------------------------------
+
+    async def contact_put(self, name: str, number: str, user_id: str, now: datetime) -> ContactChange:
+        """Add ``name`` for ``number``, or rename the number's contact (a number has at most one). Nothing changes
+        (``NAME_TAKEN``) if another number holds that name (``contact_key``: case and spacing ignored)."""
+
+    async def contacts_import(self, entries: Sequence[tuple[str, str]], user_id: str,
+                              now: datetime) -> list[ContactChange]:
+        """``contact_put`` for each (name, number) in order, in one transaction: every change or none. If any of
+        them is ``NAME_TAKEN`` nothing at all is changed; the list still says what each would have done."""
+
+    async def contact_remove(self, name: str) -> Contact | None:
+        """Delete the contact of that name (``contact_key``); the row removed, or None."""
+
+    async def contact_by_number(self, number: str) -> Contact | None: ...
+
+    async def contacts(self, search: str = "", limit: int = 1000) -> list[Contact]:
+        """Contacts whose name contains ``search`` (case-insensitive; all for ""), by name."""
+
+    async def contacts_count(self) -> int: ...
+
+    async def template_put(self, name: str, body: str, user_id: str, now: datetime) -> bool:
+        """Store template ``name`` (lower case); True if it is new, False if it replaced one."""
+
+    async def template_remove(self, name: str) -> Template | None: ...
+
+    async def template_get(self, name: str) -> Template | None: ...
+
+    async def templates(self, limit: int = 100) -> list[Template]:
+        """Stored templates by name."""
 
     # -- issue 12: app home (indexes: migration 17) -------------------------------------------------------------
 

@@ -169,6 +169,29 @@ CREATE TABLE media (
 CREATE INDEX media_expires_at ON media (expires_at);
 """
 
+# -- issue 12: contacts and templates (bridge.storage.postgres.people). 14: the address book (a number belongs
+# to at most one contact, a name -- case and spacing ignored -- to at most one number); 15: message templates.
+CONTACTS_MIGRATION = """
+CREATE TABLE contact (
+    number TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    updated_by TEXT NOT NULL DEFAULT '',
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+TEMPLATES_MIGRATION = """
+CREATE TABLE sms_template (
+    name TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    updated_by TEXT NOT NULL DEFAULT '',
+    updated_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+
 # version → SQL. Append; never edit a released one. Numbers match SQLite's migrations (same schema, same number).
 MIGRATIONS: Mapping[int, str] = {
     10: BASELINE,
@@ -197,6 +220,9 @@ ALTER TABLE audit DROP CONSTRAINT audit_action_check;
 ALTER TABLE audit ADD CONSTRAINT audit_action_check
     CHECK (action IN ('send', 'refused', 'retry', 'reply', 'auto-reply', 'block', 'unblock'));
 """,
+    # -- issue 12: contacts and templates (bridge.storage.postgres.people). 14: the address book; 15: templates.
+    14: CONTACTS_MIGRATION,
+    15: TEMPLATES_MIGRATION,
     # -- issue 12: scheduled sends
     # 16: one row per scheduled send; its message waits in outbound with state 'scheduled'
     # (bridge.storage.postgres.schedule).

@@ -18,14 +18,15 @@ from bridge.storage.postgres.media import MediaSql
 from bridge.storage.postgres.messages import MessagesSql
 from bridge.storage.postgres.migrations import current_version, migrate
 from bridge.storage.postgres.outbox import OutboxSql
+from bridge.storage.postgres.people import PeopleSql
 from bridge.storage.postgres.schedule import ScheduleSql
 from bridge.storage.postgres.two_way import TwoWaySql
 
 CLOSE_TIMEOUT = 10.0  # seconds to let queries in flight finish before connections are cut
 
 
-class PostgresStore(MessagesSql, TwoWaySql, OutboxSql, AuditSql, AdminSql, MediaSql, ComplianceSql, HomeSql,
-                    ScheduleSql):
+class PostgresStore(MessagesSql, TwoWaySql, OutboxSql, AuditSql, AdminSql, MediaSql, ComplianceSql, PeopleSql,
+                    HomeSql, ScheduleSql):
     """A pool of connections to one PostgreSQL database; several replicas may open the same one."""
 
     @classmethod

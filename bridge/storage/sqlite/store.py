@@ -35,6 +35,7 @@ from bridge.storage.sqlite.home import HomeSql
 from bridge.storage.sqlite.media import MEDIA_MIGRATION, MediaSql
 from bridge.storage.sqlite.outbox import MIGRATION as OUTBOX_MIGRATION
 from bridge.storage.sqlite.outbox import OutboxSql, insert_statements
+from bridge.storage.sqlite.people import CONTACTS_MIGRATION, TEMPLATES_MIGRATION, PeopleSql
 from bridge.storage.sqlite.schedule import MIGRATION as SCHEDULE_MIGRATION
 from bridge.storage.sqlite.schedule import ScheduleSql
 from bridge.storage.sqlite.timefmt import db_time, py_time
@@ -127,6 +128,9 @@ MIGRATIONS: Mapping[int, str] = {
     # 13: the block list, auto-replies keyed by their inbound text and kind, audit actions for both
     # (bridge.storage.sqlite.compliance).
     13: COMPLIANCE_MIGRATION,
+    # -- issue 12: contacts and templates (bridge.storage.sqlite.people). 14: the address book; 15: templates.
+    14: CONTACTS_MIGRATION,
+    15: TEMPLATES_MIGRATION,
     # -- issue 12: scheduled sends
     # 16: the ``scheduled_send`` table (bridge.storage.sqlite.schedule).
     16: SCHEDULE_MIGRATION,
@@ -195,7 +199,8 @@ def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
     )
 
 
-class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql, MediaSql, ComplianceSql, HomeSql, ScheduleSql):
+class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql, MediaSql, ComplianceSql, PeopleSql, HomeSql,
+                  ScheduleSql):
     """One aiosqlite connection (SQLite serialises writers anyway); WAL so readers never block the writer."""
 
     schema_latest = max(MIGRATIONS)
