@@ -25,6 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from demo.harness import FROM_NUMBER, Harness, running_bridge
 from handlers.home import AppHome
 from tests.pg import throwaway_database
+from tests.test_render import texts
 
 INBOUND = "C0INBOUND"
 GENERAL = "C0GENERAL"
@@ -40,24 +41,6 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
     env = {"INBOUND_CHANNEL": INBOUND, "SMS_ALLOWED_USERS": "U0ALICE,U0BOB"}
     async with running_bridge(tmp_path, env=env) as harness:
         yield harness
-
-
-def texts(blocks: list[dict[str, Any]]) -> list[str]:
-    """Every mrkdwn / plain text of the blocks, in order."""
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") in ("mrkdwn", "plain_text") and isinstance(node.get("text"), str):
-                found.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(blocks)
-    return found
 
 
 def conversation_lines(view: dict[str, Any]) -> list[str]:
