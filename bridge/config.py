@@ -23,6 +23,7 @@ from bridge.compliance import (
     ComplianceTexts,
 )
 from bridge.model import AutoReplyKind
+from bridge.quiet_hours import DEFAULT_QUIET_HOURS, QuietHours, parse_quiet_hours
 from sw_api.media_policy import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_SECONDS, MB, parse_media_hosts
 from sw_api.sansio import base_url_for_space
 from sw_api.text import InvalidNumber, normalize_sender
@@ -103,6 +104,13 @@ class Config:
     # this late, else it is marked missed; admins may cancel anyone's scheduled send (the scheduler always may).
     schedule_grace_minutes: int = 60
     admin_users: tuple[str, ...] = ()
+    # -- issue 13: bulk sends (bridge.bulk). Segments per second per sending number (shared by every replica and the
+    # ordinary /sms traffic); the allowed local-time window for bulk texts (None = off); who may bulk-send (empty =
+    # nobody: bulk is disabled); the most recipients one batch may have.
+    signalwire_mps: float = 1.0
+    quiet_hours: QuietHours | None = DEFAULT_QUIET_HOURS
+    bulk_allowed_users: tuple[str, ...] = ()
+    bulk_max_recipients: int = 10000
 
     @property
     def compliance(self) -> ComplianceTexts:
@@ -314,7 +322,23 @@ class Config:
         schedule_grace = whole("SCHEDULE_GRACE_MINUTES", "60", 0, 7 * 24 * 60, "minutes")
         admin_users = _slack_ids(get("SMS_ADMIN_USERS"), "SMS_ADMIN_USERS", r"[UW][A-Z0-9]{2,}", "a Slack user id",
                                  "U0123ABCD,U0456EFGH")
+        # -- issue 13: bulk sends
+        mps_text = get("SIGNALWIRE_MPS", "1")
+        try:
+            mps = float(mps_text)
+        except ValueError:
+            mps = float("nan")
+        if not 0.1 <= mps <= 1000:  # also refuses nan
+            raise ConfigError("SIGNALWIRE_MPS", "must be a number of segments per second between 0.1 and 1000", "1")
+        try:
+            quiet = parse_quiet_hours(get("QUIET_HOURS", "08:00-21:00"))
+        except ValueError as exc:
+            raise ConfigError("QUIET_HOURS", str(exc), "08:00-21:00") from exc
+        bulk_users = _slack_ids(get("SMS_BULK_ALLOWED_USERS"), "SMS_BULK_ALLOWED_USERS", r"[UW][A-Z0-9]{2,}",
+                                "a Slack user id", "U0123ABCD,U0456EFGH")
+        bulk_max = whole("BULK_MAX_RECIPIENTS", "10000", 1, 1000000, "recipients")
         return cls(
+            signalwire_mps=mps, quiet_hours=quiet, bulk_allowed_users=bulk_users, bulk_max_recipients=bulk_max,
             schedule_grace_minutes=schedule_grace, admin_users=admin_users,
             compliance_auto_reply=texts.enabled, brand_name=texts.brand, help_contact=texts.contact,
             stop_reply_text=texts.stop_text, start_reply_text=texts.start_text, help_reply_text=texts.help_text,
