@@ -256,15 +256,18 @@ class Config:
                 raise ConfigError("NUMBER_CHANNELS", f"entry {entry!r} is not NUMBER:CHANNEL_ID", "+15557770000:C123")
             number_channels[key] = channel.strip()
 
-        def seconds(name: str, default: str, low: float, high: float) -> float:
+        def decimal(name: str, default: str, low: float, high: float, what: str) -> float:
             text = get(name, default)
             try:
                 value = float(text)
             except ValueError:
                 value = float("nan")
             if not low <= value <= high:  # also refuses nan
-                raise ConfigError(name, f"must be a number of seconds between {low:g} and {high:g}", default)
+                raise ConfigError(name, f"must be a number of {what}", default)
             return value
+
+        def seconds(name: str, default: str, low: float, high: float) -> float:
+            return decimal(name, default, low, high, f"seconds between {low:g} and {high:g}")
 
         durations = {
             "signalwire_timeout": seconds("SIGNALWIRE_TIMEOUT_SECONDS", "15", 0.5, 120),
@@ -296,14 +299,8 @@ class Config:
         request_read_timeout = seconds("REQUEST_READ_TIMEOUT_SECONDS", "10", 0.5, 300)
         max_connections = whole("MAX_CONNECTIONS", "500", 1, 100000, "connections")
         receipt_coalesce = seconds("RECEIPT_COALESCE_SECONDS", "2.0", 0, 60)
-        posts_text = get("SLACK_CHANNEL_POSTS_PER_SECOND", "1")
-        try:
-            posts_per_second = float(posts_text)
-        except ValueError:
-            posts_per_second = float("nan")
-        if not 0 <= posts_per_second <= 1000:  # also refuses nan
-            raise ConfigError("SLACK_CHANNEL_POSTS_PER_SECOND",
-                              "must be a number of posts per second between 0 (not paced) and 1000", "1")
+        posts_per_second = decimal("SLACK_CHANNEL_POSTS_PER_SECOND", "1", 0, 1000,
+                                   "posts per second between 0 (not paced) and 1000")
         post_burst = whole("SLACK_CHANNEL_POST_BURST", "4", 1, 1000, "posts")
         # -- issue 11: outbound MMS
         mms_max_bytes = whole("MMS_MAX_BYTES", "1048576", 1024, 100 * 1024 * 1024, "bytes")
@@ -323,13 +320,7 @@ class Config:
         admin_users = _slack_ids(get("SMS_ADMIN_USERS"), "SMS_ADMIN_USERS", r"[UW][A-Z0-9]{2,}", "a Slack user id",
                                  "U0123ABCD,U0456EFGH")
         # -- issue 13: bulk sends
-        mps_text = get("SIGNALWIRE_MPS", "1")
-        try:
-            mps = float(mps_text)
-        except ValueError:
-            mps = float("nan")
-        if not 0.1 <= mps <= 1000:  # also refuses nan
-            raise ConfigError("SIGNALWIRE_MPS", "must be a number of segments per second between 0.1 and 1000", "1")
+        mps = decimal("SIGNALWIRE_MPS", "1", 0.1, 1000, "segments per second between 0.1 and 1000")
         try:
             quiet = parse_quiet_hours(get("QUIET_HOURS", "08:00-21:00"))
         except ValueError as exc:
