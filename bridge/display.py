@@ -73,12 +73,12 @@ class Parents:
         sms = await self.store.get_outbound(ref)
         if sms is None or sms.origin in ("reply", AUTO_REPLY_ORIGIN):
             return None
+        name = await self.names.name_of(sms.to)
         if sms.state is SendState.SCHEDULED:  # -- issue 12: waiting for its time, with Cancel
             item = await self.store.get_scheduled(ref)
             if item is not None:
-                return ParentView(sms.channel_id, sms.parent_ts, schedule.parent_text(item),
-                                  schedule.parent_blocks(item, simulated=self.simulated))
-        name = await self.names.name_of(sms.to)
+                return ParentView(sms.channel_id, sms.parent_ts, schedule.parent_text(item, name),
+                                  schedule.parent_blocks(item, simulated=self.simulated, name=name))
         return ParentView(sms.channel_id, sms.parent_ts, render.parent_text(sms, name),
                           render.parent_blocks(sms, simulated=self.simulated, name=name))
 

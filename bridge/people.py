@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bridge import contacts as book
@@ -53,6 +53,14 @@ class ContactNames:
             self._cache.clear()
         self._cache[number] = (time.monotonic(), name)
         return name
+
+    async def names_of(self, numbers: Iterable[str]) -> dict[str, str]:
+        """The names of those of ``numbers`` that are in the contact book (each looked up once, through the cache)."""
+        names: dict[str, str] = {}
+        for number in set(numbers):
+            if (name := await self.name_of(number)) is not None:
+                names[number] = name
+        return names
 
     def forget(self, number: str) -> None:
         self._cache.pop(number, None)

@@ -14,12 +14,13 @@ Must not import: aiohttp, Slack packages, storage, ``handlers``. Pure functions.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bridge.contacts import labelled
 from bridge.model import OutboundSms, ScheduledSend
 from bridge.slack_blocks import SECTION_TEXT, cut, fit_blocks, quote_chunks, sections
 from bridge.slack_text import escape_mrkdwn
@@ -147,12 +148,13 @@ def _zone_label(tz: ZoneInfo) -> str:
     return "UTC" if tz.key == "UTC" else "your time"
 
 
-def scheduled_line(item: ScheduledSend, tz: ZoneInfo, *, next_day: bool = False) -> str:
-    """``⏰ Scheduled for Thu 24 Dec 09:00 (your time) · SMS to +1 555-123-4567``."""
+def scheduled_line(item: ScheduledSend, tz: ZoneInfo, *, next_day: bool = False, name: str | None = None) -> str:
+    """``⏰ Scheduled for Thu 24 Dec 09:00 (your time) · SMS to Dana Smith (+1 555-123-4567)`` (the contact book's
+    ``name``, if any, as ``bridge.contacts.labelled`` shows it everywhere)."""
     kind = "MMS" if item.sms.is_mms else "SMS"
     day = " — tomorrow, as that time had passed today" if next_day else ""
     when = f"{describe(item.due_at, tz)} ({_zone_label(tz)}){day}"
-    return f"⏰ Scheduled for {when} · {kind} to {format_number(item.sms.to)}"
+    return f"⏰ Scheduled for {when} · {kind} to {labelled(item.sms.to, name)}"
 
 
 def _cancel_button(ref: str) -> dict[str, Any]:
@@ -160,17 +162,18 @@ def _cancel_button(ref: str) -> dict[str, Any]:
             "text": {"type": "plain_text", "text": "Cancel", "emoji": True}}
 
 
-def parent_text(item: ScheduledSend) -> str:
-    line = scheduled_line(item, zone(item.tz))
+def parent_text(item: ScheduledSend, name: str | None = None) -> str:
+    line = scheduled_line(item, zone(item.tz), name=name)
     preview = item.sms.body if len(item.sms.body) <= 80 else item.sms.body[:79] + "…"
     return f"{line}: “{escape_mrkdwn(preview)}”" if preview else line
 
 
-def parent_blocks(item: ScheduledSend, *, simulated: bool = False) -> list[dict[str, Any]]:
+def parent_blocks(item: ScheduledSend, *, simulated: bool = False, name: str | None = None) -> list[dict[str, Any]]:
     """The parent while the message waits: when (the scheduler's time), to whom, from which number, by whom, the
     body, and Cancel (only the scheduler or an admin may press it: ``bridge.scheduler``)."""
     sms = item.sms
-    head = (f"{scheduled_line(item, zone(item.tz))} from {format_number(sms.from_)} · scheduled by <@{sms.user_id}>")
+    head = (f"{scheduled_line(item, zone(item.tz), name=name)} from {format_number(sms.from_)}"
+            f" · scheduled by <@{sms.user_id}>")
     blocks: list[dict[str, Any]] = sections([head])
     if sms.body:
         blocks += sections(quote_chunks(sms.body, SECTION_TEXT))
@@ -184,10 +187,12 @@ def parent_blocks(item: ScheduledSend, *, simulated: bool = False) -> list[dict[
     return fit_blocks(blocks)
 
 
-def scheduled_blocks(items: Sequence[ScheduledSend], now: datetime, tz: ZoneInfo | str) -> list[dict[str, Any]]:
+def scheduled_blocks(items: Sequence[ScheduledSend], now: datetime, tz: ZoneInfo | str,
+                     names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Block Kit listing pending scheduled sends (soonest first), each with its Cancel button (``/sms scheduled``
     and the App Home: ``Store.scheduled_of_user`` gives ``items``). ``now`` gives "in 2 h"; ``tz`` is the reader's
-    zone (a ``ZoneInfo`` or Slack's ``tz`` name)."""
+    zone (a ``ZoneInfo`` or Slack's ``tz`` name); ``names`` the contact book's names by number."""
+    names = names or {}
     tz = zone(tz) if isinstance(tz, str) else tz
     if not items:
         return sections(["⏰ No scheduled sends. `/sms schedule 17:30 +1 555 123 4567 Running late` makes one."])
@@ -195,7 +200,8 @@ def scheduled_blocks(items: Sequence[ScheduledSend], now: datetime, tz: ZoneInfo
     for item in sorted(items, key=lambda i: i.due_at)[:MAX_LISTED]:
         preview = item.sms.body if len(item.sms.body) <= 120 else item.sms.body[:119] + "…"
         text = (f"*{describe(item.due_at, tz)}* ({_zone_label(tz)}, {_from_now(item.due_at - now)}) · "
-                f"{'MMS' if item.sms.is_mms else 'SMS'} to {format_number(item.sms.to)}\n“{escape_mrkdwn(preview)}”")
+                f"{'MMS' if item.sms.is_mms else 'SMS'} to {labelled(item.sms.to, names.get(item.sms.to))}"
+                f"\n“{escape_mrkdwn(preview)}”")
         blocks.append({"type": "section", "block_id": f"scheduled:{item.sms.ref}",
                        "text": {"type": "mrkdwn", "text": cut(text, SECTION_TEXT)},
                        "accessory": _cancel_button(item.sms.ref)})
@@ -204,12 +210,13 @@ def scheduled_blocks(items: Sequence[ScheduledSend], now: datetime, tz: ZoneInfo
     return fit_blocks(blocks)
 
 
-def listing_text(items: Sequence[ScheduledSend], tz: ZoneInfo) -> str:
+def listing_text(items: Sequence[ScheduledSend], tz: ZoneInfo, names: Mapping[str, str] | None = None) -> str:
     """Plain-text fallback of ``scheduled_blocks``."""
+    names = names or {}
     if not items:
         return "⏰ No scheduled sends."
     ordered = sorted(items, key=lambda i: i.due_at)
-    lines = [f"• {describe(i.due_at, tz)} · to {format_number(i.sms.to)}" for i in ordered]
+    lines = [f"• {describe(i.due_at, tz)} · to {labelled(i.sms.to, names.get(i.sms.to))}" for i in ordered]
     return "⏰ Scheduled sends:\n" + "\n".join(lines[:MAX_LISTED])
 
 

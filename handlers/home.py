@@ -111,14 +111,13 @@ class AppHome:
         recent = [] if hidden else await store.recent_conversations(limit=10)
         links = await self.permalinks(client, recent)
         # -- issue 12 (contacts slice): contact names by number for the conversation list, and the contacts count.
-        names: dict[str, str] = {}
-        for number in {c.their_number for c in recent}:
-            if (name := await self.bridge.names.name_of(number)) is not None:
-                names[number] = name
+        names = await self.bridge.names.names_of(c.their_number for c in recent)
         contacts_count: int | None = await store.contacts_count()
         # The opener's own pending scheduled sends, with Cancel buttons, in their Slack time zone.
+        pending = [] if hidden else await store.scheduled_of_user(user)
         scheduled: list[dict[str, Any]] = [] if hidden else scheduled_blocks(
-            await store.scheduled_of_user(user), utcnow(), await self.zones.get(client, user))
+            pending, utcnow(), await self.zones.get(client, user),
+            await self.bridge.names.names_of(i.sms.to for i in pending))
         status = HomeStatus(numbers=self.config.from_numbers, simulated=self.bridge.simulated,
                             engine=engine_name(self.config.database_url), summary=summary)
         lines = [ConversationLine(c, names.get(c.their_number), links.get((c.channel_id, c.thread_ts)))

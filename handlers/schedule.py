@@ -97,8 +97,10 @@ class ScheduleCommand:
     async def _list(self, user_id: str, client: AsyncWebClient, respond: AsyncRespond) -> None:
         items = await self.scheduler.pending_of(user_id)
         tz = schedule.zone(await self.zones.get(client, user_id))
+        names = await self.bridge.names.names_of(i.sms.to for i in items)
         try:
-            await respond(text=schedule.listing_text(items, tz), blocks=schedule.scheduled_blocks(items, utcnow(), tz),
+            await respond(text=schedule.listing_text(items, tz, names),
+                          blocks=schedule.scheduled_blocks(items, utcnow(), tz, names),
                           response_type="ephemeral", replace_original=False)
         except Exception:  # the response_url may have expired
             log.warning("could not answer /sms scheduled", exc_info=True)

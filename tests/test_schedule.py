@@ -263,3 +263,18 @@ async def test_access_lost_before_the_due_time_is_refused_in_the_thread(h: Harne
     await h.start_bot()
     await until(lambda: any("Not sent at its scheduled time" in t for t in thread(h, parent)), "the refusal")
     assert sent(h) == []
+
+
+async def test_a_contacts_name_shows_on_the_scheduled_parent_and_in_the_list(h: Harness) -> None:
+    # -- issue 12: scheduled sends read like every other message: "Dana Smith (+1 555-123-4567)".
+    await command(h, f"contact add Dana Smith {PHONE}")
+    await command(h, f"schedule +2h {PHONE} Named later")
+    parent = parent_of(h, "Named later")
+    assert f"SMS to Dana Smith ({SHOWN})" in parent.text
+    assert f"Dana Smith ({SHOWN})" in str(parent.blocks)
+    before = len(h.slack.responses)
+    assert (await h.driver.slash_command("scheduled", user_id="U0ALICE")).status == 200
+    await h.settle()
+    [listing] = h.slack.responses[before:]
+    assert f"to Dana Smith ({SHOWN})" in listing["text"]
+    assert f"SMS to Dana Smith ({SHOWN})" in str(listing["blocks"])
