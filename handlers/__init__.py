@@ -42,7 +42,7 @@ def register_all(app: AsyncApp, bridge: Bridge, config: Config, *,
                                                                     policy=gate.policy))
     # -- issue 12: scheduled sends (the due loop itself runs in handlers.server)
     scheduler = scheduler or scheduler_for(bridge, config)
-    scheduled = schedule.ScheduleCommand(bridge, config, gate, scheduler)
+    scheduled = schedule.ScheduleCommand(bridge, config, gate, scheduler, people=address_book)
     modal.scheduled = scheduled
     app_home = home.AppHome(bridge, config, gate.policy)
     schedule.register(app, schedule.CancelButton(bridge, scheduler, app_home.request))

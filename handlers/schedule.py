@@ -23,11 +23,13 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bridge import contacts as book
 from bridge import schedule
 from bridge.access import AccessGate
 from bridge.compose import ComposeError, parse_slash_text, validate_send
 from bridge.config import Config
 from bridge.model import SCHEDULE_ORIGIN, AuditAction, OutboundSms, SendRequest
+from bridge.people import People
 from bridge.ports import utcnow
 from bridge.scheduler import Scheduler
 from bridge.service import Bridge
@@ -72,12 +74,13 @@ def _zone_name(tz: str) -> str:
 
 class ScheduleCommand:
     def __init__(self, bridge: Bridge, config: Config, gate: AccessGate, scheduler: Scheduler,
-                 zones: UserZones | None = None) -> None:
+                 zones: UserZones | None = None, people: People | None = None) -> None:
         self.bridge = bridge
         self.config = config
         self.gate = gate
         self.scheduler = scheduler
         self.zones = zones or UserZones()
+        self.people = people  # -- issue 12: schedule by name (``/sms schedule 17:30 Dana Running late``)
 
     async def handle(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond,
                      client: AsyncWebClient) -> None:
@@ -111,12 +114,13 @@ class ScheduleCommand:
         channel_id = str(command.get("channel_id", ""))
         try:
             wanted = schedule.split_schedule(rest)
-            parsed = parse_slash_text(wanted.rest, self.config.default_region)
-            if parsed.kind != "send":
-                raise schedule.ScheduleError(
-                    "After the time, give the number and the text: `/sms schedule 17:30 +1 555 123 4567 Running late`.")
+            recipient = await self._recipient(wanted.rest, user_id, channel_id)
+            if isinstance(recipient, str):
+                await ack(text=recipient)
+                return
+            number, body = recipient
             request = validate_send(
-                to=parsed.number, body=parsed.text, from_=None, from_numbers=self.config.from_numbers,
+                to=number, body=body, from_=None, from_numbers=self.config.from_numbers,
                 default_region=self.config.default_region, user_id=user_id, channel_id=channel_id,
                 team_id=str(command.get("team_id", "")), origin=SCHEDULE_ORIGIN,
             )
@@ -137,6 +141,31 @@ class ScheduleCommand:
         await ack(text=f"⏰ Scheduled for {schedule.describe(when.due, schedule.zone(tz))} "
                        f"({'UTC' if tz == 'UTC' else 'your time'}){tomorrow}. Cancel it from its message, or see "
                        "`/sms scheduled`.")
+
+    async def _recipient(self, text: str, user_id: str, channel_id: str) -> tuple[str, str] | str:
+        """(number, body) after the time: a number, or — issue 12: schedule by name — a contact's name resolved as
+        ``/sms Dana …`` resolves it; a ``str`` is what to tell the user (nothing is scheduled)."""
+        try:
+            parsed = parse_slash_text(text, self.config.default_region)
+        except ComposeError as exc:
+            if self.people is None or exc.field != "to" or not book.starts_with_name(text):
+                raise
+            # Who may not text learns nothing of the address book (no suggestions, no candidates).
+            refusal = self.gate.policy.identity_refusal(user_id, channel_id)
+            if refusal is not None:
+                return refusal.message
+            found = await self.people.find(text)
+            if found.error is not None:
+                return found.error.replace("Nothing was sent.", "Nothing was scheduled.")
+            if found.contact is None:
+                return (f"⚠️ {book.ambiguous_text(found.spoken, found.candidates)}".replace(
+                    "Pick one; nothing is sent until you do.", "Nothing was scheduled: write the full name, "
+                    'e.g. `/sms schedule 17:30 "Dana Smith" Running late`, or the number.'))
+            return found.contact.number, found.rest
+        if parsed.kind != "send":
+            raise schedule.ScheduleError(
+                "After the time, give the number and the text: `/sms schedule 17:30 +1 555 123 4567 Running late`.")
+        return parsed.number, parsed.text
 
     async def schedule_request(self, request: SendRequest, due: datetime, tz: str) -> OutboundSms | str:
         """Admit (access, rate limit, audit) and store a scheduled send, then queue its parent. Before the ack."""

@@ -278,3 +278,18 @@ async def test_a_contacts_name_shows_on_the_scheduled_parent_and_in_the_list(h: 
     [listing] = h.slack.responses[before:]
     assert f"to Dana Smith ({SHOWN})" in listing["text"]
     assert f"SMS to Dana Smith ({SHOWN})" in str(listing["blocks"])
+
+
+async def test_schedule_by_a_contacts_name_and_clear_refusals_for_unknown_or_ambiguous_names(h: Harness) -> None:
+    await command(h, f"contact add Dana Smith {PHONE}")
+    await command(h, "contact add Dana Jones +15559876543")
+    told = await command(h, "schedule +2h \"Dana Smith\" See you at nine")
+    assert "⏰ Scheduled for" in told
+    [item] = await scheduled_now(h)
+    assert (item.sms.to, item.sms.body) == (PHONE, "See you at nine")
+    assert f"SMS to Dana Smith ({SHOWN})" in parent_of(h, "See you at nine").text
+    told = await command(h, "schedule +2h Zed Nobody Hello")
+    assert "Nothing was scheduled" in told and "Nothing was sent" not in told
+    told = await command(h, "schedule +2h Dana Hello both")
+    assert "could be 2 contacts" in told and "Nothing was scheduled" in told
+    assert len(await scheduled_now(h)) == 1 and sent(h) == []
