@@ -268,6 +268,9 @@ class SlackOutbox:
         self.concurrency = concurrency
         self.keep_finished = keep_finished
         self.media = media  # delivers Kind.MEDIA (inbound MMS pictures); None: they are shown as links only
+        # -- issue 12: told (ref, Slack's error) when a parent post fails for good (``bridge.scheduler`` refuses a
+        # scheduled send whose parent Slack will not take: it must never go out without its thread).
+        self.on_parent_failed: Callable[[str, str], Awaitable[None]] | None = None
         # Counters for metrics (this process only).
         self.delivered = 0
         self.failed = 0
@@ -539,6 +542,11 @@ class SlackOutbox:
             return
         await self.store.outbox_fail(item.id, error, _now())
         self.failed += 1
+        if item.kind == Kind.PARENT and item.ref is not None and self.on_parent_failed is not None:
+            try:
+                await self.on_parent_failed(item.ref, error)
+            except Exception:  # the item's failure is recorded either way; the hook's own trouble is only logged
+                log.exception("slack outbox item %d: handling its failed parent post failed", item.id)
         if is_transient(exc) or isinstance(exc, _Undeliverable) or _is_port_error(exc):
             log.warning("slack outbox item %d (%s, thread %s) failed for good: %s",
                         item.id, item.kind, item.thread_key, error)

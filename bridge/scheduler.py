@@ -17,14 +17,14 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
-from bridge import schedule
+from bridge import render, schedule
 from bridge.access import AccessPolicy
 from bridge.model import OutboundSms, ScheduledSend, ScheduleOutcome, SendRequest, new_ref
-from bridge.ports import utcnow
+from bridge.ports import SlackPortError, utcnow
 from bridge.sending import ACCEPT_TIMEOUT, NOT_RECORDED
 from bridge.service import Bridge
 from bridge.storage.port import StoreUnavailable
-from sw_api.text import mask_number
+from sw_api.text import format_number, mask_number
 
 log = logging.getLogger("bridge.scheduler")
 
@@ -46,6 +46,7 @@ class Scheduler:
         self.admins = admins
         self.interval = tick
         self._task: asyncio.Task[None] | None = None
+        bridge.outbox.on_parent_failed = self.parent_failed
 
     # -- scheduling (before the ack) ---------------------------------------------------------------------------
 
@@ -134,6 +135,27 @@ class Scheduler:
         await self.bridge.refresh_parent(released)  # the Cancel button goes; the usual parent takes over
         self.bridge.spawn(self.bridge.process(sms.ref), name="send-scheduled")
         return True
+
+    async def parent_failed(self, ref: str, error: str) -> None:
+        """Slack refused a parent for good (the outbox gave up): a scheduled send still waiting is refused now, so it
+        never goes out without its thread, and its scheduler is told in a direct message (the channel refused)."""
+        item = await self.store.get_scheduled(ref)
+        if item is None or item.state is not ScheduleOutcome.SCHEDULED:
+            return
+        sms = item.sms
+        reason = render.parent_refusal(sms.channel_id, error)
+        if not await self.store.finish_scheduled(ref, ScheduleOutcome.REFUSED, None, f"Not sent: I {reason}.",
+                                                 utcnow()):
+            return
+        log.warning("scheduled send refused ref=%s: its parent could not be posted: %s", ref, error)
+        direct = getattr(self.bridge.slack, "direct", None)  # optional on a port, like ``find_posted``
+        if direct is None:
+            return
+        try:
+            await direct(sms.user_id, f"⛔ Your scheduled message to {format_number(sms.to)} will not be sent: "
+                                      f"I {reason}. Schedule it again in a channel the bot can post in.")
+        except SlackPortError:
+            log.warning("could not tell %s that scheduled send ref=%s was refused", sms.user_id, ref)
 
     async def _finish(self, item: ScheduledSend, outcome: ScheduleOutcome, by: str | None, text: str) -> bool:
         """Leave ``scheduled`` as ``outcome``; only the winner tells the thread (and repaints the parent)."""

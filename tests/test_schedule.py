@@ -293,3 +293,18 @@ async def test_schedule_by_a_contacts_name_and_clear_refusals_for_unknown_or_amb
     told = await command(h, "schedule +2h Dana Hello both")
     assert "could be 2 contacts" in told and "Nothing was scheduled" in told
     assert len(await scheduled_now(h)) == 1 and sent(h) == []
+
+
+async def test_a_scheduled_send_whose_parent_slack_refuses_for_good_is_never_sent(h: Harness) -> None:
+    # -- issue 12: like an ordinary send, no SMS without its thread: refused at once, the scheduler told directly.
+    h.slack.add_response("chat.postMessage", body={"ok": False, "error": "channel_not_found"})
+    told = await command(h, f"schedule +1m {PHONE} Threadless")
+    assert "⏰ Scheduled for" in told
+    await until(lambda: any("will not be sent" in m.text for m in h.slack.messages("DU0ALICE")), "the direct message")
+    [note] = [m.text for m in h.slack.messages("DU0ALICE") if "will not be sent" in m.text]
+    assert "channel_not_found" in note and SHOWN in note
+    [failed] = await h.bridge.store.outbox_failed()
+    assert failed.ref is not None
+    item = await h.bridge.store.get_scheduled(failed.ref)
+    assert item is not None and item.state is ScheduleOutcome.REFUSED
+    assert await scheduled_now(h) == [] and sent(h) == []
