@@ -6,7 +6,9 @@ insert is cancelled), ``post_parent`` (queued in the durable outbox at once; it 
 ``tick`` (every due row is decided by a conditional update in the store — ``finish_scheduled`` — so one replica
 acts on it: missed if more than ``grace`` late, refused if the sender lost access or the number opted out / was
 blocked, else released to the usual ``Bridge.process`` pipeline, which posts no second parent and receipts go to the
-same thread), ``cancel`` (the scheduler or an admin; after the send: "already sent"), ``pending_of``.
+same thread), ``cancel`` (the scheduler or an admin; after the send: "already sent"), ``pending_of``, and
+``parent_failed`` (installed as the outbox's ``on_parent_failed``: a send whose parent Slack refused for good is
+refused at once, never sent without its thread, and its scheduler is told by DM).
 Admins: ``SMS_ADMIN_USERS`` (``bridge.config``) may cancel anyone's scheduled send.
 Must not import: aiohttp, Slack packages, ``handlers``, storage adapters (the store is the ``Store`` port).
 """
