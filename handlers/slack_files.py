@@ -3,20 +3,22 @@
 Owns: ``SlackFiles`` — ``files.info`` for each file id (Slack's own word on where the file is), the download of
 ``url_private_download`` with ``Authorization: Bearer <bot token>`` **only** when its host is on an explicit, small
 list (the host of ``SLACK_API_URL`` and Slack's file hosts; scheme and port as configured for the API host, https for
-the others), redirects followed by hand and only within that list (the token is never carried elsewhere), a size
-cap read as the bytes arrive, and the checks of ``bridge.media`` (count, size, type by content).
+the others), redirects followed by hand (``sw_api.redirects``) and only within that list (the token is never
+carried elsewhere; origins compared as ``sw_api.origins`` normalises them: ``files.slack.com.:443`` is
+``files.slack.com``), a size cap read as the bytes arrive, and the checks of ``bridge.media`` (count, size, type
+by content).
 Refusals are ``MediaRefused`` (nothing is sent; the message names the limit); Slack trouble that may pass is
 ``MediaUnavailable``.
-Must not import: storage, SignalWire modules.
+Must not import: storage, SignalWire modules (``sw_api.origins`` / ``sw_api.redirects``, generic HTTP helpers, are
+the exception).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -26,6 +28,8 @@ from bridge.config import Config
 from bridge.media import MediaLimits, MediaRefused, MediaUnavailable, Picture, check_count, check_picture, check_size
 from bridge.ports import is_transient
 from handlers.slack_out import port_error
+from sw_api import redirects
+from sw_api.origins import Origin, origin_of
 
 log = logging.getLogger("handlers.slack_files")
 
@@ -35,33 +39,14 @@ DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=20, sock_connect=5)
 MAX_REDIRECTS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class _Origin:
-    scheme: str
-    host: str
-    port: int | None
-
-
-def _origin(url: str) -> _Origin | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    default = 443 if parts.scheme == "https" else 80
-    return _Origin(parts.scheme, parts.hostname.lower(), None if port in (None, default) else port)
-
-
 class SlackFiles:
     """The bot's view of Slack files: what they are and their bytes, checked against the MMS limits."""
 
     def __init__(self, *, token: str, api_url: str, limits: MediaLimits) -> None:
         self._token = token
         self.limits = limits
-        api = _origin(api_url)
-        self._trusted: set[_Origin] = {_Origin("https", host, None) for host in SLACK_FILE_HOSTS}
+        api = origin_of(api_url)
+        self._trusted: set[Origin] = {Origin.https(host) for host in SLACK_FILE_HOSTS}
         if api is not None:
             self._trusted.add(api)
 
@@ -72,7 +57,7 @@ class SlackFiles:
 
     def trusted(self, url: str) -> bool:
         """May the bot token be sent to this URL? Only Slack's API host (as configured) and Slack's file hosts."""
-        origin = _origin(url)
+        origin = origin_of(url)
         return origin is not None and origin in self._trusted
 
     async def fetch_ids(self, client: AsyncWebClient, file_ids: Sequence[str]) -> list[Picture]:
@@ -143,33 +128,49 @@ class SlackFiles:
 
     async def _get(self, session: aiohttp.ClientSession, url: str, name: str, file_id: str) -> bytes:
         # Redirects are followed by hand, and only to trusted hosts: aiohttp would carry the token anywhere.
-        for _ in range(MAX_REDIRECTS + 1):
-            async with session.get(url, headers={"Authorization": f"Bearer {self._token}"},
-                                   allow_redirects=False) as response:
-                if response.status in (301, 302, 303, 307, 308):
-                    target = urljoin(url, response.headers.get("Location", ""))
-                    if not self.trusted(target):
-                        log.warning("file %s: redirected to %s, not a Slack file host; not followed", file_id,
-                                    urlsplit(target).hostname)
-                        raise MediaRefused(f"Slack sent the download of `{name}` to another host; I did not "
-                                           "follow it.")
-                    url = target
-                    continue
-                if response.status >= 500 or response.status == 429:
-                    raise MediaUnavailable(f"download of {file_id}: HTTP {response.status}")
-                if response.status != 200:
-                    raise MediaRefused(f"Slack refused the download of `{name}` (HTTP {response.status}); is the "
-                                       "`files:read` scope granted?")
-                if response.content_type == "text/html":
-                    # What Slack answers a token that may not read the file: its sign-in page, not the file.
-                    raise MediaRefused(f"Slack answered with a web page instead of `{name}`; is the `files:read` "
-                                       "scope granted?")
-                if response.content_length is not None:
-                    check_size(name, response.content_length, self.limits)
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    data += chunk
-                    if len(data) > self.limits.max_bytes:
-                        check_size(name, len(data), self.limits)  # raises: read no further
-                return bytes(data)
-        raise MediaRefused(f"Slack redirected the download of `{name}` too many times.")
+        try:
+            async with redirects.follow(session, url, check=self._refusal, headers=self._headers,
+                                        max_redirects=MAX_REDIRECTS) as followed:
+                return await self._read(followed.response, name, file_id)
+        except redirects.HopRefused as refused:
+            log.warning("file %s: redirected to %s, not a Slack file host; not followed", file_id,
+                        _hostname(refused.url))
+            raise MediaRefused(f"Slack sent the download of `{name}` to another host; I did not "
+                               "follow it.") from refused
+        except redirects.BadLocation as bad:
+            raise MediaRefused(f"Slack redirected the download of `{name}` without saying where (HTTP "
+                               f"{bad.status}).") from bad
+        except redirects.TooManyRedirects as many:
+            raise MediaRefused(f"Slack redirected the download of `{name}` too many times.") from many
+
+    def _refusal(self, url: str) -> str | None:
+        return None if self.trusted(url) else "not a Slack file host"
+
+    def _headers(self, url: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}  # only ever asked for trusted hops: _refusal ran first
+
+    async def _read(self, response: aiohttp.ClientResponse, name: str, file_id: str) -> bytes:
+        if response.status >= 500 or response.status == 429:
+            raise MediaUnavailable(f"download of {file_id}: HTTP {response.status}")
+        if response.status != 200:
+            raise MediaRefused(f"Slack refused the download of `{name}` (HTTP {response.status}); is the "
+                               "`files:read` scope granted?")
+        if response.content_type == "text/html":
+            # What Slack answers a token that may not read the file: its sign-in page, not the file.
+            raise MediaRefused(f"Slack answered with a web page instead of `{name}`; is the `files:read` "
+                               "scope granted?")
+        if response.content_length is not None:
+            check_size(name, response.content_length, self.limits)
+        data = bytearray()
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            data += chunk
+            if len(data) > self.limits.max_bytes:
+                check_size(name, len(data), self.limits)  # raises: read no further
+        return bytes(data)
+
+
+def _hostname(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None

@@ -1,9 +1,10 @@
 """Downloading inbound-MMS media safely: the I/O half of ``sw_api.media_policy``.
 
 Owns: ``MediaFetcher.fetch(url, content_type, position)`` over an aiohttp ``ClientSession`` it is given and never
-closes. Every hop is checked against the ``MediaPolicy`` *before* it is contacted (redirects are followed by hand,
-at most ``max_redirects``); the space's Basic auth goes only to the space's own origin; ``Content-Length`` is
-checked first and reading stops past ``max_bytes``; the whole fetch (every hop) is bounded by ``timeout``.
+closes. Every hop is checked against the ``MediaPolicy`` *before* it is contacted (redirects are followed by hand
+with ``sw_api.redirects``, at most ``max_redirects``); the space's Basic auth goes only to the space's own origin;
+``Content-Length`` is checked first and reading stops past ``max_bytes``; the whole fetch (every hop) is bounded by
+``timeout``.
 A fetch never raises for anything the remote side does: it returns ``FetchedMedia`` or ``MediaRefused(reason)``.
 Must not import: Slack packages, ``bridge``, ``handlers``.
 """
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from sw_api import sansio
+from sw_api import redirects, sansio
 from sw_api.client import USER_AGENT
 from sw_api.media_policy import (
     FetchedMedia,
@@ -30,7 +31,6 @@ from sw_api.media_policy import (
 
 log = logging.getLogger("sw_api.media")
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 
 
@@ -65,19 +65,10 @@ class MediaFetcher:
         return result
 
     async def _fetch(self, url: str, hint: str | None, position: int) -> FetchResult:
-        current = url
-        for hop in range(self.policy.max_redirects + 1):
-            why = self.policy.refusal(current)
-            if why is not None:
-                return MediaRefused(why if hop == 0 else f"redirected elsewhere, {why}")
-            async with self.session.get(current, headers=self.headers_for(current),
-                                        allow_redirects=False) as response:
-                if response.status in _REDIRECTS:
-                    location = response.headers.get("Location")
-                    if not location:
-                        return MediaRefused(f"HTTP {response.status} without a Location")
-                    current = urljoin(current, location)
-                    continue
+        try:
+            async with redirects.follow(self.session, url, check=self.policy.refusal, headers=self.headers_for,
+                                        max_redirects=self.policy.max_redirects) as followed:
+                response = followed.response
                 if response.status != 200:
                     return MediaRefused(f"HTTP {response.status}")
                 limit = self.policy.max_bytes
@@ -92,9 +83,14 @@ class MediaFetcher:
                         response.close()  # drop the connection: nothing more is read
                         return too_big
                 kind = content_type_of(response.headers.get("Content-Type"), hint)
-                name = filename_for(current, kind, position, response.headers.get("Content-Disposition"))
+                name = filename_for(followed.url, kind, position, response.headers.get("Content-Disposition"))
                 return FetchedMedia(bytes(data), kind, name)
-        return MediaRefused(f"more than {self.policy.max_redirects} redirects")
+        except redirects.HopRefused as refused:
+            return MediaRefused(refused.reason if refused.hop == 0 else f"redirected elsewhere, {refused.reason}")
+        except redirects.BadLocation as bad:
+            return MediaRefused(f"HTTP {bad.status} without a Location")
+        except redirects.TooManyRedirects as many:
+            return MediaRefused(f"more than {many.max_redirects} redirects")
 
 
 def _host(url: str) -> str:

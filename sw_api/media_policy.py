@@ -1,7 +1,8 @@
 """Which inbound-MMS media URLs the bot may fetch, and what a fetch produced: the pure half of ``sw_api.media``.
 
 Owns: ``MediaPolicy`` (the SignalWire space's own origin — scheme, host and port exactly as configured — plus the
-``SIGNALWIRE_MEDIA_HOSTS`` allow-list, https only; which origin gets the space's Basic auth), the fetch results
+``SIGNALWIRE_MEDIA_HOSTS`` allow-list, https only; which origin gets the space's Basic auth — origins compared as
+``sw_api.origins`` normalises them), the fetch results
 ``FetchedMedia`` / ``MediaRefused`` with their reasons, and naming a fetched file.
 Must not import: aiohttp, Slack packages, ``bridge``, ``handlers``. Pure functions, no I/O: the decision whether a
 host may be contacted is taken here, before anything connects.
@@ -13,6 +14,8 @@ import mimetypes
 import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
+
+from sw_api.origins import origin_of
 
 MB = 1024 * 1024
 DEFAULT_MAX_BYTES = 5 * MB
@@ -42,18 +45,6 @@ def megabytes(size: int) -> str:
     return f"{size / MB:.3g} MB"
 
 
-def _origin(url: str) -> tuple[str, str, int] | None:
-    """(scheme, host, port) of an http(s) URL with the default port filled in; None if it is not one."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return parts.scheme, parts.hostname.lower().rstrip("."), port or (443 if parts.scheme == "https" else 80)
-
-
 @dataclass(frozen=True, slots=True)
 class MediaPolicy:
     """Where media may come from. ``space_url``: the space's base URL (``https://example.signalwire.com``, or
@@ -68,24 +59,23 @@ class MediaPolicy:
 
     def refusal(self, url: str) -> str | None:
         """Why ``url`` must not be fetched, or None if it may be."""
-        origin = _origin(url)
+        origin = origin_of(url)
         if origin is None:
             return "not an http(s) URL"
         if self.is_space(url):
             return None
-        scheme, host, port = origin
-        if host in self.hosts:
-            if scheme != "https":
-                return f"not https: {host}"
-            if port != 443:
-                return f"not an allowed port: {host}:{port}"
+        if origin.host in self.hosts:
+            if origin.scheme != "https":
+                return f"not https: {origin.host}"
+            if origin.port != 443:
+                return f"not an allowed port: {origin.host}:{origin.port}"
             return None
         return f"not an allowed host: {_host_label(url)}"
 
     def is_space(self, url: str) -> bool:
         """Whether ``url`` is on the space's own origin: only such requests carry the space's credentials."""
-        mine = _origin(self.space_url)
-        return mine is not None and _origin(url) == mine
+        mine = origin_of(self.space_url)
+        return mine is not None and origin_of(url) == mine
 
 
 def _host_label(url: str) -> str:
