@@ -40,3 +40,16 @@ def test_https_allow_list_entry() -> None:
     assert Origin.https("Files.Slack.com.") == Origin("https", "files.slack.com", 443)
     with pytest.raises(ValueError):
         Origin.https("")
+
+
+def test_slack_files_trust_the_normalised_slack_hosts_only() -> None:
+    from bridge.media import MediaLimits
+    from handlers.slack_files import SlackFiles
+
+    files = SlackFiles(token="xoxb-test", api_url="http://127.0.0.1:8123/api/", limits=MediaLimits())
+    for url in ("https://files.slack.com/f", "https://files.slack.com./f", "https://FILES.slack.com:443/f",
+                "http://127.0.0.1:8123/files/f"):
+        assert files.trusted(url), url
+    for url in ("http://files.slack.com/f", "https://files.slack.com:8443/f", "https://files.slack.com.evil.com/f",
+                "http://127.0.0.1:8124/f", "ftp://files.slack.com/f"):
+        assert not files.trusted(url), url
