@@ -27,6 +27,8 @@ log = logging.getLogger("handlers.limits")
 # Descriptors kept free for what is not a client connection: the database and its WAL, outgoing HTTP to Slack and
 # SignalWire, the listening socket, logs.
 FD_RESERVE = 64
+# How long a connection answered 408 is kept open (reading and dropping) for its client to read the answer.
+LINGER_SECONDS = 2.0
 REFUSED = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 5\r\n\r\n"
 HEAD_TOO_SLOW = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
@@ -111,10 +113,37 @@ class GuardedServer(web.Server):
     def _head_too_slow(self, handler: RequestHandler, transport: asyncio.BaseTransport) -> None:
         self._head_deadlines.pop(handler, None)
         log.warning("client sent no complete request within %gs: answered 408 and closed", self.limits.read_timeout)
-        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        if isinstance(transport, asyncio.Transport) and not transport.is_closing():
             transport.write(HEAD_TOO_SLOW)
+            # A lingering close: closing a socket with unread bytes from the client (the rest of its trickled head)
+            # sends RST, which can destroy the 408 before the client reads it. So stop reading for aiohttp, send
+            # FIN after the 408, drop whatever still arrives, and close when the client does (or after a while).
+            transport.set_protocol(_Discard(handler))
+            # No longer one of the server's connections: it must not count against the cap while it lingers.
+            self._connections.pop(handler, None)
+            if transport.can_write_eof():
+                transport.write_eof()
+            self._loop.call_later(LINGER_SECONDS, transport.close)
+            return
         handler.close()
         transport.close()
+
+
+class _Discard(asyncio.Protocol):
+    """A connection's protocol after its 408: reads and drops what the client still sends; closes on its EOF and
+    tells the aiohttp handler (which no longer reads) when the connection is gone, so it cleans up as usual."""
+
+    def __init__(self, handler: RequestHandler) -> None:
+        self.handler = handler
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.handler.connection_lost(exc)
 
 
 class GuardedRunner(web.AppRunner):

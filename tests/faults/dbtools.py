@@ -144,3 +144,18 @@ async def assert_nothing_claimed(world: World) -> None:
     claims, depth = await live_claims(world)
     assert not claims, f"{len(claims)} lease(s) still held after the work was done: {claims[:10]}"
     assert depth == 0, f"{depth} Slack outbox item(s) left undone"
+
+
+async def table_dump(world: World, tables: tuple[str, ...] = ("status_event", "slack_outbox", "outbound"),
+                     limit: int = 60) -> str:
+    """The rows of ``tables`` as text (for a failure message: what the store held when the test gave up)."""
+    store = await open_store(world.database_url)
+    try:
+        lines: list[str] = []
+        for table in tables:
+            rows = await store.export_rows(table, 0, limit)
+            lines.append(f"--- {table} ({len(rows)} row(s)) ---")
+            lines.extend(str(row) for row in rows)
+        return "\n".join(lines)
+    finally:
+        await store.close()

@@ -184,7 +184,7 @@ async def test_slack_payloads_bolt_cannot_parse_are_400(world: World) -> None:
 
 @pytest.mark.slow
 async def test_long_lock_refuses_clearly_and_answers_callbacks_503(make_world: Any) -> None:
-    from tests.faults.dbtools import locked_for
+    from tests.faults.dbtools import locked_for, table_dump
 
     async with asyncio.timeout(80), make_world(step_delay=0.3) as world:
         await world.driver.slash_command(f"{TO} receipts during a long lock")
@@ -197,7 +197,12 @@ async def test_long_lock_refuses_clearly_and_answers_callbacks_503(make_world: A
         await world.quiet(1.0, timeout=30)
         assert all(a.status != 500 for a in world.simulator.callback_log)
         assert any(a.status == 503 for a in world.simulator.callback_log), "no callback was answered 503"
-        await ends_delivered_once(world, "receipts during a long lock")
+        try:
+            await ends_delivered_once(world, "receipts during a long lock")
+        except AssertionError as exc:
+            # Seen once in CI and never reproduced: keep what the store held, and what Slack was told, for next time.
+            calls = [(c.method, c.status, str(c.payload.get("text", ""))[:80]) for c in world.slack.calls]
+            raise AssertionError(f"{exc}\n{await table_dump(world)}\n--- Slack calls ---\n{calls}") from None
         # Either the person was told in the ack that nothing was sent (and nothing is), or it was accepted and
         # goes out exactly once — possibly only when the sweeper picks it up after the lock.
         if refused:
