@@ -23,6 +23,7 @@ from bridge.model import (
 from bridge.storage.engines import open_store
 from bridge.storage.port import Store
 from sw_api.models import InboundMessage, MessageStatus
+from tests.seed_rows import seed_bulk
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -74,6 +75,8 @@ async def populate(store: Store) -> None:
     # -- issue 12: contacts and templates (migrations 14, 15)
     await store.contact_put("Dana Smith", THEIRS, "U0ALICE", T0)
     await store.template_put("late", "Running {minutes} min late", "U0ALICE", T0)
+    # -- issue 13: bulk sends (migration 18)
+    await seed_bulk(store, OURS, T0)
 
 
 async def _bot(*args: str) -> tuple[int, str, str]:

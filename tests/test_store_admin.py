@@ -32,6 +32,7 @@ from bridge.storage.engines import open_store
 from bridge.storage.port import Store
 from sw_api.models import InboundMessage, MessageStatus
 from tests.pg import throwaway_database
+from tests.seed_rows import seed_bulk
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 OURS, THEIRS = "+15557770000", "+15551234567"
@@ -41,7 +42,8 @@ REQUEST = SendRequest(user_id="U1", channel_id="C1", to=THEIRS, from_=OURS, body
 DATA_TABLES = {"meta", "outbound", "status_event", "conversation", "inbound", "opt_out", "slack_event",
                "reply_source", "slack_outbox", "audit", "counter", "parent_attempt", "slack_reply",
                "media", "blocked_number", "auto_reply",  # -- issue 11: outbound MMS, compliance (migrations 12, 13)
-               "scheduled_send", "contact", "sms_template"}  # -- issue 12 (migrations 14-16)
+               "scheduled_send", "contact", "sms_template",  # -- issue 12 (migrations 14-16)
+               "bulk_batch", "bulk_recipient", "send_pace"}  # -- issue 13 (migration 18)
 PAGE = 3
 PLAIN = (str, int, float, bytes, type(None), datetime)
 
@@ -96,6 +98,8 @@ async def _seed(store: Store) -> None:
     # -- issue 12: contacts and templates (migrations 14, 15)
     await store.contact_put("Dana Smith", THEIRS, "U1", _at(35))
     await store.template_put("late", "Running {minutes} min late", "U1", _at(35))
+    # -- issue 13: bulk sends (migration 18; one more outbound row)
+    await seed_bulk(store, OURS, _at(36))
 
 
 async def _export(store: Store, table: str) -> list[dict[str, Any]]:
@@ -159,7 +163,7 @@ async def test_row_counts_count_every_data_table(store: Store) -> None:
     counts = await store.row_counts()
     assert set(counts) == DATA_TABLES
     assert {t: n for t, n in counts.items() if n == 0} == {}, "the seed writes every table"
-    assert counts["outbound"] == 8 and counts["slack_outbox"] == 6 and counts["audit"] == 3
+    assert counts["outbound"] == 9 and counts["slack_outbox"] == 6 and counts["audit"] == 3
     for table in DATA_TABLES:
         assert len(await _export(store, table)) == counts[table]
 
@@ -193,6 +197,8 @@ async def test_copy_to_a_fresh_database_keeps_every_row(
             assert _canonical(await _export(target, table)) == _canonical(await _export(store, table)), table
         # Read back through the store itself: the copy behaves as the original.
         assert await target.secret("callback") == await store.secret("callback")
+        assert await target.bulk_get("bulk1") == await store.bulk_get("bulk1")
+        assert await target.bulk_report("bulk1", -1, 10) == await store.bulk_report("bulk1", -1, 10)
         for ref in ("ref0", "ref1", "ref2", "retry1"):
             assert await target.get_outbound(ref) == await store.get_outbound(ref)
         assert await target.history("ref0") == await store.history("ref0")
@@ -212,7 +218,7 @@ async def test_copy_to_a_fresh_database_keeps_every_row(
         new_id = await target.outbox_add("C8:1.0", "post", None, "C8", {}, _at(40))
         assert new_id > max(row["id"] for row in await _export(store, "slack_outbox"))
         await target.create_outbound("after-copy", REQUEST, _at(41))
-        assert (await target.row_counts())["outbound"] == 9
+        assert (await target.row_counts())["outbound"] == 10
 
 
 async def test_import_is_one_transaction(store: Store) -> None:
