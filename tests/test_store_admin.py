@@ -19,11 +19,7 @@ import pytest
 
 from bridge import outbox
 from bridge.model import (
-    AUTO_REPLY_ORIGIN,
     AuditAction,
-    AutoReply,
-    AutoReplyKind,
-    MediaItem,
     OutboxWrite,
     SendRequest,
     SlackReply,
@@ -32,7 +28,7 @@ from bridge.storage.engines import open_store
 from bridge.storage.port import Store
 from sw_api.models import InboundMessage, MessageStatus
 from tests.pg import throwaway_database
-from tests.seed_rows import seed_bulk
+from tests.seed_rows import seed_since_issue_11
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 OURS, THEIRS = "+15557770000", "+15551234567"
@@ -85,21 +81,8 @@ async def _seed(store: Store) -> None:
                                      to_number=THEIRS, from_number=OURS)
     await store.audit_link(audit_id, "ref0", "queued")
     await store.audit_add(at=_at(32), user_id="U1", channel_id="C1", action=AuditAction.REFUSED, reason="limit")
-    # -- issue 11: outbound MMS
-    await store.media_put(MediaItem("m" * 32, "p.png", "image/png", b"\x89PNG\r\n\x1a\n", _at(33), _at(33 + 86400)))
-    # -- issue 11: compliance (migration 13): a blocked number and an auto-reply (one more outbound and audit row)
-    await store.block_number("+15550002222", "spam", "U1", _at(33))
-    await store.record_inbound(
-        InboundMessage(message_id="SM-help", from_=THEIRS, to=OURS, body="HELP"), opt_out=None, opt_in=False,
-        items=[], now=_at(34), auto_reply=AutoReply("auto1", AutoReplyKind.HELP, replace(
-            REQUEST, user_id="sms-bridge", body="help text", origin=AUTO_REPLY_ORIGIN)))
-    # -- issue 12: a scheduled send (migration 16; one more outbound row)
-    await store.create_scheduled("sched1", replace(REQUEST, origin="schedule"), _at(7200), "Asia/Kolkata", _at(35))
-    # -- issue 12: contacts and templates (migrations 14, 15)
-    await store.contact_put("Dana Smith", THEIRS, "U1", _at(35))
-    await store.template_put("late", "Running {minutes} min late", "U1", _at(35))
-    # -- issue 13: bulk sends (migration 18; one more outbound row)
-    await seed_bulk(store, OURS, _at(36))
+    # -- issues 11-13: the same rows as tests/test_copy_db.py (three more outbound rows, one more audit row)
+    await seed_since_issue_11(store, REQUEST, _at(33))
 
 
 async def _export(store: Store, table: str) -> list[dict[str, Any]]:
