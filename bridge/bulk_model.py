@@ -4,7 +4,8 @@ Owns: ``BULK_ORIGIN`` (the ``origin`` of an outbound message sent for a batch), 
 ``RecipientState`` (where a batch / one recipient stands; every move between them is a conditional update in the
 store), ``BulkRecipient`` and ``BulkProblem`` (one line of the recipients box or the CSV file, read by
 ``bridge.bulk_input``), ``BulkDraft`` (what the modal asked for), ``BulkPreview`` (what the sender sees before "Send
-to N"), ``BulkBatch``, ``BulkProgress`` (the live parent's counters) and ``BulkReportRow`` (one line of the report).
+to N"), ``BulkBatch``, ``BulkRecipientRow`` (one stored recipient, as the store takes and returns it),
+``BulkProgress`` (the live parent's counters) and ``BulkReportRow`` (one line of the report).
 Pure data. Must not import: anything in ``bridge`` but ``bridge.model``; storage, aiohttp, Slack packages.
 """
 
@@ -107,6 +108,22 @@ class BulkBatch:
     confirmed_at: datetime | None = None
     finished_at: datetime | None = None
     finished_by: str | None = None      # who cancelled it
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRecipientRow:
+    """One recipient of a batch as the store keeps it: ``seq`` is its place in the batch (the order of the lines,
+    unique per batch, the order it is sent in), ``line`` the line number the sender sees, ``fields`` the CSV columns;
+    ``skip_reason`` says why a ``skipped`` one is; ``not_before`` holds a ``waiting`` one until then (quiet hours)."""
+
+    seq: int
+    line: int
+    number: str
+    name: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+    state: RecipientState = RecipientState.WAITING
+    skip_reason: str | None = None
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

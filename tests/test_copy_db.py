@@ -11,11 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from bridge.model import (
-    AUTO_REPLY_ORIGIN,
     AuditAction,
-    AutoReply,
-    AutoReplyKind,
-    MediaItem,
     OutboxWrite,
     SendRequest,
     SlackReply,
@@ -23,6 +19,7 @@ from bridge.model import (
 from bridge.storage.engines import open_store
 from bridge.storage.port import Store
 from sw_api.models import InboundMessage, MessageStatus
+from tests.seed_rows import seed_since_issue_11
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -55,25 +52,11 @@ async def populate(store: Store) -> None:
     await store.outbox_add("thread:ref0", "update", "ref0", "C0GENERAL", {"n": 1}, T0)
     await store.audit_add(at=T0, user_id="U0ALICE", channel_id="C0GENERAL", action=AuditAction.SEND, to_number=THEIRS,
                           from_number=OURS, ref="ref0")
-    # -- issue 11: outbound MMS (bytes must cross engines exactly; a reply's file ids too)
-    await store.media_put(MediaItem("t" * 32, "a.png", "image/png", b"\x89PNG\r\n\x1a\n\x00\xff", T0,
-                                    T0 + timedelta(days=7)))
+    # -- issue 11: a thread reply's Slack file ids
     await store.record_reply(SlackReply("C0GENERAL", "1700000000.000000", "1700000004.000001", "U0ALICE", "pic",
                                         subtype="file_share", files=("F1",)), T0, T0 + timedelta(seconds=30))
-    # -- issue 11: compliance (migration 13): a blocked number, an inbound HELP and its auto-reply
-    await store.block_number("+15550002222", "spam", "U0ALICE", T0)
-    await store.record_inbound(
-        InboundMessage(message_id="in-2", from_=THEIRS, to=OURS, body="HELP"), opt_out=None, opt_in=False, items=[],
-        now=T0, auto_reply=AutoReply("auto1", AutoReplyKind.HELP, SendRequest(
-            user_id="sms-bridge", channel_id="C0GENERAL", to=THEIRS, from_=OURS, body="help text",
-            origin=AUTO_REPLY_ORIGIN)))
-    # -- issue 12: a scheduled send (migration 16)
-    await store.create_scheduled("sched1", SendRequest(user_id="U0ALICE", channel_id="C0GENERAL", to=THEIRS,
-                                                       from_=OURS, body="later", origin="schedule"),
-                                 T0 + timedelta(hours=2), "America/Los_Angeles", T0)
-    # -- issue 12: contacts and templates (migrations 14, 15)
-    await store.contact_put("Dana Smith", THEIRS, "U0ALICE", T0)
-    await store.template_put("late", "Running {minutes} min late", "U0ALICE", T0)
+    # -- issues 11-13: the same rows as tests/test_store_admin.py
+    await seed_since_issue_11(store, request, T0)
 
 
 async def _bot(*args: str) -> tuple[int, str, str]:

@@ -19,11 +19,7 @@ import pytest
 
 from bridge import outbox
 from bridge.model import (
-    AUTO_REPLY_ORIGIN,
     AuditAction,
-    AutoReply,
-    AutoReplyKind,
-    MediaItem,
     OutboxWrite,
     SendRequest,
     SlackReply,
@@ -32,6 +28,7 @@ from bridge.storage.engines import open_store
 from bridge.storage.port import Store
 from sw_api.models import InboundMessage, MessageStatus
 from tests.pg import throwaway_database
+from tests.seed_rows import seed_since_issue_11
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 OURS, THEIRS = "+15557770000", "+15551234567"
@@ -41,7 +38,8 @@ REQUEST = SendRequest(user_id="U1", channel_id="C1", to=THEIRS, from_=OURS, body
 DATA_TABLES = {"meta", "outbound", "status_event", "conversation", "inbound", "opt_out", "slack_event",
                "reply_source", "slack_outbox", "audit", "counter", "parent_attempt", "slack_reply",
                "media", "blocked_number", "auto_reply",  # -- issue 11: outbound MMS, compliance (migrations 12, 13)
-               "scheduled_send", "contact", "sms_template"}  # -- issue 12 (migrations 14-16)
+               "scheduled_send", "contact", "sms_template",  # -- issue 12 (migrations 14-16)
+               "bulk_batch", "bulk_recipient", "send_pace"}  # -- issue 13 (migration 18)
 PAGE = 3
 PLAIN = (str, int, float, bytes, type(None), datetime)
 
@@ -83,19 +81,8 @@ async def _seed(store: Store) -> None:
                                      to_number=THEIRS, from_number=OURS)
     await store.audit_link(audit_id, "ref0", "queued")
     await store.audit_add(at=_at(32), user_id="U1", channel_id="C1", action=AuditAction.REFUSED, reason="limit")
-    # -- issue 11: outbound MMS
-    await store.media_put(MediaItem("m" * 32, "p.png", "image/png", b"\x89PNG\r\n\x1a\n", _at(33), _at(33 + 86400)))
-    # -- issue 11: compliance (migration 13): a blocked number and an auto-reply (one more outbound and audit row)
-    await store.block_number("+15550002222", "spam", "U1", _at(33))
-    await store.record_inbound(
-        InboundMessage(message_id="SM-help", from_=THEIRS, to=OURS, body="HELP"), opt_out=None, opt_in=False,
-        items=[], now=_at(34), auto_reply=AutoReply("auto1", AutoReplyKind.HELP, replace(
-            REQUEST, user_id="sms-bridge", body="help text", origin=AUTO_REPLY_ORIGIN)))
-    # -- issue 12: a scheduled send (migration 16; one more outbound row)
-    await store.create_scheduled("sched1", replace(REQUEST, origin="schedule"), _at(7200), "Asia/Kolkata", _at(35))
-    # -- issue 12: contacts and templates (migrations 14, 15)
-    await store.contact_put("Dana Smith", THEIRS, "U1", _at(35))
-    await store.template_put("late", "Running {minutes} min late", "U1", _at(35))
+    # -- issues 11-13: the same rows as tests/test_copy_db.py (three more outbound rows, one more audit row)
+    await seed_since_issue_11(store, REQUEST, _at(33))
 
 
 async def _export(store: Store, table: str) -> list[dict[str, Any]]:
@@ -159,7 +146,7 @@ async def test_row_counts_count_every_data_table(store: Store) -> None:
     counts = await store.row_counts()
     assert set(counts) == DATA_TABLES
     assert {t: n for t, n in counts.items() if n == 0} == {}, "the seed writes every table"
-    assert counts["outbound"] == 8 and counts["slack_outbox"] == 6 and counts["audit"] == 3
+    assert counts["outbound"] == 9 and counts["slack_outbox"] == 6 and counts["audit"] == 3
     for table in DATA_TABLES:
         assert len(await _export(store, table)) == counts[table]
 
@@ -193,6 +180,8 @@ async def test_copy_to_a_fresh_database_keeps_every_row(
             assert _canonical(await _export(target, table)) == _canonical(await _export(store, table)), table
         # Read back through the store itself: the copy behaves as the original.
         assert await target.secret("callback") == await store.secret("callback")
+        assert await target.bulk_get("bulk1") == await store.bulk_get("bulk1")
+        assert await target.bulk_report("bulk1", -1, 10) == await store.bulk_report("bulk1", -1, 10)
         for ref in ("ref0", "ref1", "ref2", "retry1"):
             assert await target.get_outbound(ref) == await store.get_outbound(ref)
         assert await target.history("ref0") == await store.history("ref0")
@@ -212,7 +201,7 @@ async def test_copy_to_a_fresh_database_keeps_every_row(
         new_id = await target.outbox_add("C8:1.0", "post", None, "C8", {}, _at(40))
         assert new_id > max(row["id"] for row in await _export(store, "slack_outbox"))
         await target.create_outbound("after-copy", REQUEST, _at(41))
-        assert (await target.row_counts())["outbound"] == 9
+        assert (await target.row_counts())["outbound"] == 10
 
 
 async def test_import_is_one_transaction(store: Store) -> None:

@@ -3,8 +3,9 @@
 Owns: the ``Store`` protocol and its error ``StoreUnavailable``. Implemented by the adapters in
 ``bridge.storage.sqlite`` and ``bridge.storage.postgres``, which must pass the same contract tests
 (tests/test_store*.py, parametrised by engine); ``bridge.storage.engines.open_store`` picks one from ``DATABASE_URL``.
-The values it takes and returns live in ``bridge.model``.
-Must not import: anything in ``bridge`` but ``bridge.model``; aiohttp, Slack packages, ``handlers``, drivers.
+The values it takes and returns live in ``bridge.model`` (issue 13's bulk sends: ``bridge.bulk_model``).
+Must not import: anything in ``bridge`` but ``bridge.model`` and ``bridge.bulk_model``; aiohttp, Slack packages,
+``handlers``, drivers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from bridge.bulk_model import BatchState, BulkBatch, BulkProgress, BulkRecipientRow, BulkReportRow
 from bridge.model import (
     AuditAction,
     AuditEntry,
@@ -475,3 +477,81 @@ class Store(Protocol):
         False, and nothing changed, if it left that state already. ``RELEASED``: the message becomes ``pending``
         (``process`` sends it); any other outcome: ``rejected`` with ``error_code`` = the outcome, ``reason`` as
         its error message."""
+
+    # -- issue 13: bulk sends and the shared send pace (migration 18; bridge.storage.sqlite.bulk,
+    # bridge.storage.postgres.bulk). Recipients are rows claimed with a lease; every move is a conditional update.
+
+    async def bulk_create(self, batch: BulkBatch, now: datetime) -> None:
+        """Store ``batch`` (normally ``draft``) as given, with ``created_at`` = ``now``."""
+
+    async def bulk_add_recipients(self, batch_id: str, rows: Sequence[BulkRecipientRow]) -> int:
+        """Insert one chunk of recipients (callers stream a CSV in chunks of ~500) in one transaction; a number
+        already in the batch (or earlier in the chunk) is ignored — duplicates merged, the first line wins. Returns
+        how many were inserted. ``seq`` must be new in the batch."""
+
+    async def bulk_get(self, batch_id: str) -> BulkBatch | None: ...
+
+    async def bulk_set_total(self, batch_id: str, total: int) -> None:
+        """Set ``total`` (the N of "Send to N")."""
+
+    async def bulk_set_parent(self, batch_id: str, ts: str) -> None:
+        """Remember the batch's one parent message in the channel."""
+
+    async def bulk_move(self, batch_id: str, from_states: Sequence[BatchState], to: BatchState, now: datetime,
+                        by: str | None = None) -> bool:
+        """Move the batch from one of ``from_states`` to ``to`` — one conditional update: True for exactly one
+        caller across replicas, False (nothing changed) if it is in none of them. Into ``sending``: sets
+        ``confirmed_at`` once. Into ``done`` / ``cancelled`` / ``discarded``: sets ``finished_at`` (``cancelled``
+        also ``finished_by`` = ``by``) and, for ``cancelled``, in the same transaction every ``waiting`` recipient
+        (and every ``claimed`` one whose lease has expired) becomes ``cancelled``; a live lease is left to its
+        holder, whose ``bulk_hand_over`` then cancels it."""
+
+    async def bulk_claim(self, owner: str, now: datetime, until: datetime,
+                         limit: int) -> list[tuple[str, BulkRecipientRow]]:
+        """Claim up to ``limit`` recipients of ``sending`` batches — ``waiting`` ones, or ``claimed`` ones whose
+        lease expired — whose ``not_before`` is unset or has passed, oldest batch first, lowest ``seq`` first: they
+        become ``claimed`` by ``owner`` until ``until``. Atomic: two replicas never claim the same row. Returns
+        ``(batch_id, recipient)`` pairs in that order."""
+
+    async def bulk_hand_over(self, batch_id: str, seq: int, owner: str, ref: str, request: SendRequest,
+                             now: datetime) -> OutboundSms | None:
+        """In ONE transaction: if the recipient is still ``claimed`` by ``owner`` and its batch still ``sending``,
+        create its outbound message ``ref`` as ``create_outbound`` does (state ``pending``, origin from the
+        request) with ``bulk_id`` = ``batch_id``, mark the recipient ``handed`` with that ref and return the message.
+        Otherwise None: not ``owner``'s claim → nothing written; batch ``paused`` → the recipient is ``waiting``
+        again, batch cancelled (or any other state) → ``cancelled``; ``request.to`` opted out of
+        ``request.from_`` or blocked → ``skipped`` (skip_reason ``opted out`` / ``blocked``). ValueError if
+        ``request.to`` is not the recipient's number."""
+
+    async def bulk_defer(self, batch_id: str, seq: int, owner: str, not_before: datetime) -> bool:
+        """Back to ``waiting`` until ``not_before`` (quiet hours), if still ``claimed`` by ``owner``."""
+
+    async def bulk_skip(self, batch_id: str, seq: int, owner: str, reason: str) -> bool:
+        """``skipped`` with ``reason``, if still ``claimed`` by ``owner``."""
+
+    async def bulk_progress(self, batch_id: str, now: datetime) -> BulkProgress:
+        """The counters in one read. Handed recipients by their message: ``delivered`` (delivered, read);
+        ``failed`` (rejected, failed, undelivered, or an unknown POST outcome); ``sent`` (accepted otherwise);
+        ``remaining``: waiting, claimed, or handed with the POST not answered yet; ``quiet_waiting``: waiting with
+        ``not_before`` after ``now``; ``skipped`` and ``cancelled`` recipients."""
+
+    async def bulk_report(self, batch_id: str, after_seq: int, limit: int) -> list[tuple[int, BulkReportRow]]:
+        """Up to ``limit`` recipients with ``seq`` > ``after_seq``, in ``seq`` order, as ``(seq, row)``: status
+        (see ``bridge.storage.rows.bulk_report_from_row``), the message's error code and message (a skipped one's
+        reason as its message) and ``sent_at`` = when its POST started."""
+
+    async def bulk_unfinished(self, limit: int = 100) -> list[BulkBatch]:
+        """Batches ``sending`` or ``paused``, oldest first (the worker and a restart resume them)."""
+
+    async def bulk_finished_if_done(self, batch_id: str, now: datetime) -> bool:
+        """``sending`` → ``done`` (``finished_at`` = ``now``) when no recipient is ``waiting`` or ``claimed`` — one
+        conditional update: True for exactly one caller."""
+
+    async def pace_reserve(self, from_number: str, segments: int, seconds_per_segment: float,
+                           now: datetime) -> datetime:
+        """Reserve the next send slot of ``from_number`` (shared by every replica and every kind of send), in one
+        atomic statement: ``slot = max(next_at, now)``, ``next_at = slot + segments × seconds_per_segment``.
+        Returns ``slot``: the caller waits until then. Two callers never get overlapping slots."""
+
+    async def pace_push(self, from_number: str, until: datetime) -> None:
+        """``next_at = max(next_at, until)`` (SignalWire answered 429 with Retry-After)."""

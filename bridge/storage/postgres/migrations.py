@@ -250,6 +250,47 @@ CREATE INDEX outbound_error_at ON outbound (updated_at)
     WHERE (state IN ('rejected', 'unknown') OR status IN ('failed', 'undelivered'));
 CREATE INDEX slack_outbox_failed_at ON slack_outbox (failed_at) WHERE failed_at IS NOT NULL;
 """,
+    # -- issue 13: bulk sends. 18: batches, their recipients (a leased work queue), the shared send pace and
+    # ``outbound.bulk_id`` (bridge.storage.postgres.bulk). Same tables, columns and index names as SQLite's 18.
+    18: """
+CREATE TABLE bulk_batch (
+    id TEXT PRIMARY KEY,
+    team_id TEXT NOT NULL DEFAULT '',
+    channel_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    body TEXT NOT NULL,
+    title TEXT NOT NULL,
+    state TEXT NOT NULL,
+    total INTEGER NOT NULL DEFAULT 0,
+    parent_ts TEXT,
+    created_at TIMESTAMPTZ NOT NULL,
+    confirmed_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ,
+    finished_by TEXT
+);
+CREATE INDEX bulk_batch_state ON bulk_batch (state, created_at);
+CREATE TABLE bulk_recipient (
+    batch_id TEXT NOT NULL REFERENCES bulk_batch (id),
+    seq INTEGER NOT NULL,
+    line INTEGER NOT NULL,
+    number TEXT NOT NULL,
+    name TEXT,
+    fields TEXT NOT NULL DEFAULT '{}',
+    state TEXT NOT NULL,
+    skip_reason TEXT,
+    held_until TIMESTAMPTZ,
+    claimed_by TEXT,
+    claimed_until TIMESTAMPTZ,
+    ref TEXT UNIQUE REFERENCES outbound (ref),
+    PRIMARY KEY (batch_id, seq),
+    UNIQUE (batch_id, number)
+);
+CREATE INDEX bulk_recipient_claim ON bulk_recipient (batch_id, state, seq);
+CREATE TABLE send_pace (from_number TEXT PRIMARY KEY, next_at TIMESTAMPTZ NOT NULL);
+ALTER TABLE outbound ADD COLUMN bulk_id TEXT;
+CREATE INDEX outbound_bulk ON outbound (bulk_id);
+""",
 }
 LATEST = max(MIGRATIONS)
 

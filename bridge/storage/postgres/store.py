@@ -11,6 +11,7 @@ import asyncio
 
 from bridge.storage.postgres.admin import AdminSql
 from bridge.storage.postgres.audit import AuditSql
+from bridge.storage.postgres.bulk import BulkSql
 from bridge.storage.postgres.compliance import ComplianceSql
 from bridge.storage.postgres.connection import ACQUIRE_TIMEOUT, COMMAND_TIMEOUT, DB_ERRORS, create_pool
 from bridge.storage.postgres.home import HomeSql
@@ -26,7 +27,7 @@ CLOSE_TIMEOUT = 10.0  # seconds to let queries in flight finish before connectio
 
 
 class PostgresStore(MessagesSql, TwoWaySql, OutboxSql, AuditSql, AdminSql, MediaSql, ComplianceSql, PeopleSql,
-                    HomeSql, ScheduleSql):
+                    HomeSql, ScheduleSql, BulkSql):
     """A pool of connections to one PostgreSQL database; several replicas may open the same one."""
 
     @classmethod

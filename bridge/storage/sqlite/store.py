@@ -28,6 +28,8 @@ from bridge.storage.rows import outbound_from_row
 from bridge.storage.sqlite.admin import SqliteAdmin
 from bridge.storage.sqlite.audit import AUDIT_MIGRATION, AuditSql
 from bridge.storage.sqlite.batch import GroupCommit, Work
+from bridge.storage.sqlite.bulk import MIGRATION as BULK_MIGRATION
+from bridge.storage.sqlite.bulk import BulkSql
 from bridge.storage.sqlite.compliance import MIGRATION as COMPLIANCE_MIGRATION
 from bridge.storage.sqlite.compliance import ComplianceSql
 from bridge.storage.sqlite.home import MIGRATION as HOME_MIGRATION
@@ -136,6 +138,9 @@ MIGRATIONS: Mapping[int, str] = {
     16: SCHEDULE_MIGRATION,
     # -- issue 12: app home. 17: indexes for the Home tab's reads (bridge.storage.sqlite.home).
     17: HOME_MIGRATION,
+    # -- issue 13: bulk sends. 18: batches, their recipients, the shared send pace, ``outbound.bulk_id``
+    # (bridge.storage.sqlite.bulk).
+    18: BULK_MIGRATION,
 }
 
 # The database holds the callback HMAC secret and message bodies: owner-only, like a key file.
@@ -200,7 +205,7 @@ def _row_to_record(row: aiosqlite.Row) -> StatusRecord:
 
 
 class SqliteStore(SqliteAdmin, TwoWaySql, AuditSql, OutboxSql, MediaSql, ComplianceSql, PeopleSql, HomeSql,
-                  ScheduleSql):
+                  ScheduleSql, BulkSql):
     """One aiosqlite connection (SQLite serialises writers anyway); WAL so readers never block the writer."""
 
     schema_latest = max(MIGRATIONS)
