@@ -5,7 +5,8 @@ Owns: ``GroupCommit`` — callers hand it a synchronous transaction body (``Work
 ``sqlite3.Connection``); bodies that queue up while a batch is running are run together as the next batch, in
 one ``BEGIN IMMEDIATE`` … ``COMMIT``, in one hop to the connection thread. If a body raises, that transaction is
 rolled back and every body runs again alone, so only its caller sees the error; the others commit. Every caller returns
-only after the COMMIT that made its writes durable (or with the error that stopped it).
+only after the COMMIT that made its writes durable (or with the error that stopped it). A caller cancelled while
+its body still waits for a batch takes the body with it: nothing it gave up on is written later.
 Must not import: anything from bridge but the port's ``StoreUnavailable``.
 
 Why by hand: aiosqlite runs each statement as its own round trip to its thread (and each autocommit statement as
@@ -46,7 +47,25 @@ class GroupCommit:
         """Run ``work`` in a write transaction (possibly shared with others) and return its result once committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._pending.append((work, future))
+        entry: _Entry = (work, future)
+        self._pending.append(entry)
+        try:
+            await self._lead(future)
+        except asyncio.CancelledError:
+            # Cancelled before a batch took it: it never runs (a write its caller gave up on must not land later,
+            # unseen). Once taken, the batch runs to its COMMIT regardless.
+            if any(e is entry for e in self._pending):
+                self._pending = [e for e in self._pending if e is not entry]
+                future.cancel()
+            raise
+        try:
+            return await future
+        except (sqlite3.Error, ValueError) as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+
+    async def _lead(self, future: asyncio.Future[Any]) -> None:
+        """Wait for the write lock; whoever gets it first runs everything queued so far as one batch."""
+        loop = asyncio.get_running_loop()
         async with self._lock:
             if not future.done() and any(f is future for _, f in self._pending):
                 # Whoever gets the lock first runs everything queued so far, ours included.
@@ -61,10 +80,6 @@ class GroupCommit:
                     for _, waiting in batch:
                         if not waiting.done():
                             waiting.set_exception(exc)
-        try:
-            return await future
-        except (sqlite3.Error, ValueError) as exc:
-            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
 
 
 def _on_thread(db: aiosqlite.Connection, batch: list[_Entry], loop: asyncio.AbstractEventLoop,
