@@ -2,7 +2,8 @@
 
 Owns: ``ThreadDisplay`` (queuing thread replies, failure notes, reactions on a thread reply's own message and
 parent repaints, each into the durable outbox or into a batch committed with an announcement) and ``Parents``
-(the outbox's view of a parent: rendered from the store when delivered, and recording its ``ts`` once posted).
+(the outbox's view of a parent: rendered from the store when delivered, and recording its ``ts`` once posted;
+the receipts name a contact, and a scheduled parent does not move its conversation until the text goes out).
 Must not import: aiohttp, Slack packages, ``handlers``, the other parts of ``Bridge``.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge import render, schedule
-from bridge.model import AUTO_REPLY_ORIGIN, OutboundSms, SendState
+from bridge.model import AUTO_REPLY_ORIGIN, SCHEDULE_ORIGIN, OutboundSms, ScheduleOutcome, SendState
 from bridge.outbox import OutboxBatch, ParentView, ReceiptView, SlackOutbox
 from bridge.people import ContactNames
 from bridge.ports import utcnow
@@ -20,6 +21,9 @@ from sw_api.models import MessageStatus
 
 # Where Slack work is queued: the outbox itself, or a batch committed in one transaction (``Receipts.announce``).
 Enqueue = SlackOutbox | OutboxBatch
+
+# How a scheduled send that never went out is stored (``error_code`` of its ``rejected`` message).
+_NEVER_SENT = frozenset({ScheduleOutcome.CANCELLED.value, ScheduleOutcome.MISSED.value, ScheduleOutcome.REFUSED.value})
 
 
 class ThreadDisplay:
@@ -89,9 +93,15 @@ class Parents:
         if sms is None or not told:
             return None
         times = {r.status: r.event_at or r.received_at for r in await self.store.history(ref)}
-        text, blocks = render.receipt_reply(sms, told, times, simulated=self.simulated)
+        name = await self.names.name_of(sms.to)  # -- issue 12: a contact's receipt says who it is to
+        text, blocks = render.receipt_reply(sms, told, times, simulated=self.simulated, name=name)
         return ReceiptView(sms.channel_id, sms.parent_ts, text, blocks)
 
     async def parent_posted(self, ref: str, ts: str) -> None:
         sms = await self.store.set_parent(ref, ts, utcnow())
+        # -- issue 12: a scheduled send's parent is posted when it is scheduled, but the text has not gone out: the
+        # conversation (its thread, its time on the Home tab) moves only when it does — ``Sender`` points it here
+        # when the released message is sent (or here, if the parent is posted after the release).
+        if sms.state is SendState.SCHEDULED or (sms.origin == SCHEDULE_ORIGIN and sms.error_code in _NEVER_SENT):
+            return
         await self.store.set_conversation(sms.from_, sms.to, sms.channel_id, ts, utcnow())

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bridge.contacts import labelled
 from bridge.model import HomeSummary, RecentConversation
 from bridge.slack_text import escape_mrkdwn
 from sw_api.text import format_number
@@ -132,9 +133,9 @@ def status_blocks(status: HomeStatus) -> list[dict[str, Any]]:
 
 def conversation_block(line: ConversationLine, several_numbers: bool) -> dict[str, Any]:
     c = line.conversation
-    shown = format_number(c.their_number)
-    who = f"*{safe_text(line.name, NAME_CHARS)}* ({shown})" if line.name else f"*{shown}*"
-    parts = [who]
+    # The one way the app writes a contact (``labelled``), shortened first so the limit counts what is seen.
+    name = shorten(line.name, NAME_CHARS) if line.name else None
+    parts = [f"*{labelled(c.their_number, name)}*"]
     if several_numbers:
         parts.append(f"via {format_number(c.our_number)}")
     parts.append(slack_date(c.last_at or c.updated_at))

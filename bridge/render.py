@@ -197,14 +197,33 @@ def parent_blocks(sms: OutboundSms, *, simulated: bool = False, name: str | None
     return fit_blocks(blocks)
 
 
-def receipt_text(sms: OutboundSms, status: MessageStatus) -> str:
-    """The short thread reply for a status change."""
+# -- issue 12: how a receipt names the recipient when the number is a contact ("✅ Delivered to Dana Smith (…)").
+RECEIPT_PREPOSITIONS: dict[MessageStatus, str] = {
+    MessageStatus.QUEUED: "for",
+    MessageStatus.INITIATED: "for",
+    MessageStatus.SENT: "for",
+    MessageStatus.DELIVERED: "to",
+    MessageStatus.READ: "by",
+}
+
+
+def _to_whom(sms: OutboundSms, status: MessageStatus, name: str | None) -> str:
+    """`` to Dana Smith (+1 555-123-4567)`` for a contact, else nothing: a number's receipt stays as it always was
+    (the parent above already shows the number)."""
+    if not name or not name.strip():
+        return ""
+    return f" {RECEIPT_PREPOSITIONS.get(status, 'to')} {labelled(sms.to, name)}"
+
+
+def receipt_text(sms: OutboundSms, status: MessageStatus, *, name: str | None = None) -> str:
+    """The short thread reply for a status change. ``name``: the recipient's contact name, if any (issue 12)."""
+    whom = _to_whom(sms, status, name)
     if status is MessageStatus.SENT and sms.is_mms:
-        return "📤 Sent to carrier. MMS has no delivery receipt, so this is the final status."
+        return f"📤 Sent to carrier{whom}. MMS has no delivery receipt, so this is the final status."
     b = STATUS_BADGES[status]
     if status is MessageStatus.QUEUED and sms.segments:
-        return f"{b.emoji} {b.label} ({sms.segments} segment{'s' if sms.segments != 1 else ''})"
-    return f"{b.emoji} {b.label}"
+        return f"{b.emoji} {b.label}{whom} ({sms.segments} segment{'s' if sms.segments != 1 else ''})"
+    return f"{b.emoji} {b.label}{whom}"
 
 
 def receipt_timeline(statuses: Sequence[MessageStatus], times: Mapping[MessageStatus, datetime]) -> str:
@@ -214,21 +233,22 @@ def receipt_timeline(statuses: Sequence[MessageStatus], times: Mapping[MessageSt
 
 
 def receipt_reply(sms: OutboundSms, statuses: Sequence[MessageStatus], times: Mapping[MessageStatus, datetime], *,
-                  simulated: bool = False) -> tuple[str, list[dict[str, Any]] | None]:
+                  simulated: bool = False, name: str | None = None) -> tuple[str, list[dict[str, Any]] | None]:
     """The one thread reply for statuses received close together (text, blocks): the last one's headline and the
-    timeline of all of them; a failure is the failure reply (code, SignalWire's words, meaning, Retry) with it."""
+    timeline of all of them; a failure is the failure reply (code, SignalWire's words, meaning, Retry) with it.
+    ``name``: the recipient's contact name, if any (issue 12): the headline then says who it is to."""
     last = statuses[-1]
     timeline = receipt_timeline(statuses, times)
     if last.is_failure:
-        headline = delivery_failure_headline(sms)
+        headline = delivery_failure_headline(sms, name=name)
         text = fit_text("\n".join([*_failure_lines(sms, headline), timeline]))
         blocks = failure_blocks(sms, headline, simulated=simulated)
         context = {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(timeline, CONTEXT_TEXT)}]}
         return text, fit_blocks([*blocks[:-1], context, blocks[-1]])
     if last is MessageStatus.SENT and sms.is_mms:
-        return fit_text(f"📤 Sent to carrier · {timeline}\nMMS has no delivery receipt, so this is the final "
-                        "status."), None
-    return fit_text(f"{receipt_text(sms, last)} · {timeline}"), None
+        return fit_text(f"📤 Sent to carrier{_to_whom(sms, last, name)} · {timeline}\nMMS has no delivery receipt, "
+                        "so this is the final status."), None
+    return fit_text(f"{receipt_text(sms, last, name=name)} · {timeline}"), None
 
 
 def failure_text(sms: OutboundSms, headline: str) -> str:
@@ -257,9 +277,11 @@ def failure_blocks(sms: OutboundSms, headline: str, *, simulated: bool = False) 
     return fit_blocks(blocks)
 
 
-def delivery_failure_headline(sms: OutboundSms) -> str:
+def delivery_failure_headline(sms: OutboundSms, *, name: str | None = None) -> str:
+    """``name``: the recipient's contact name, if any (issue 12); a number's headline is unchanged."""
     b = badge(sms)
-    return f"{b.emoji} *{b.label}*: the carrier did not deliver this message."
+    whom = f" to {labelled(sms.to, name)}" if name and name.strip() else ""
+    return f"{b.emoji} *{b.label}*: the carrier did not deliver this message{whom}."
 
 
 def rejected_headline() -> str:

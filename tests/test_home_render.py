@@ -94,7 +94,9 @@ def test_names_texts_and_errors_are_escaped_and_shortened() -> None:
     for raw in ("<!channel>", "<@U123>", "<https://evil", "<!here>"):
         assert raw not in everything
     [line] = [t for t in _sections(view) if "+1 555-123-0001" in t]
-    assert line.startswith("*&lt;!channel&gt; &lt;@U123&gt; &lt;https://evil.example|click&gt; &amp; *bold**")
+    # ``bridge.contacts.labelled``: the whole label bold, the name's own markers made inert, "@" kept from pinging.
+    assert line.startswith("*&lt;!channel&gt; &lt;@\u2060U123&gt; &lt;https://evil.example|click&gt; &amp; ∗bold∗ "
+                           "(+1 555-123-0001)*")
     assert line.endswith("…") and "\n" in line and line.count("\n") == 1, "the message on one line"
     assert "30003 &lt;!here&gt; handset" in everything and "SMS undelivered" in everything
 

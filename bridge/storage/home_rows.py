@@ -1,7 +1,8 @@
 """Engine-neutral parts of issue 12's App Home reads: the SQL both engines run and turning its rows into values.
 
 Owns: the predicate of "an SMS that went wrong" (migration 17 indexes it on both engines), the queries of
-``recent_conversations`` and ``home_summary`` (``{limit}`` is the engine's placeholder), and ``recent`` /
+``recent_conversations`` (a conversation's last message: the last text that actually went out or came in, never a
+scheduled send that has not gone) and ``home_summary`` (``{limit}`` is the engine's placeholder), and ``recent`` /
 ``last_error`` (rows → ``bridge.model`` values).
 Used by ``bridge.storage.sqlite.home`` and ``bridge.storage.postgres.home``.
 Must not import: anything in ``bridge`` but ``bridge.model``; drivers, aiohttp, Slack packages.
@@ -21,17 +22,25 @@ When = Callable[[Any], datetime | None]
 # own. Migration 17 (both engines) spells it out again, frozen: changing it here needs a new index.
 ERROR_ROWS = "(state IN ('rejected', 'unknown') OR status IN ('failed', 'undelivered'))"
 
-RECENT_SQL = """
+# A conversation's last message is the last text that went out or came in. A scheduled send counts only once it was
+# released at its time (``scheduled_send.state = 'released'``), and at that time, not when it was scheduled: one
+# still waiting, cancelled, missed or refused at its time never went out. (A scheduled parent does not move the
+# conversation either: ``bridge.display.Parents.parent_posted``.)
+OUT_AT = "COALESCE({s}.finished_at, {o}.created_at)"
+RECENT_SQL = f"""
 SELECT c.our_number, c.their_number, c.channel_id, c.thread_ts, c.updated_at,
        i.body AS in_body, i.media AS in_media, i.received_at AS in_at,
-       o.body AS out_body, o.media AS out_media, o.created_at AS out_at
-FROM (SELECT * FROM conversation ORDER BY updated_at DESC, our_number, their_number LIMIT {limit}) c
+       o.body AS out_body, o.media AS out_media, {OUT_AT.format(s="os", o="o")} AS out_at
+FROM (SELECT * FROM conversation ORDER BY updated_at DESC, our_number, their_number LIMIT {{limit}}) c
 LEFT JOIN inbound i ON i.message_id = (
     SELECT message_id FROM inbound WHERE our_number = c.our_number AND their_number = c.their_number
     ORDER BY received_at DESC LIMIT 1)
 LEFT JOIN outbound o ON o.ref = (
-    SELECT ref FROM outbound WHERE from_number = c.our_number AND to_number = c.their_number
-    ORDER BY created_at DESC LIMIT 1)
+    SELECT x.ref FROM outbound x LEFT JOIN scheduled_send xs ON xs.ref = x.ref
+    WHERE x.from_number = c.our_number AND x.to_number = c.their_number AND x.state <> 'scheduled'
+      AND (xs.ref IS NULL OR xs.state = 'released')
+    ORDER BY {OUT_AT.format(s="xs", o="x")} DESC, x.created_at DESC LIMIT 1)
+LEFT JOIN scheduled_send os ON os.ref = o.ref
 ORDER BY c.updated_at DESC, c.our_number, c.their_number
 """
 
