@@ -269,16 +269,24 @@ def suggestions(spoken: str, contacts: Sequence[Contact], limit: int = 5) -> lis
     return found[:limit]
 
 
-def no_match_text(spoken: str, close: Sequence[Contact]) -> str:
-    head = f"⚠️ No contact is named *{safe_name(spoken)}*, and it is not a phone number. Nothing was sent."
+def _closing(outcome: str | None) -> str:
+    """`` <outcome>`` after a sentence, or nothing: callers say what did not happen in their own words."""
+    return f" {outcome}" if outcome else ""
+
+
+def no_match_text(spoken: str, close: Sequence[Contact], *, outcome: str | None = "Nothing was sent.") -> str:
+    """``outcome`` closes the first line (None: no closing sentence, as under the compose form's field)."""
+    head = f"⚠️ No contact is named *{safe_name(spoken)}*, and it is not a phone number.{_closing(outcome)}"
     if close:
         return head + "\nDid you mean: " + ", ".join(labelled(c.number, c.name) for c in close) + "?"
     return head + "\nStart with the number (`/sms +1 555 123 4567 Running late`) or a name from `/sms contacts`."
 
 
-def ambiguous_text(spoken: str, candidates: Sequence[Contact]) -> str:
+def ambiguous_text(spoken: str, candidates: Sequence[Contact], *,
+                   outcome: str | None = "Pick one; nothing is sent until you do.") -> str:
+    """``outcome`` is the closing sentence: what to do next, or what did not happen (None: none)."""
     return (f"*{safe_name(spoken)}* could be {len(candidates)} contacts: "
-            + ", ".join(labelled(c.number, c.name) for c in candidates) + ". Pick one; nothing is sent until you do.")
+            + ", ".join(labelled(c.number, c.name) for c in candidates) + "." + _closing(outcome))
 
 
 # -- CSV import / export -------------------------------------------------------------------------------------------

@@ -147,15 +147,18 @@ class People:
 
     # -- recipients by name, template bodies ---------------------------------------------------------------------
 
-    async def find(self, text: str) -> Found:
-        """The contact ``text`` starts with (``Dana …``, ``"Dana Smith" …``, ``Dana Smith …``)."""
+    async def find(self, text: str, *, outcome: str | None = "Nothing was sent.") -> Found:
+        """The contact ``text`` starts with (``Dana …``, ``"Dana Smith" …``, ``Dana Smith …``). ``outcome`` is the
+        sentence an error closes with, saying what did not happen (None: none)."""
         everyone = await self.store.contacts("", MAX_CONTACTS_SCANNED)
         resolution = book.resolve(text, everyone)
         if resolution is None:
-            return Found(error="⚠️ The quoted name has no closing quote. Nothing was sent. "
+            closing = f" {outcome}" if outcome else ""
+            return Found(error=f"⚠️ The quoted name has no closing quote.{closing} "
                                'Write it like `/sms "Dana Smith" Running late`.')
         if not resolution.candidates:
-            return Found(error=book.no_match_text(resolution.spoken, book.suggestions(resolution.spoken, everyone)),
+            close = book.suggestions(resolution.spoken, everyone)
+            return Found(error=book.no_match_text(resolution.spoken, close, outcome=outcome),
                          spoken=resolution.spoken)
         if len(resolution.candidates) > 1:
             return Found(rest=resolution.rest, candidates=resolution.candidates, spoken=resolution.spoken)
@@ -170,14 +173,15 @@ class People:
         except InvalidNumber:
             if not book.starts_with_name(typed):
                 return None, None  # a mistyped number: its own error stands
-        found = await self.find(typed)
+        # Under a form field the form itself says nothing was sent: no closing sentence.
+        found = await self.find(typed, outcome=None)
         if found.error is not None:
-            return None, found.error.replace(" Nothing was sent.", "")
+            return None, found.error
         if found.rest:
             return None, f"Only a name or a number goes here; “{found.rest}” is more than that."
         if found.candidates:
-            return None, (book.ambiguous_text(found.spoken, found.candidates)
-                          .replace("Pick one; nothing is sent until you do.", "Type the full name or the number."))
+            return None, book.ambiguous_text(found.spoken, found.candidates,
+                                             outcome="Type the full name or the number.")
         assert found.contact is not None
         return found.contact.number, None
 

@@ -7,8 +7,9 @@ insert is cancelled), ``post_parent`` (queued in the durable outbox at once; it 
 acts on it: missed if more than ``grace`` late, refused if the sender lost access or the number opted out / was
 blocked, else released to the usual ``Bridge.process`` pipeline, which posts no second parent and receipts go to the
 same thread), ``cancel`` (the scheduler or an admin; after the send: "already sent"), ``pending_of``, and
-``parent_failed`` (installed as the outbox's ``on_parent_failed``: a send whose parent Slack refused for good is
-refused at once, never sent without its thread, and its scheduler is told by DM).
+``parent_failed`` (for the outbox's ``on_parent_failed``: a send whose parent Slack refused for good is refused at
+once, never sent without its thread, and its scheduler is told by DM). The Scheduler wires nothing itself: whoever
+assembles the bridge (``handlers.server``) installs ``parent_failed`` on the outbox.
 Admins: ``SMS_ADMIN_USERS`` (``bridge.config``) may cancel anyone's scheduled send.
 Must not import: aiohttp, Slack packages, ``handlers``, storage adapters (the store is the ``Store`` port).
 """
@@ -48,7 +49,6 @@ class Scheduler:
         self.admins = admins
         self.interval = tick
         self._task: asyncio.Task[None] | None = None
-        bridge.outbox.on_parent_failed = self.parent_failed
 
     # -- scheduling (before the ack) ---------------------------------------------------------------------------
 
@@ -150,12 +150,10 @@ class Scheduler:
                                                  utcnow()):
             return
         log.warning("scheduled send refused ref=%s: its parent could not be posted: %s", ref, error)
-        direct = getattr(self.bridge.slack, "direct", None)  # optional on a port, like ``find_posted``
-        if direct is None:
-            return
         try:
-            await direct(sms.user_id, f"⛔ Your scheduled message to {format_number(sms.to)} will not be sent: "
-                                      f"I {reason}. Schedule it again in a channel the bot can post in.")
+            await self.bridge.slack.direct(sms.user_id, f"⛔ Your scheduled message to {format_number(sms.to)} will "
+                                                        f"not be sent: I {reason}. Schedule it again in a channel "
+                                                        "the bot can post in.")
         except SlackPortError:
             log.warning("could not tell %s that scheduled send ref=%s was refused", sms.user_id, ref)
 

@@ -154,13 +154,13 @@ class ScheduleCommand:
             refusal = self.gate.policy.identity_refusal(user_id, channel_id)
             if refusal is not None:
                 return refusal.message
-            found = await self.people.find(text)
+            found = await self.people.find(text, outcome="Nothing was scheduled.")
             if found.error is not None:
-                return found.error.replace("Nothing was sent.", "Nothing was scheduled.")
+                return found.error
             if found.contact is None:
-                return (f"⚠️ {book.ambiguous_text(found.spoken, found.candidates)}".replace(
-                    "Pick one; nothing is sent until you do.", "Nothing was scheduled: write the full name, "
-                    'e.g. `/sms schedule 17:30 "Dana Smith" Running late`, or the number.'))
+                return "⚠️ " + book.ambiguous_text(
+                    found.spoken, found.candidates, outcome="Nothing was scheduled: write the full name, "
+                    'e.g. `/sms schedule 17:30 "Dana Smith" Running late`, or the number.')
             return found.contact.number, found.rest
         if parsed.kind != "send":
             raise schedule.ScheduleError(

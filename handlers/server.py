@@ -258,6 +258,7 @@ def create_app(config: Config) -> web.Application:
         )
         # -- issue 12: scheduled sends — the due loop (its first round on start sends what came due while down)
         scheduler = scheduler_for(bridge, effective)
+        bridge.outbox.on_parent_failed = scheduler.parent_failed  # no scheduled SMS without its thread
         bolt, replies = build_bolt(effective, bridge, slack_client, scheduler=scheduler)
 
         async def resume_reply(reply: SlackReply) -> None:

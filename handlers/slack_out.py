@@ -179,8 +179,8 @@ class SlackOut:
             await _call(self.client.reactions_remove(channel=channel, timestamp=ts, name=name))
 
     async def direct(self, user: str, text: str) -> None:
-        """-- issue 12: a message in the bot's DM with ``user`` (``conversations.open``, scope im:write); optional on a
-        port, used when the channel itself refused (``bridge.scheduler.parent_failed``)."""
+        """-- issue 12: a message in the bot's DM with ``user`` (``conversations.open``, scope im:write), part of
+        ``SlackPort``; used when the channel itself refused (``bridge.scheduler.parent_failed``)."""
         opened = await _call(self.client.conversations_open(users=user))
         await _call(self.client.chat_postMessage(channel=str(opened["channel"]["id"]), text=text))
 

@@ -443,6 +443,9 @@ class _StubbornSlack:
     async def react(self, channel: str, ts: str, name: str, *, add: bool = True) -> None:
         raise AssertionError("not used")
 
+    async def direct(self, user: str, text: str) -> None:
+        raise AssertionError("not used")
+
 
 async def test_stop_returns_even_when_a_delivery_swallows_its_cancellation(world: World) -> None:
     slack = _StubbornSlack()

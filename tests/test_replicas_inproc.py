@@ -93,6 +93,9 @@ class Timed:
     async def react(self, channel: str, ts: str, name: str, *, add: bool = True) -> None:
         await self.inner.react(channel, ts, name, add=add)
 
+    async def direct(self, user: str, text: str) -> None:
+        await self.inner.direct(user, text)
+
 
 @dataclass
 class Cluster:

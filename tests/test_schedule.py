@@ -290,6 +290,14 @@ async def test_schedule_by_a_contacts_name_and_clear_refusals_for_unknown_or_amb
     assert f"SMS to Dana Smith ({SHOWN})" in parent_of(h, "See you at nine").text
     told = await command(h, "schedule +2h Zed Nobody Hello")
     assert "Nothing was scheduled" in told and "Nothing was sent" not in told
+    # The closing sentence is asked for, not patched in: the first line ends with it, the suggestion line follows.
+    told = await command(h, "schedule 17:30 Nobody hello")
+    first, _, hint = told.partition("\n")
+    assert first == "⚠️ No contact is named *Nobody*, and it is not a phone number. Nothing was scheduled."
+    assert hint.startswith("Start with the number") and "Nothing was sent" not in told
+    told = await command(h, "schedule 17:30 Dama hello")
+    assert told.endswith("Nothing was scheduled.\nDid you mean: Dana Jones (+1 555-987-6543), "
+                         "Dana Smith (+1 555-123-4567)?")
     told = await command(h, "schedule +2h Dana Hello both")
     assert "could be 2 contacts" in told and "Nothing was scheduled" in told
     assert len(await scheduled_now(h)) == 1 and sent(h) == []
