@@ -153,3 +153,19 @@ def bulk_report_from_row(row: Row, as_time: TimeReader) -> BulkReportRow:
     return BulkReportRow(number=row["number"], name=row["name"], status=status, error_code=error_code,
                          error_message=error_message,
                          sent_at=as_time(row["submitted_at"]) if state is RecipientState.HANDED else None)
+
+
+HAND_OVER_NOT_OURS = "not ours"
+
+
+def hand_over_check(row: Row | None, owner: str, to: str, batch_id: str, seq: int) -> RecipientState | str | None:
+    """What ``bulk_hand_over`` finds in its locked recipient-and-batch row (``state``, ``claimed_by``, ``number``,
+    ``b_state``): None — go on; ``HAND_OVER_NOT_OURS`` — write nothing; a ``RecipientState`` — put the recipient
+    back there (the batch is paused or over). The same rule on both engines."""
+    if row is None or row["state"] != RecipientState.CLAIMED or row["claimed_by"] != owner:
+        return HAND_OVER_NOT_OURS
+    if row["number"] != to:
+        raise ValueError(f"recipient {seq} of batch {batch_id} is {row['number']}, not {to}")
+    if row["b_state"] != BatchState.SENDING:
+        return RecipientState.WAITING if row["b_state"] == BatchState.PAUSED else RecipientState.CANCELLED
+    return None

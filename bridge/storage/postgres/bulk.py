@@ -25,9 +25,11 @@ from bridge.storage.postgres.rows import outbound_params, to_sms
 from bridge.storage.rows import (
     BULK_PROGRESS_SQL,
     BULK_REPORT_SQL,
+    HAND_OVER_NOT_OURS,
     bulk_batch_from_row,
     bulk_recipient_from_row,
     bulk_report_from_row,
+    hand_over_check,
 )
 
 _FINAL = (BatchState.DONE, BatchState.CANCELLED, BatchState.DISCARDED)
@@ -130,13 +132,11 @@ class BulkSql(PgBase):
                 """SELECT r.state, r.claimed_by, r.number, b.state AS b_state FROM bulk_recipient r
                    JOIN bulk_batch b ON b.id = r.batch_id WHERE r.batch_id = $1 AND r.seq = $2
                    FOR UPDATE OF r FOR SHARE OF b""", batch_id, seq)
-            if row is None or row["state"] != RecipientState.CLAIMED or row["claimed_by"] != owner:
+            verdict = hand_over_check(row, owner, request.to, batch_id, seq)
+            if verdict == HAND_OVER_NOT_OURS:
                 return None
-            if row["number"] != request.to:
-                raise ValueError(f"recipient {seq} of batch {batch_id} is {row['number']}, not {request.to}")
-            if row["b_state"] != BatchState.SENDING:
-                back = RecipientState.WAITING if row["b_state"] == BatchState.PAUSED else RecipientState.CANCELLED
-                await _release(conn, batch_id, seq, back, None)
+            if isinstance(verdict, RecipientState):
+                await _release(conn, batch_id, seq, verdict, None)
                 return None
             refused = await conn.fetchval(
                 """SELECT 'opted out' FROM opt_out WHERE our_number = $1 AND their_number = $2
