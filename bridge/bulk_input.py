@@ -298,7 +298,8 @@ async def from_csv(chunks: AsyncIterable[bytes], region: str, *,
     ``region``. Ends after a fatal problem."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     rows = _CsvRows(region)
-    size, head, rest = 0, b"", ""
+    size, head = 0, b""
+    pending: list[str] = []  # the incomplete last line, in pieces (joined once an end of line arrives)
     limit = f"{max_bytes / 1_000_000:g} MB"
     async for chunk in chunks:
         size += len(chunk)
@@ -315,14 +316,20 @@ async def from_csv(chunks: AsyncIterable[bytes], region: str, *,
             text = decoder.decode(chunk)
         except UnicodeDecodeError as exc:
             bom = 3 if size == len(chunk) and data.startswith(codecs.BOM_UTF8) else 0  # its offset skips the BOM
-            yield _not_utf8(rows.line + len(rows.lines.queue), rest, data[bom: bom + exc.start])
+            yield _not_utf8(rows.line + len(rows.lines.queue), "".join(pending), data[bom: bom + exc.start])
             return
         if "\x00" in text:
-            before = rest + text[: text.index("\x00")]
+            before = "".join(pending) + text[: text.index("\x00")]
             at = rows.line + len(rows.lines.queue) + len(_EOL.findall(before))
             yield rows.fatal(at, "", "the file is not a text file; export it as CSV (UTF-8)")
             return
-        lines, rest = _split_lines(rest + text, final=False)
+        if "\n" not in text and "\r" not in text:
+            pending.append(text)  # no line completed: nothing for the parser yet
+            continue
+        lines, rest = _split_lines("".join(pending) + text, final=False)
+        pending = [rest]
+        if not lines:
+            continue  # only a trailing "\r", held back
         for item in rows.feed(lines, final=False):
             yield item
             if isinstance(item, BulkProblem) and item.fatal:
@@ -330,9 +337,9 @@ async def from_csv(chunks: AsyncIterable[bytes], region: str, *,
     try:
         text = decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        yield _not_utf8(rows.line + len(rows.lines.queue), rest, b"")
+        yield _not_utf8(rows.line + len(rows.lines.queue), "".join(pending), b"")
         return
-    lines, _ = _split_lines(rest + text, final=True)
+    lines, _ = _split_lines("".join(pending) + text, final=True)
     for item in rows.feed(lines, final=True):
         yield item
         if isinstance(item, BulkProblem) and item.fatal:

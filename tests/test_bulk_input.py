@@ -209,6 +209,17 @@ async def test_csv_quoted_cells_with_commas_and_newlines(size: int) -> None:
     assert recipients(items)[0].fields["note"] == "first line\r\nsecond, line"
 
 
+@pytest.mark.parametrize("size", [3, 65536])
+async def test_csv_badly_quoted_or_oversized_cell_is_a_problem_on_its_line_and_reading_goes_on(size: int) -> None:
+    data = (b'number,name\n+15559990001,"Dana"x\n+15559990002,Lee\n+15559990003,' + b"y" * 200_000
+            + b"\n+15559990004,Kim\n")
+    items = await read(data, size=size)
+    assert [(r.line, r.number) for r in recipients(items)] == [(3, "+15559990002"), (5, "+15559990004")]
+    assert [(p.line, p.fatal) for p in problems(items)] == [(2, False), (4, False)]
+    assert all(p.reason.startswith("not valid CSV") for p in problems(items))
+    assert len(problems(items)[1].value) <= 80
+
+
 async def test_csv_old_mac_line_endings_split_across_chunks_count_lines_right() -> None:
     data = b"number\r+15559990001\r\r+15559990002\r"
     items = await read(data, size=1)
