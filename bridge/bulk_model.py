@@ -43,21 +43,28 @@ class RecipientState(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class BulkRecipient:
     """One valid recipient line: its line number (1-based, as the sender sees it), E.164 number, name (from the
-    contact book or the CSV's ``name`` column) and every CSV column (usable as ``{column}`` placeholders)."""
+    contact book or the CSV's ``name`` column) and every CSV column (usable as ``{column}`` placeholders).
+    ``source`` says where ``line`` counts: ``"box"`` (the Nth entry of the recipients box) or ``"csv"`` (the CSV
+    file's physical line the row starts on, the header being line 1)."""
 
     line: int
     number: str
     name: str | None = None
     fields: Mapping[str, str] = field(default_factory=dict)
+    source: str = "box"
 
 
 @dataclass(frozen=True, slots=True)
 class BulkProblem:
-    """One line that cannot be texted: its line number, the value as typed, and why."""
+    """One line that cannot be texted: its line number, the value as typed, and why. ``source`` as for
+    ``BulkRecipient``. ``fatal``: the whole input is refused (a CSV larger than the limit, not UTF-8, without a
+    ``number`` column…) — every recipient read before it is void too, and nothing follows it."""
 
     line: int
     value: str
     reason: str
+    source: str = "box"
+    fatal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
