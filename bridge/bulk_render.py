@@ -153,6 +153,11 @@ def preview_blocks(preview: BulkPreview, title: str, *, from_: str = "") -> list
     return fit_blocks([*blocks, {"type": "actions", "block_id": "bulk_preview", "elements": buttons}])
 
 
+def discarded_text(batch: BulkBatch) -> str:
+    """What replaces the preview after its Cancel."""
+    return f"🗑️ Bulk {_title(batch.title)} discarded; nothing was sent."
+
+
 # -- the live parent -------------------------------------------------------------------------------------------------
 
 _STATE = {

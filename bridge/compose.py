@@ -30,6 +30,9 @@ USAGE = (
     "`/sms contact add Dana Smith +1 555 123 4567`, `/sms contact remove Dana Smith`, `/sms contacts [search]`\n"
     "• `/sms template add late Running {{minutes}} min late, sorry {{first_name}}!` saves a template; "
     "`/sms Dana #late minutes=10` sends it; `/sms template remove late`, `/sms templates`\n"
+    # -- issue 13: bulk sends
+    "• `/sms bulk` opens a form to text a list (numbers, contact names or a CSV file) with one preview, one "
+    "progress message and a CSV report\n"
     "Delivery receipts appear in the thread of the message the bot posts."
 )
 

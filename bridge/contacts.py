@@ -44,7 +44,7 @@ def labelled(number: str, name: str | None) -> str:
 
 # The first words of ``/sms`` that are commands, not names (help, issue 11's block list, issue 12's).
 PEOPLE_WORDS = frozenset({"contact", "contacts", "template", "templates"})
-RESERVED_WORDS = frozenset({"help", "block", "unblock", "blocked", "schedule", "scheduled", *PEOPLE_WORDS})
+RESERVED_WORDS = frozenset({"help", "block", "unblock", "blocked", "schedule", "scheduled", "bulk", *PEOPLE_WORDS})
 
 
 def command_word(raw: str) -> tuple[str, str] | None:

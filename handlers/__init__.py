@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def register_all(app: AsyncApp, bridge: Bridge, config: Config, *,
                  scheduler: Scheduler | None = None) -> ThreadReplies:
     """Register every listener; returns the thread-reply handler (``bridge.recovery`` resumes replies with it)."""
-    from handlers import actions, commands, contacts_actions, events, home, modals, people, schedule
+    from handlers import actions, bulk, commands, contacts_actions, events, home, modals, people, schedule
     from handlers.slack_files import SlackFiles
 
     # One gate for every send path: its per-user locks keep one process's count-then-insert in turn.
@@ -46,9 +46,13 @@ def register_all(app: AsyncApp, bridge: Bridge, config: Config, *,
     modal.scheduled = scheduled
     app_home = home.AppHome(bridge, config, gate.policy)
     schedule.register(app, schedule.CancelButton(bridge, scheduler, app_home.request))
+    # -- issue 13: bulk sends (the engine, bridge.bulk.BulkSends, takes NoEngine's place once it is wired)
+    bulk_sends = bulk.BulkCommand(bridge, config, bulk.NoEngine(config.bulk_allowed_users),
+                                  files=SlackFiles.from_config(config))
+    bulk.register(app, bulk_sends)
     commands.register(app, commands.SmsCommand(bridge, config, modal, gate,
                                                people.PeopleCommand(bridge, config, gate, address_book),
-                                               scheduled))
+                                               scheduled, bulk_sends))
     modals.register(app, modal)
     actions.register(app, actions.RetryButton(bridge, gate))
     replies = events.ThreadReplies(two_way(bridge, config), gate, lease=config.reply_resume_after,

@@ -25,6 +25,7 @@ from bridge.people import NOT_RECORDED
 from bridge.service import Bridge, Notify
 from bridge.storage.port import StoreUnavailable
 from bridge.templates import TemplateError, named
+from handlers.bulk import BulkCommand
 from handlers.modals import ComposeModal
 from handlers.notify import respond_notifier
 from handlers.people import PeopleCommand
@@ -36,8 +37,10 @@ log = logging.getLogger("handlers.commands")
 
 class SmsCommand:
     def __init__(self, bridge: Bridge, config: Config, modal: ComposeModal, gate: AccessGate,
-                 people: PeopleCommand | None = None, scheduled: ScheduleCommand | None = None) -> None:
+                 people: PeopleCommand | None = None, scheduled: ScheduleCommand | None = None,
+                 bulk: BulkCommand | None = None) -> None:
         self.bridge = bridge
+        self.bulk = bulk  # -- issue 13: ``/sms bulk``
         self.scheduled = scheduled  # -- issue 12: ``/sms schedule``, ``/sms scheduled``
         self.config = config
         self.modal = modal
@@ -51,6 +54,10 @@ class SmsCommand:
     ) -> None:
         user_id = str(command.get("user_id", ""))
         channel_id = str(command.get("channel_id", ""))
+        # -- issue 13: bulk sends
+        if self.bulk is not None and str(command.get("text", "")).lower().split(None, 1)[:1] == ["bulk"]:
+            await self.bulk.handle(ack, command, respond, client)
+            return
         # -- issue 12: scheduled sends
         if self.scheduled is not None and str(command.get("text", "")).lower().split(None, 1)[:1] in (
                 ["schedule"], ["scheduled"]):

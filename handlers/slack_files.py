@@ -16,7 +16,7 @@ the exception).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -93,6 +93,35 @@ class SlackFiles:
         try:
             async with aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as session:
                 return name, await self._get(session, url, name, file_id)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise MediaUnavailable(f"download of {file_id}: {type(exc).__name__}") from exc
+
+    # -- issue 13: a bulk send's CSV, read as a stream (the parser stops reading past its own limit).
+    async def stream_data(self, client: AsyncWebClient, file_id: str, *,
+                          chunk_size: int = 64 * 1024) -> AsyncGenerator[bytes, None]:
+        """One Slack file's bytes as they arrive; the same lookup, host checks and errors as ``fetch_data``, but no
+        size cap here: the caller stops iterating (close it with ``contextlib.aclosing``) when it has enough."""
+        info = await self._info(client, file_id)
+        name = str(info.get("name") or info.get("title") or file_id)
+        url = info.get("url_private_download") or info.get("url_private")
+        if not isinstance(url, str) or not url:
+            raise MediaRefused(f"Slack gave no download link for `{name}`.")
+        if not self.trusted(url):
+            raise MediaRefused(f"`{name}` is not stored on a Slack file host, so I did not download it.")
+        try:
+            async with aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as session, \
+                    redirects.follow(session, url, check=self._refusal, headers=self._headers,
+                                     max_redirects=MAX_REDIRECTS) as followed:
+                response = followed.response
+                if response.status >= 500 or response.status == 429:
+                    raise MediaUnavailable(f"download of {file_id}: HTTP {response.status}")
+                if response.status != 200 or response.content_type == "text/html":
+                    raise MediaRefused(f"Slack refused the download of `{name}` (HTTP {response.status}); is the "
+                                       "`files:read` scope granted?")
+                async for chunk in response.content.iter_chunked(chunk_size):
+                    yield chunk
+        except (redirects.HopRefused, redirects.BadLocation, redirects.TooManyRedirects) as exc:
+            raise MediaRefused(f"Slack redirected the download of `{name}` where I will not follow.") from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise MediaUnavailable(f"download of {file_id}: {type(exc).__name__}") from exc
 
