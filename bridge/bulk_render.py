@@ -57,7 +57,9 @@ def about(seconds: float) -> str:
         return f"about {total} s"
     if total < 3600:
         minutes, secs = divmod(total, 60)
-        secs = secs // 10 * 10 if minutes < 10 else 0  # "2 min 30 s", not "2 min 37 s"; past 10 min, minutes do
+        if minutes >= 10:  # past 10 min, minutes are precise enough
+            return f"about {round(total / 60)} min"
+        secs = secs // 10 * 10  # "2 min 30 s", not "2 min 37 s"
         return f"about {minutes} min {secs} s" if secs else f"about {minutes} min"
     hours, rest = divmod(round(total / 60), 60)
     return f"about {hours} h {rest} min" if rest else f"about {hours} h"
