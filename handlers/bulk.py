@@ -1,7 +1,8 @@
 """Bulk sends on Slack (issue 13): ``/sms bulk``, its modal, the preview's buttons and the live parent's buttons.
 
 Owns: ``callback_id`` ``sms_bulk`` and its block ids ``recipients`` (the box), ``csv`` (one CSV / text file),
-``body`` (the message, with placeholders), ``sender`` (only when there are several numbers), ``channel``;
+``body`` (the message, with placeholders; action id ``bulk_body`` drives the live segment counter in ``counter``,
+as the compose modal's does), ``sender`` (only when there are several numbers), ``channel``;
 ``BulkEngine`` (the Protocol of what this surface needs from the engine, ``bridge.bulk.BulkSends``) and
 ``BulkCommand`` (the command, the submission and the five buttons of ``bridge.bulk_render``). The command refuses
 at once, privately, when the engine says the user may not bulk-send; the submission checks its fields
@@ -26,11 +27,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge import bulk_input, bulk_render
 from bridge.bulk_model import BulkBatch, BulkDraft, BulkPreview, BulkProblem, BulkProgress, BulkRecipient
-from bridge.bulk_text import BUILT_IN, unknown_placeholders
+from bridge.bulk_text import BUILT_IN, placeholders, unknown_placeholders
 from bridge.config import Config
 from bridge.media import MediaRefused, MediaUnavailable
 from bridge.service import Bridge
 from bridge.storage.port import StoreUnavailable
+from handlers.modals import counter_text
 from handlers.slack_files import SlackFiles
 from sw_api.text import MAX_BODY_CHARS, format_number, segment_info
 
@@ -119,16 +121,25 @@ def _plain(text: str) -> dict[str, str]:
 
 
 def _input(block_id: str, label: str, element: dict[str, Any], *, optional: bool = False,
-           hint: str | None = None) -> dict[str, Any]:
+           hint: str | None = None, dispatch: bool = False) -> dict[str, Any]:
     # action ids are prefixed: the compose modal listens to block "body" / action "body" for its counter
     block: dict[str, Any] = {"type": "input", "block_id": block_id, "label": _plain(label),
                              "element": {**element, "action_id": f"bulk_{block_id}"}, "optional": optional}
     if hint:
         block["hint"] = _plain(hint)
+    if dispatch:
+        block["dispatch_action"] = True
     return block
 
 
-def bulk_view(*, channel_id: str, from_numbers: tuple[str, ...]) -> dict[str, Any]:
+def bulk_counter(body: str) -> str:
+    """The live counter under the message: the template's own length and segments (placeholders not filled yet)."""
+    counted = counter_text(body)
+    return f"{counted} · before placeholders are filled" if placeholders(body) else counted
+
+
+def bulk_view(*, channel_id: str, from_numbers: tuple[str, ...], body: str = "") -> dict[str, Any]:
+    """The form. ``body`` only feeds the counter: Slack keeps what was typed across ``views.update``."""
     blocks: list[dict[str, Any]] = [
         _input("recipients", "Recipients", {
             "type": "plain_text_input", "multiline": True,
@@ -138,8 +149,10 @@ def bulk_view(*, channel_id: str, from_numbers: tuple[str, ...]) -> dict[str, An
                optional=True, hint="A header line with a number column; name and any other columns are optional "
                                    f"and usable as {{column}}. At most {bulk_input.MAX_CSV_BYTES // 1_000_000} MB."),
         _input("body", "Message", {"type": "plain_text_input", "multiline": True, "max_length": 3000,
-                                   "placeholder": _plain("Hi {first_name}, the store is closed today.")},
-               hint="Placeholders: {name}, {first_name}, {number} and any CSV {column}"),
+                                   "placeholder": _plain("Hi {first_name}, the store is closed today."),
+                                   "dispatch_action_config": {"trigger_actions_on": ["on_character_entered"]}},
+               hint="Placeholders: {name}, {first_name}, {number} and any CSV {column}", dispatch=True),
+        {"type": "context", "block_id": "counter", "elements": [{"type": "mrkdwn", "text": bulk_counter(body)}]},
     ]
     if len(from_numbers) > 1:
         options = [{"text": _plain(format_number(n)), "value": n} for n in from_numbers]
@@ -197,6 +210,23 @@ class BulkCommand:
             log.warning("bulk form not opened: %s", exc.response.get("error"))
             await respond(text="⚠️ Slack would not open the bulk form; try `/sms bulk` again.",
                           response_type="ephemeral")
+
+    # -- the live counter --------------------------------------------------------------------------------------------
+
+    async def on_body_change(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        self.bridge.spawn(self._update_counter(body, client), name="bulk-counter")
+
+    async def _update_counter(self, body: dict[str, Any], client: AsyncWebClient) -> None:
+        view = body.get("view") or {}
+        values = (view.get("state") or {}).get("values") or {}
+        new = bulk_view(channel_id=str(_metadata(view).get("channel_id") or ""),
+                        from_numbers=self.config.from_numbers, body=str(_entry(values, "body").get("value") or ""))
+        try:
+            await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=new)
+        except SlackApiError as exc:
+            # hash_conflict: the user typed again and a newer update is on its way; nothing to do.
+            log.debug("bulk counter update skipped: %s", exc.response.get("error"))
 
     # -- the submission ----------------------------------------------------------------------------------------------
 
@@ -357,6 +387,7 @@ class BulkCommand:
 
 def register(app: AsyncApp, bulk: BulkCommand) -> None:
     app.view(CALLBACK_ID)(bulk.on_submit)
+    app.action({"block_id": "body", "action_id": "bulk_body"})(bulk.on_body_change)
     app.action(bulk_render.SEND_ACTION)(bulk.on_send)
     app.action(bulk_render.DISCARD_ACTION)(bulk.on_discard)
     app.action(bulk_render.PAUSE_ACTION)(bulk.on_pause)

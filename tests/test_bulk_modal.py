@@ -1,7 +1,8 @@
 """``/sms bulk`` over real HTTP (issue 13): the modal and its block ids, the sender select with several numbers, the
 private refusal when bulk is off or the user is not on the list, field errors on submit (no recipients, no message,
-a placeholder no column provides), ``/sms help``, and the CSV read from Slack as a stream (``SlackFiles.stream_data``
-into ``bulk_input.from_csv``). The preview and confirm need the engine (``bridge.bulk``): tested with it.
+a placeholder no column provides), the live counter, ``/sms help``, and the CSV read from Slack as a stream
+(``SlackFiles.stream_data`` into ``bulk_input.from_csv``). The preview and confirm need the engine (``bridge.bulk``):
+tested with it.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ async def test_sms_bulk_opens_the_form(h: Harness) -> None:
     view = await open_form(h)
     assert view["callback_id"] == CALLBACK_ID
     blocks = _blocks(view)
-    assert list(blocks) == ["recipients", "csv", "body", "sender", "channel"]
+    assert list(blocks) == ["recipients", "csv", "body", "counter", "sender", "channel"]
     recipients, csv_file, body = blocks["recipients"], blocks["csv"], blocks["body"]
     assert recipients["optional"] and recipients["element"]["multiline"]
     assert csv_file["optional"] and csv_file["element"]["type"] == "file_input"
@@ -75,6 +76,21 @@ async def test_sms_bulk_opens_the_form(h: Harness) -> None:
     channel = blocks["channel"]["element"]
     assert channel["type"] == "conversations_select" and channel["initial_conversation"] == GENERAL
     assert not h.slack.ephemerals and not h.simulator.messages
+
+
+async def test_the_counter_follows_the_message_and_the_compose_form_is_not_touched(h: Harness) -> None:
+    view = await open_form(h)
+    counter = _blocks(view)["counter"]["elements"][0]["text"]
+    assert counter.startswith("0 / 1600 characters")
+    typed = {"body": {"bulk_body": {"type": "plain_text_input", "value": "Hi {first_name}, closed €"}}}
+    await h.driver.block_action("bulk_body", None, block_id="body", view={**view, "state": {"values": typed}},
+                                action_type="plain_text_input")
+    await h.settle()
+    assert h.slack.call_count("views.update") == 1
+    updated = h.slack.views[view["id"]]
+    assert updated["callback_id"] == CALLBACK_ID
+    assert _blocks(updated)["counter"]["elements"][0]["text"] == \
+        "25 / 1600 characters · GSM-7 · 1 segment · before placeholders are filled"
 
 
 async def test_one_number_means_no_sender_select(tmp_path: Path) -> None:
