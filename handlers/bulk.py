@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from typing import Any, Protocol
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -360,7 +360,7 @@ class BulkCommand:
         await self._change(ack, body, action, respond, client, self.engine.cancel)
 
     async def _change(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
-                      client: AsyncWebClient, change: Any) -> None:
+                      client: AsyncWebClient, change: Callable[[str, str], Awaitable[BulkBatch | str]]) -> None:
         await ack()
         user_id = str((body.get("user") or {}).get("id", ""))
         batch = await change(str(action.get("value") or ""), user_id)
