@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from slack_bolt.async_app import AsyncApp
 
 from bridge.access import AccessPolicy, log_open_access
+from bridge.bulk import BulkSends
 from bridge.config import Config
 from bridge.media import MediaShelf
 from bridge.people import People
@@ -75,3 +76,10 @@ def scheduler_for(bridge: Bridge, config: Config) -> Scheduler:
     policy = AccessPolicy.build(config.allowed_users, config.allowed_channels, config.rate_limit_per_user)
     return Scheduler(bridge, policy, grace_minutes=config.schedule_grace_minutes,
                      admins=frozenset(config.admin_users))
+
+
+def bulk_for(bridge: Bridge, config: Config) -> BulkSends:
+    """-- issue 13: the bulk-send service and its worker (started and stopped by ``handlers.server``)."""
+    return BulkSends(bridge, mps=config.signalwire_mps, quiet=config.quiet_hours,
+                     allowed=frozenset(config.bulk_allowed_users), admins=frozenset(config.admin_users),
+                     max_recipients=config.bulk_max_recipients)

@@ -29,6 +29,7 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bridge.bulk import BulkSends
 from bridge.config import Config
 from bridge.logs import REQUEST_ID, REQUEST_ID_HEADER, bind_request_id
 from bridge.media_in import InboundMedia
@@ -38,7 +39,7 @@ from bridge.recovery import Recovery, Retention
 from bridge.scheduler import Scheduler
 from bridge.service import Bridge, CallbackTokens, SendSettings
 from bridge.storage.engines import open_store
-from handlers import media_route, register_all, scheduler_for, two_way
+from handlers import bulk_for, media_route, register_all, scheduler_for, two_way
 from handlers.events import ThreadReplies
 from handlers.limits import GuardedRunner, Limits, body_deadline_middleware
 from handlers.ops import MetricsRoute, Readiness, healthz
@@ -58,6 +59,7 @@ BRIDGE = web.AppKey("bridge", Bridge)
 BOLT = web.AppKey("bolt", AsyncApp)
 METRICS = web.AppKey("metrics", Metrics)
 READINESS = web.AppKey("readiness", Readiness)
+BULK = web.AppKey("bulk", BulkSends)
 SCRAPE = web.AppKey("scrape", MetricsRoute)
 
 SHUTDOWN_DRAIN_SECONDS = 20.0
@@ -252,12 +254,14 @@ def create_app(config: Config) -> web.Application:
                 reconcile_first_check=min(2.0, effective.reconcile_grace), reconcile_grace=effective.reconcile_grace,
                 stuck_after=effective.stuck_after, sweep_interval=effective.sweep_interval,
                 stale_submitting=effective.signalwire_timeout + 60, message_lease=effective.lease_seconds,
+                mps=effective.signalwire_mps,
             ),
             outbox_options={"lease": effective.lease_seconds, **effective.outbox_pacing, "media": media},
             ack_store=ack_store,
         )
         # -- issue 12: scheduled sends — the due loop (its first round on start sends what came due while down)
         scheduler = scheduler_for(bridge, effective)
+        bulk = bulk_for(bridge, effective)  # -- issue 13: the bulk-send worker (resumes unfinished batches on start)
         bolt, replies = build_bolt(effective, bridge, slack_client, scheduler=scheduler)
 
         async def resume_reply(reply: SlackReply) -> None:
@@ -270,7 +274,9 @@ def create_app(config: Config) -> web.Application:
         recovery.start()
         bridge.outbox.start()
         scheduler.start()
+        bulk.start()
         app[BRIDGE] = bridge
+        app[BULK] = bulk
         app[BOLT] = bolt
         app[READINESS] = Readiness(store, slack_client)
         app[SCRAPE] = MetricsRoute(metrics, store)
@@ -288,6 +294,7 @@ def create_app(config: Config) -> web.Application:
             # stop starting new work, finish what was started, then close.
             if socket_handler is not None:
                 await _step("socket mode", socket_handler.close_async())  # type: ignore[no-untyped-call]
+            await _step("bulk sends", bulk.stop())
             await _step("scheduled sends", scheduler.stop())
             await _step("sweeper", recovery.stop())
             if isinstance(bolt.listener_runner, PromptAckRunner):  # listeners still running after their ack
