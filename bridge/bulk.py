@@ -376,6 +376,14 @@ class BulkSends:
                 await self.store.bulk_defer(batch_id, row.seq, self.owner, opening)
                 return
         text = bulk_text.render(batch.body, BulkRecipient(row.line, row.number, row.name, row.fields))
+        request = SendRequest(user_id=batch.user_id, channel_id=batch.channel_id, to=row.number, from_=batch.from_,
+                              body=text, team_id=batch.team_id, origin=BULK_ORIGIN)
+        now_batch = await self.store.bulk_get(batch_id)
+        if now_batch is None or now_batch.state is not BatchState.SENDING:
+            # Paused or cancelled since the claim: no pace slot is spent on it. The hand-over creates nothing and
+            # puts the recipient back (paused: waiting; cancelled: cancelled), in the store's one transaction.
+            await self.store.bulk_hand_over(batch_id, row.seq, self.owner, new_ref(), request, self.clock())
+            return
         segments = max(1, segment_info(text).segments)
         slot_length = segments * seconds_per_segment(self.mps)
         now = utcnow()
@@ -388,8 +396,6 @@ class BulkSends:
         wait = (slot - utcnow()).total_seconds()
         if wait > 0:
             await asyncio.sleep(wait)
-        request = SendRequest(user_id=batch.user_id, channel_id=batch.channel_id, to=row.number, from_=batch.from_,
-                              body=text, team_id=batch.team_id, origin=BULK_ORIGIN)
         ref = new_ref()
         # The store checks, in this transaction, that the claim is still ours and the batch still sending: a Cancel
         # (or Pause) that returned before this point stops it here.

@@ -67,6 +67,19 @@ def seconds_per_segment(mps: float) -> float:
     return 1.0 / (mps * PACE_MARGIN)
 
 
+def pace_pusher(store: Store) -> Callable[[str, float], Awaitable[None]]:
+    """-- issue 13: what the SignalWire client calls when a POST from ``from_`` is answered 429 and retried after
+    ``wait`` seconds: that number's shared pace is pushed back, so every replica and every batch slows down."""
+
+    async def push(from_: str, wait: float) -> None:
+        try:
+            await store.pace_push(from_, utcnow() + timedelta(seconds=wait))
+        except StoreUnavailable as exc:
+            log.warning("pace of %s not pushed back after a 429 (%s)", mask_number(from_), exc)
+
+    return push
+
+
 @dataclass(frozen=True)
 class SendSettings:
     """Timings of durable sending (from ``Config``; small in tests)."""

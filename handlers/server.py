@@ -37,6 +37,7 @@ from bridge.metrics import Metrics, metered
 from bridge.model import SlackReply
 from bridge.recovery import Recovery, Retention
 from bridge.scheduler import Scheduler
+from bridge.sending import pace_pusher
 from bridge.service import Bridge, CallbackTokens, SendSettings
 from bridge.storage.engines import open_store
 from handlers import bulk_for, media_route, register_all, scheduler_for, two_way
@@ -236,6 +237,7 @@ def create_app(config: Config) -> web.Application:
             session, space=effective.signalwire_space_url, project_id=effective.signalwire_project_id,
             api_token=effective.signalwire_api_token,
             timeout=aiohttp.ClientTimeout(total=effective.signalwire_timeout, sock_connect=3),
+            on_rate_limited=pace_pusher(store),  # -- issue 13: a 429 slows the number's shared pace down
         )
         slack_client = make_web_client(effective.slack_bot_token, effective.slack_api_url, metrics)
         # -- issue 11: mms-in — inbound MMS pictures: fetched from the space (or SIGNALWIRE_MEDIA_HOSTS) only.
