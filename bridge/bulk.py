@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -335,8 +336,11 @@ class BulkSends:
             await self._finish_done()
             return 0
         pending = list(claimed)
+        # Past three quarters of the lease the rest is given back rather than handed over late: an expired claim is
+        # harmless (the store hands a row over only for its current claimant) but another replica may be pacing it.
+        give_up_at = time.monotonic() + self.lease * 0.75
         try:
-            while pending:
+            while pending and time.monotonic() < give_up_at:
                 batch_id, row = pending[0]
                 await self._one(batch_id, row)
                 pending.pop(0)

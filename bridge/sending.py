@@ -372,7 +372,7 @@ class Sending:
     async def _wait_for_pace(self, sms: OutboundSms) -> None:
         """-- issue 13: reserve this POST's slot of ``sms.from_``'s pace (one atomic statement) and sleep until it."""
         assert self.settings.mps is not None
-        segments = max(1, segment_info(sms.body).segments)
+        segments = 1 if sms.media else max(1, segment_info(sms.body).segments)  # an MMS is one message
         slot = await self.store.pace_reserve(sms.from_, segments, seconds_per_segment(self.settings.mps), utcnow())
         wait = (slot - utcnow()).total_seconds()
         if wait > 0:

@@ -378,3 +378,43 @@ async def test_quiet_hours_hold_recipients_until_their_window(tmp_path: Path) ->
             assert [created(h, n) for n in nums] == [1] * 4
         finally:
             await sends.stop()
+
+
+# -- restarts and dead replicas -------------------------------------------------------------------------------------
+
+
+async def test_a_restart_mid_batch_resumes_it_and_sends_each_once(tmp_path: Path) -> None:
+    async with bridge_with(tmp_path, mps="5") as h:
+        nums = numbers(12)
+        preview = await preview_of(engine(h), recipients(nums))
+        await engine(h).confirm(preview.batch_id, "U0ALICE")
+        await until(lambda: created(h) >= 3, "the first texts")
+        before = await h.bridge.store.bulk_get(preview.batch_id)
+        assert before is not None and before.state is BatchState.SENDING and created(h) < 12
+        await h.restart_bot()  # its claims are given back on the way down; the new process resumes the batch
+        await until_state(h, preview.batch_id, BatchState.DONE)
+        await until(lambda: created(h) == 12, "every text")
+        await h.settle()
+        assert [created(h, n) for n in nums] == [1] * 12
+
+
+async def test_a_dead_replicas_claims_are_taken_over_once_they_run_out(tmp_path: Path) -> None:
+    async with bridge_with(tmp_path) as h:
+        sends = engine(h)
+        await sends.stop()
+        nums = numbers(10)
+        preview = await preview_of(sends, recipients(nums))
+        await sends.confirm(preview.batch_id, "U0ALICE")
+        # A replica claims the first five and dies without a word: its lease runs out in 1.5 s.
+        now = utcnow()
+        dead = await h.bridge.store.bulk_claim("dead-replica", now, now + timedelta(seconds=1.5), 5)
+        assert [row.number for _, row in dead] == nums[:5]
+        sends.start()
+        await until(lambda: all(created(h, n) == 1 for n in nums[5:]), "the unclaimed ones")
+        assert all(created(h, n) == 0 for n in nums[:5]), "a live claim is left to its holder"
+        await until_state(h, preview.batch_id, BatchState.DONE)
+        await until(lambda: created(h) == 10, "the dead replica's ones too")
+        await h.settle()
+        assert [created(h, n) for n in nums] == [1] * 10
+        first_taken_over = min(m.created_at for m in h.simulator.messages.values() if m.to in nums[:5])
+        assert first_taken_over >= now + timedelta(seconds=1.5)
