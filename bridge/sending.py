@@ -306,7 +306,9 @@ class Sending:
         # -- issue 11: checked again right before every POST (a first one, a 429's retry, a reconciled re-send): a
         # message that waited (rate limited, unknown) is not sent once the number opted out or was blocked meanwhile.
         # The store decided at creation which auto-replies may go (``OPT_OUT_EXEMPT``); a Retry of one was checked.
-        if not (sms.origin == AUTO_REPLY_ORIGIN and sms.retry_of is None):
+        # A bulk recipient's first POST (``paced``) was checked by ``bulk_hand_over`` in the transaction that created
+        # it, milliseconds ago: the POST follows its pace slot as closely as it can.
+        if not (sms.origin == AUTO_REPLY_ORIGIN and sms.retry_of is None) and not paced:
             refusal = await self.opt_out_refusal(sms.from_, sms.to)
             if refusal is not None:
                 return await self._refused_late(sms, refusal)
