@@ -418,3 +418,28 @@ async def test_a_dead_replicas_claims_are_taken_over_once_they_run_out(tmp_path:
         assert [created(h, n) for n in nums] == [1] * 10
         first_taken_over = min(m.created_at for m in h.simulator.messages.values() if m.to in nums[:5])
         assert first_taken_over >= now + timedelta(seconds=1.5)
+
+
+# -- what a bulk send does not share with one-to-one texts -----------------------------------------------------------
+
+
+async def test_bulk_skips_the_per_user_rate_limit_and_opt_outs_since_the_preview(tmp_path: Path) -> None:
+    async with bridge_with(tmp_path, mps="20", SMS_RATE_LIMIT_PER_USER="2") as h:
+        sends = engine(h)
+        nums = numbers(10)
+        preview = await preview_of(sends, recipients(nums))
+        assert preview.will_send == 10
+        # The last one says STOP after the preview, before its turn: skipped at its hand-over, never texted.
+        await h.bridge.store.set_opt_out(FROM_NUMBER, nums[-1], "STOP", utcnow())
+        await sends.confirm(preview.batch_id, "U0ALICE")
+        await until_state(h, preview.batch_id, BatchState.DONE)
+        progress = await until_progress(sends, preview.batch_id, lambda p: p.delivered == 9)
+        assert progress.skipped == 1 and progress.remaining == 0
+        assert created(h, nums[-1]) == 0
+        # Ten bulk texts did not use up the sender's 2 texts a minute: both of these go out.
+        for n in ("+12125559001", "+12125559002"):
+            answer = await h.driver.slash_command(f"{n} one to one", user_id="U0ALICE", channel_id=GENERAL)
+            assert answer.status == 200 and "limit" not in answer.body
+        await until(lambda: created(h, "+12125559001") == 1 and created(h, "+12125559002") == 1, "the /sms texts")
+        third = await h.driver.slash_command("+12125559003 one too many", user_id="U0ALICE", channel_id=GENERAL)
+        assert "limit of 2 texts per minute" in third.body, "the per-user limit itself still holds"
