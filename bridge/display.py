@@ -4,6 +4,8 @@ Owns: ``ThreadDisplay`` (queuing thread replies, failure notes, reactions on a t
 parent repaints, each into the durable outbox or into a batch committed with an announcement) and ``Parents``
 (the outbox's view of a parent: rendered from the store when delivered, and recording its ``ts`` once posted;
 the receipts name a contact, and a scheduled parent does not move its conversation until the text goes out).
+-- issue 13: a bulk recipient's message (origin ``BULK_ORIGIN``) has no parent and no thread: nothing is queued for
+it here (the batch's one live parent and its report tell its outcome).
 Must not import: aiohttp, Slack packages, ``handlers``, the other parts of ``Bridge``.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge import render, schedule
+from bridge.bulk_model import BULK_ORIGIN
 from bridge.model import AUTO_REPLY_ORIGIN, SCHEDULE_ORIGIN, OutboundSms, ScheduleOutcome, SendState
 from bridge.outbox import OutboxBatch, ParentView, ReceiptView, SlackOutbox
 from bridge.people import ContactNames
@@ -21,6 +24,10 @@ from sw_api.models import MessageStatus
 
 # Where Slack work is queued: the outbox itself, or a batch committed in one transaction (``Receipts.announce``).
 Enqueue = SlackOutbox | OutboxBatch
+
+# Origins whose message has no parent of its own: a thread reply's is the conversation's, an auto-reply's (issue 11)
+# the text it answers; a bulk recipient (issue 13) has none at all.
+_NO_PARENT = frozenset({"reply", AUTO_REPLY_ORIGIN, BULK_ORIGIN})
 
 # How a scheduled send that never went out is stored (``error_code`` of its ``rejected`` message).
 _NEVER_SENT = frozenset({ScheduleOutcome.CANCELLED.value, ScheduleOutcome.MISSED.value, ScheduleOutcome.REFUSED.value})
@@ -48,14 +55,16 @@ class ThreadDisplay:
     async def refresh_parent(self, sms: OutboundSms, *, out: Enqueue | None = None) -> None:
         """Queue a repaint of the parent; it is rendered from the store when delivered, so bursts coalesce."""
         # A thread reply's parent is the conversation's (another message or an inbound text): never repaint it.
-        # Nor an auto-reply's (issue 11): it is shown in the thread of the text it answers.
-        if sms.origin in ("reply", AUTO_REPLY_ORIGIN):
+        # Nor an auto-reply's (issue 11): it is shown in the thread of the text it answers. A bulk one has none.
+        if sms.origin in _NO_PARENT:
             return
         await (out or self.outbox).update_parent(sms.ref, sms.channel_id)
 
     async def reply(self, sms: OutboundSms, text: str, blocks: list[dict[str, Any]] | None = None, *,
                     out: Enqueue | None = None) -> None:
         """Queue a thread reply; if the parent is itself still queued, the reply follows it into its thread."""
+        if sms.origin == BULK_ORIGIN:
+            return  # -- issue 13: no per-recipient thread (a failure shows in the batch's counters and report)
         await (out or self.outbox).post(sms.channel_id, sms.channel_id, text, blocks, thread_ts=sms.parent_ts,
                                         thread_of_ref=None if sms.parent_ts else sms.ref, ref=sms.ref)
 
@@ -75,7 +84,7 @@ class Parents:
 
     async def render_parent(self, ref: str) -> ParentView | None:
         sms = await self.store.get_outbound(ref)
-        if sms is None or sms.origin in ("reply", AUTO_REPLY_ORIGIN):
+        if sms is None or sms.origin in _NO_PARENT:
             return None
         name = await self.names.name_of(sms.to)
         if sms.state is SendState.SCHEDULED:  # -- issue 12: waiting for its time, with Cancel
@@ -90,7 +99,7 @@ class Parents:
         """The receipt reply telling ``statuses`` (in order), at the times the status history gives."""
         sms = await self.store.get_outbound(ref)
         told = [MessageStatus(s) for s in statuses]
-        if sms is None or not told:
+        if sms is None or not told or sms.origin == BULK_ORIGIN:
             return None
         times = {r.status: r.event_at or r.received_at for r in await self.store.history(ref)}
         name = await self.names.name_of(sms.to)  # -- issue 12: a contact's receipt says who it is to

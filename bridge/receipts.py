@@ -5,6 +5,8 @@ refused with ``CallbackRefused``), recording it, queuing its Slack announcement 
 answered (``announce_status`` refuses a receipt whose predecessor is still untold, so order holds whichever
 replica records what), ``adopt`` (SignalWire has the message: accepted, its first status recorded and told), and
 the audit outcome / opt-out a final status implies.
+-- issue 13: a bulk recipient's statuses (origin ``BULK_ORIGIN``) are marked announced with nothing queued: no
+receipt thread, no parent repaint (the batch's live parent counts them from the store).
 Must not import: aiohttp, Slack packages, ``handlers``, ``bridge.sending`` (which uses this module).
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from bridge import render
+from bridge.bulk_model import BULK_ORIGIN
 from bridge.claims import MessageClaims
 from bridge.display import ThreadDisplay
 from bridge.model import OutboundSms, SendState, StatusChange
@@ -197,6 +200,9 @@ class Receipts:
 
     async def _announce(self, sms: OutboundSms, status: MessageStatus, note: str | None) -> bool:
         batch = self.outbox.batch()
+        if sms.origin == BULK_ORIGIN:
+            # An empty batch: the status is still marked announced, so nothing waits on it (rank order holds).
+            return await self.outbox.add_announcement(sms.ref, status.value, batch)
         if sms.origin == "reply":
             # A thread reply shows its outcome as reactions on itself; only a failure adds a note to the thread.
             if status is MessageStatus.DELIVERED or status.is_failure:

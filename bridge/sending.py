@@ -5,6 +5,9 @@ Owns: ``Sending`` — the opt-out and block-list check and the bounded recording
 parent (once, looked up after a crash), the POST to SignalWire under the message's lease (``process``: of several
 replicas one sends), its outcomes (accepted → ``Receipts.adopt``, rejected, rate limited, unknown → told at once
 and reconciled by ``bridge.recovery``) and Retry (the atomic ``create_retry_intent``).
+-- issue 13: every POST waits for its slot of the sending number's pace (``pace_reserve``, shared by every replica and
+by bulk sends; ``SendSettings.mps``), and SignalWire's 429 pushes that pace back (``pace_push``) so the whole number
+slows down. A bulk recipient (origin ``BULK_ORIGIN``) has no parent and no thread.
 Must not import: aiohttp, Slack packages (Slack is reached through ``SlackPort``), ``handlers``.
 """
 
@@ -19,6 +22,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from bridge import render
+from bridge.bulk_model import BULK_ORIGIN
 from bridge.claims import MESSAGE_LEASE, MessageClaims
 from bridge.compliance import block_refusal
 from bridge.conversations import opted_out_refusal
@@ -32,7 +36,7 @@ from bridge.supervisor import TaskSupervisor
 from bridge.tokens import CallbackTokens
 from sw_api.errors import NotSent, OutcomeUnknown, RateLimited, SignalWireError, ValidationFailed
 from sw_api.models import MessageStatus
-from sw_api.text import mask_number
+from sw_api.text import mask_number, segment_info
 
 log = logging.getLogger("bridge.service")
 
@@ -55,6 +59,25 @@ RECORD_PATIENCE = 60.0     # seconds to keep trying to store a send's outcome be
 RATE_LIMIT_BACKOFF = 5.0   # seconds, when SignalWire's 429 carries no Retry-After
 LONG_WAIT_NOTICE = 10.0    # tell the thread when a 429 makes a message wait at least this long
 MAX_POSTS = 2              # the original POST and at most one re-send after SignalWire's logs prove it absent
+PACE_MARGIN = 0.95         # -- issue 13: pace at 95 % of SIGNALWIRE_MPS, so no one-second window ever sees more
+
+
+def seconds_per_segment(mps: float) -> float:
+    """-- issue 13: the length of one segment's pace slot at ``mps`` (with the margin)."""
+    return 1.0 / (mps * PACE_MARGIN)
+
+
+def pace_pusher(store: Store) -> Callable[[str, float], Awaitable[None]]:
+    """-- issue 13: what the SignalWire client calls when a POST from ``from_`` is answered 429 and retried after
+    ``wait`` seconds: that number's shared pace is pushed back, so every replica and every batch slows down."""
+
+    async def push(from_: str, wait: float) -> None:
+        try:
+            await store.pace_push(from_, utcnow() + timedelta(seconds=wait))
+        except StoreUnavailable as exc:
+            log.warning("pace of %s not pushed back after a 429 (%s)", mask_number(from_), exc)
+
+    return push
 
 
 @dataclass(frozen=True)
@@ -67,6 +90,8 @@ class SendSettings:
     sweep_interval: float = 2.0          # how often the sweeper looks for due work
     stale_submitting: float = 120.0      # unused: a POST is "in flight" exactly while its message's lease lives
     message_lease: float = MESSAGE_LEASE  # seconds a replica's claim on a message lasts unless renewed
+    # -- issue 13: segments per second per sending number (SIGNALWIRE_MPS); None: POSTs are not paced
+    mps: float | None = None
 
 
 class _AsTransient(SlackPortError):
@@ -220,10 +245,10 @@ class Sending:
         return await self.slack.post(sms.channel_id, render.parent_text(sms),
                                      render.parent_blocks(sms, simulated=self.simulated), key=key)
 
-    async def process(self, ref: str, notify: Notify | None = None) -> OutboundSms | None:
+    async def process(self, ref: str, notify: Notify | None = None, *, paced: bool = False) -> OutboundSms | None:
         """Post the parent (if new) and hand a pending message to SignalWire. Idempotent: only ``pending`` moves,
         and only under the message's lease: if another replica holds it, that one is on it (the stored message is
-        returned as it is)."""
+        returned as it is). ``paced``: the caller reserved this POST's pace slot already (``bridge.bulk``)."""
         async with self.claims.hold(ref) as held:
             sms = await self.store.get_outbound(ref)
             if not held:
@@ -237,6 +262,9 @@ class Sending:
                 if sms.retry_of is not None and sms.attempts == 0:
                     await self.display.reply(sms, f"🔁 Retry by <@{sms.user_id}>: sending the auto-reply again…")
                 return await self.post_to_signalwire(sms)
+            if sms.origin == BULK_ORIGIN:
+                # -- issue 13: one recipient of a bulk send: no parent, no thread (the batch has one live parent).
+                return await self.post_to_signalwire(sms, paced=paced)
             if sms.parent_ts is None and sms.attempts == 0 and sms.origin != SCHEDULE_ORIGIN:
                 # (-- issue 12: a scheduled send's parent was queued in the outbox when it was scheduled.)
                 if not await self.outbox.take_post(sms.channel_id):
@@ -271,16 +299,21 @@ class Sending:
                 await self.store.set_conversation(sms.from_, sms.to, sms.channel_id, sms.parent_ts, utcnow())
             return await self.post_to_signalwire(sms)
 
-    async def post_to_signalwire(self, sms: OutboundSms) -> OutboundSms:
+    async def post_to_signalwire(self, sms: OutboundSms, *, paced: bool = False) -> OutboundSms:
         """One POST, under the message's lease (``claims.hold``, held by the caller). Every outcome is stored before
-        anything else happens."""
+        anything else happens. Each POST first waits for its slot of the sending number's pace (issue 13: shared by
+        every replica and by bulk sends) unless ``paced`` (the caller waited for it)."""
         # -- issue 11: checked again right before every POST (a first one, a 429's retry, a reconciled re-send): a
         # message that waited (rate limited, unknown) is not sent once the number opted out or was blocked meanwhile.
         # The store decided at creation which auto-replies may go (``OPT_OUT_EXEMPT``); a Retry of one was checked.
-        if not (sms.origin == AUTO_REPLY_ORIGIN and sms.retry_of is None):
+        # A bulk recipient's first POST (``paced``) was checked by ``bulk_hand_over`` in the transaction that created
+        # it, milliseconds ago: the POST follows its pace slot as closely as it can.
+        if not (sms.origin == AUTO_REPLY_ORIGIN and sms.retry_of is None) and not paced:
             refusal = await self.opt_out_refusal(sms.from_, sms.to)
             if refusal is not None:
                 return await self._refused_late(sms, refusal)
+        if self.settings.mps is not None and not paced:
+            await self._wait_for_pace(sms)
         sms = await self.store.mark_submitting(sms.ref, utcnow())
         try:
             message = await self.signalwire.send_message(
@@ -294,6 +327,8 @@ class Sending:
         except RateLimited as exc:
             # Nothing was created: keep it pending and let the sweeper try again when SignalWire allows.
             wait = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_BACKOFF
+            # -- issue 13: the whole number slows down (every replica, every bulk batch), not only this message.
+            await self.store.pace_push(sms.from_, utcnow() + timedelta(seconds=wait))
             sms = await self.store.mark_pending(sms.ref, utcnow() + timedelta(seconds=wait), utcnow())
             await self.store.count("rate_limited")
             log.warning("send rate limited ref=%s: retrying in %.1f s", sms.ref, wait)
@@ -335,6 +370,15 @@ class Sending:
         return await self._stored(lambda: self.receipts.adopt(accepted, message.id, message.number_of_segments,
                                                      message.status, message.error_code, message.error_message,
                                                      message.created_at))
+
+    async def _wait_for_pace(self, sms: OutboundSms) -> None:
+        """-- issue 13: reserve this POST's slot of ``sms.from_``'s pace (one atomic statement) and sleep until it."""
+        assert self.settings.mps is not None
+        segments = 1 if sms.media else max(1, segment_info(sms.body).segments)  # an MMS is one message
+        slot = await self.store.pace_reserve(sms.from_, segments, seconds_per_segment(self.settings.mps), utcnow())
+        wait = (slot - utcnow()).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _refused_late(self, sms: OutboundSms, refusal: str) -> OutboundSms:
         """Opted out or blocked while the message waited: never POSTed; the thread (and the parent) say why."""

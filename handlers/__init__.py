@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from slack_bolt.async_app import AsyncApp
 
 from bridge.access import AccessPolicy, log_open_access
+from bridge.bulk import BulkSends
 from bridge.config import Config
 from bridge.media import MediaShelf
 from bridge.people import People
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def register_all(app: AsyncApp, bridge: Bridge, config: Config, *,
-                 scheduler: Scheduler | None = None) -> ThreadReplies:
+                 scheduler: Scheduler | None = None, bulk_sends: BulkSends | None = None) -> ThreadReplies:
     """Register every listener; returns the thread-reply handler (``bridge.recovery`` resumes replies with it)."""
     from handlers import actions, bulk, commands, contacts_actions, events, home, modals, people, schedule
     from handlers.slack_files import SlackFiles
@@ -46,13 +47,13 @@ def register_all(app: AsyncApp, bridge: Bridge, config: Config, *,
     modal.scheduled = scheduled
     app_home = home.AppHome(bridge, config, gate.policy)
     schedule.register(app, schedule.CancelButton(bridge, scheduler, app_home.request))
-    # -- issue 13: bulk sends (the engine, bridge.bulk.BulkSends, takes NoEngine's place once it is wired)
-    bulk_sends = bulk.BulkCommand(bridge, config, bulk.NoEngine(config.bulk_allowed_users),
-                                  files=SlackFiles.from_config(config))
-    bulk.register(app, bulk_sends)
+    # -- issue 13: bulk sends (the worker itself runs in handlers.server)
+    bulk_command = bulk.BulkCommand(bridge, config, bulk_sends or bulk_for(bridge, config),
+                                    files=SlackFiles.from_config(config))
+    bulk.register(app, bulk_command)
     commands.register(app, commands.SmsCommand(bridge, config, modal, gate,
                                                people.PeopleCommand(bridge, config, gate, address_book),
-                                               scheduled, bulk_sends))
+                                               scheduled, bulk_command))
     modals.register(app, modal)
     actions.register(app, actions.RetryButton(bridge, gate))
     replies = events.ThreadReplies(two_way(bridge, config), gate, lease=config.reply_resume_after,
@@ -79,3 +80,10 @@ def scheduler_for(bridge: Bridge, config: Config) -> Scheduler:
     policy = AccessPolicy.build(config.allowed_users, config.allowed_channels, config.rate_limit_per_user)
     return Scheduler(bridge, policy, grace_minutes=config.schedule_grace_minutes,
                      admins=frozenset(config.admin_users))
+
+
+def bulk_for(bridge: Bridge, config: Config) -> BulkSends:
+    """-- issue 13: the bulk-send service and its worker (started and stopped by ``handlers.server``)."""
+    return BulkSends(bridge, mps=config.signalwire_mps, quiet=config.quiet_hours,
+                     allowed=frozenset(config.bulk_allowed_users), admins=frozenset(config.admin_users),
+                     max_recipients=config.bulk_max_recipients)

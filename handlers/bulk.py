@@ -67,53 +67,6 @@ class BulkEngine(Protocol):
     async def set_parent(self, batch_id: str, ts: str) -> None: ...
 
 
-class NoEngine:
-    """Stands in until ``bridge.bulk.BulkSends`` is wired: the same ``SMS_BULK_ALLOWED_USERS`` rule for who may
-    open the form, and an honest refusal for everything that needs the engine."""
-
-    UNAVAILABLE = "⚠️ Bulk sending is not available in this version of the bridge yet. Nothing was sent."
-
-    def __init__(self, allowed: tuple[str, ...]) -> None:
-        self.allowed = frozenset(allowed)
-
-    def refusal(self, user_id: str) -> str | None:
-        return bulk_refusal(self.allowed, user_id)
-
-    async def draft(self, draft: BulkDraft, lines: AsyncIterable[BulkRecipient | BulkProblem]) -> BulkPreview | str:
-        return self.UNAVAILABLE
-
-    async def confirm(self, batch_id: str, user_id: str) -> BulkBatch | str:
-        return self.UNAVAILABLE
-
-    async def discard(self, batch_id: str, user_id: str) -> BulkBatch | str:
-        return self.UNAVAILABLE
-
-    async def pause(self, batch_id: str, user_id: str) -> BulkBatch | str:
-        return self.UNAVAILABLE
-
-    async def resume(self, batch_id: str, user_id: str) -> BulkBatch | str:
-        return self.UNAVAILABLE
-
-    async def cancel(self, batch_id: str, user_id: str) -> BulkBatch | str:
-        return self.UNAVAILABLE
-
-    async def progress(self, batch_id: str) -> BulkProgress:
-        return BulkProgress(sent=0, delivered=0, failed=0, skipped=0, remaining=0)
-
-    async def set_parent(self, batch_id: str, ts: str) -> None:
-        return None
-
-
-def bulk_refusal(allowed: frozenset[str], user_id: str) -> str | None:
-    if not allowed:
-        return ("🔒 Bulk sending is turned off for this workspace: an admin enables it by listing who may use it "
-                "in `SMS_BULK_ALLOWED_USERS`. Nothing was sent.")
-    if user_id not in allowed:
-        return ("🔒 You are not on the list of people who may send bulk texts (`SMS_BULK_ALLOWED_USERS`); ask an "
-                "admin. Nothing was sent.")
-    return None
-
-
 # -- the modal -------------------------------------------------------------------------------------------------------
 
 def _plain(text: str) -> dict[str, str]:

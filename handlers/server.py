@@ -29,6 +29,7 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bridge.bulk import BulkSends
 from bridge.config import Config
 from bridge.logs import REQUEST_ID, REQUEST_ID_HEADER, bind_request_id
 from bridge.media_in import InboundMedia
@@ -36,9 +37,10 @@ from bridge.metrics import Metrics, metered
 from bridge.model import SlackReply
 from bridge.recovery import Recovery, Retention
 from bridge.scheduler import Scheduler
+from bridge.sending import pace_pusher
 from bridge.service import Bridge, CallbackTokens, SendSettings
 from bridge.storage.engines import open_store
-from handlers import media_route, register_all, scheduler_for, two_way
+from handlers import bulk_for, media_route, register_all, scheduler_for, two_way
 from handlers.events import ThreadReplies
 from handlers.limits import GuardedRunner, Limits, body_deadline_middleware
 from handlers.ops import MetricsRoute, Readiness, healthz
@@ -58,6 +60,7 @@ BRIDGE = web.AppKey("bridge", Bridge)
 BOLT = web.AppKey("bolt", AsyncApp)
 METRICS = web.AppKey("metrics", Metrics)
 READINESS = web.AppKey("readiness", Readiness)
+BULK = web.AppKey("bulk", BulkSends)
 SCRAPE = web.AppKey("scrape", MetricsRoute)
 
 SHUTDOWN_DRAIN_SECONDS = 20.0
@@ -120,7 +123,8 @@ class BotIdentity:
 
 
 def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient, *,
-               scheduler: Scheduler | None = None) -> tuple[AsyncApp, ThreadReplies]:
+               scheduler: Scheduler | None = None,
+               bulk_sends: BulkSends | None = None) -> tuple[AsyncApp, ThreadReplies]:
     """The Bolt app with every listener, and its thread-reply handler (the sweeper resumes replies with it)."""
     bolt_logger = logging.getLogger("slack_bolt")
     level = bolt_logger.level
@@ -136,7 +140,7 @@ def build_bolt(config: Config, bridge: Bridge, client: AsyncWebClient, *,
     async def on_error(error: Exception) -> None:
         log.error("unhandled error in a Slack listener", exc_info=error)
 
-    replies = register_all(app, bridge, config, scheduler=scheduler)
+    replies = register_all(app, bridge, config, scheduler=scheduler, bulk_sends=bulk_sends)
     return app, replies
 
 
@@ -234,6 +238,7 @@ def create_app(config: Config) -> web.Application:
             session, space=effective.signalwire_space_url, project_id=effective.signalwire_project_id,
             api_token=effective.signalwire_api_token,
             timeout=aiohttp.ClientTimeout(total=effective.signalwire_timeout, sock_connect=3),
+            on_rate_limited=pace_pusher(store),  # -- issue 13: a 429 slows the number's shared pace down
         )
         slack_client = make_web_client(effective.slack_bot_token, effective.slack_api_url, metrics)
         # -- issue 11: mms-in — inbound MMS pictures: fetched from the space (or SIGNALWIRE_MEDIA_HOSTS) only.
@@ -252,6 +257,7 @@ def create_app(config: Config) -> web.Application:
                 reconcile_first_check=min(2.0, effective.reconcile_grace), reconcile_grace=effective.reconcile_grace,
                 stuck_after=effective.stuck_after, sweep_interval=effective.sweep_interval,
                 stale_submitting=effective.signalwire_timeout + 60, message_lease=effective.lease_seconds,
+                mps=effective.signalwire_mps,
             ),
             outbox_options={"lease": effective.lease_seconds, **effective.outbox_pacing, "media": media},
             ack_store=ack_store,
@@ -259,7 +265,8 @@ def create_app(config: Config) -> web.Application:
         # -- issue 12: scheduled sends — the due loop (its first round on start sends what came due while down)
         scheduler = scheduler_for(bridge, effective)
         bridge.outbox.on_parent_failed = scheduler.parent_failed  # no scheduled SMS without its thread
-        bolt, replies = build_bolt(effective, bridge, slack_client, scheduler=scheduler)
+        bulk = bulk_for(bridge, effective)  # -- issue 13: the bulk-send worker (resumes unfinished batches on start)
+        bolt, replies = build_bolt(effective, bridge, slack_client, scheduler=scheduler, bulk_sends=bulk)
 
         async def resume_reply(reply: SlackReply) -> None:
             await replies.resume(reply, slack_client)
@@ -271,7 +278,9 @@ def create_app(config: Config) -> web.Application:
         recovery.start()
         bridge.outbox.start()
         scheduler.start()
+        bulk.start()
         app[BRIDGE] = bridge
+        app[BULK] = bulk
         app[BOLT] = bolt
         app[READINESS] = Readiness(store, slack_client)
         app[SCRAPE] = MetricsRoute(metrics, store)
@@ -289,6 +298,7 @@ def create_app(config: Config) -> web.Application:
             # stop starting new work, finish what was started, then close.
             if socket_handler is not None:
                 await _step("socket mode", socket_handler.close_async())  # type: ignore[no-untyped-call]
+            await _step("bulk sends", bulk.stop())
             await _step("scheduled sends", scheduler.stop())
             await _step("sweeper", recovery.stop())
             if isinstance(bolt.listener_runner, PromptAckRunner):  # listeners still running after their ack

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, ClassVar
@@ -90,6 +90,7 @@ class SignalWireClient:
         api_token: str,
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy = DEFAULT_RETRY,
+        on_rate_limited: Callable[[str, float], Awaitable[None]] | None = None,
     ) -> None:
         self.base_url = sansio.base_url_for_space(space)
         self.project_id = project_id
@@ -97,6 +98,9 @@ class SignalWireClient:
         self._auth = sansio.basic_auth_header(project_id, api_token)
         self._timeout = timeout
         self._retry = retry
+        # Told (sending number, seconds) when a POST is answered 429 and retried after that wait: the caller's pace
+        # of that number (issue 13: shared by every replica) slows down too, not only this one request.
+        self._on_rate_limited = on_rate_limited
         origin = urlsplit(self.base_url)
         self._origin = (origin.scheme, origin.hostname, origin.port)
 
@@ -120,6 +124,7 @@ class SignalWireClient:
             idempotent=False,
             json_body=payload,
             note=f"to={mask_number(to)} from={mask_number(from_)}",
+            sender=from_,
         )
         return sansio.parse_send_response(status, headers, raw)
 
@@ -177,6 +182,7 @@ class SignalWireClient:
         json_body: dict[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
         note: str = "",
+        sender: str | None = None,
     ) -> _Response:
         """One logical request: attempts, backoff and the log line. Returns only 2xx answers."""
         loop = asyncio.get_running_loop()
@@ -206,6 +212,8 @@ class SignalWireClient:
                 )
                 if delay is None:
                     raise
+                if isinstance(exc, RateLimited) and sender is not None and self._on_rate_limited is not None:
+                    await self._on_rate_limited(sender, delay)
                 await asyncio.sleep(delay)
                 continue
             logger.log(
