@@ -14,7 +14,11 @@ Owns: ``BulkSends`` —
     shared with every replica and with ordinary sends) and sleeps until it, then ``bulk_hand_over`` creates the
     outbound message in the transaction that checks the batch is still ``sending`` (a Cancel that returned stops
     every later hand-over) and the durable send path (``Bridge.process``) POSTs it without pacing it again.
-    Correctness lives in the store: several replicas run the same worker, and each recipient is handed over once.
+    Correctness lives in the store: several replicas run the same worker, and each recipient is handed over once;
+  * the live parent (posted by ``handlers.bulk`` after "Send to N", its ts stored with ``set_parent``): repainted
+    every ``PAINT_SECONDS`` while the batch sends (``paint``), and by ``finished`` — run once, by the replica whose
+    ``bulk_finished_if_done`` ended the batch — with its totals, followed by the CSV report uploaded into its thread.
+    A batch sent before its parent is there waits up to ``parent_grace`` seconds for it.
 A bulk message has origin ``BULK_ORIGIN``: no parent of its own, no receipt thread (``bridge.display``,
 ``bridge.receipts``), and it does not count against ``SMS_RATE_LIMIT_PER_USER`` (it never passes the access gate).
 Must not import: aiohttp, Slack packages, ``handlers``, storage adapters (the store is the ``Store`` port).
@@ -29,7 +33,7 @@ from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bridge import bulk_text
+from bridge import bulk_render, bulk_text
 from bridge.bulk_model import (
     BULK_ORIGIN,
     PREVIEW_PROBLEMS,
@@ -41,10 +45,11 @@ from bridge.bulk_model import (
     BulkProgress,
     BulkRecipient,
     BulkRecipientRow,
+    BulkReportRow,
     RecipientState,
 )
 from bridge.model import SendRequest, new_ref
-from bridge.ports import utcnow
+from bridge.ports import SlackPortError, utcnow
 from bridge.quiet_hours import QuietHours
 from bridge.sending import seconds_per_segment
 from bridge.service import Bridge
@@ -57,6 +62,9 @@ CHUNK = 500             # recipients stored per transaction while a draft is rea
 BULK_LEASE = 60.0       # seconds a replica's claim on recipients lasts (it covers the pace waits of one claim)
 CLAIM_SECONDS = 5.0     # one claim takes about this many seconds of sending at the configured rate
 MAX_CLAIM = 20          # recipients per claim at most
+PARENT_GRACE_SECONDS = 30.0  # a sent batch waits this long for its parent's ts before it is finished without one
+PAINT_SECONDS = 5.0     # the live parent is repainted at most this often while a batch sends
+REPORT_PAGE = 1000      # report rows read per query
 IN_FLIGHT = 32          # handed-over messages whose POST runs at once, per worker
 IDLE_SECONDS = 1.0      # how often an idle worker looks for work (a confirm in this process wakes it at once)
 STOP_SECONDS = 5.0
@@ -103,7 +111,7 @@ class BulkSends:
     def __init__(self, bridge: Bridge, *, mps: float, quiet: QuietHours | None, allowed: frozenset[str],
                  admins: frozenset[str] = frozenset(), max_recipients: int = 10000, owner: str | None = None,
                  lease: float = BULK_LEASE, idle: float = IDLE_SECONDS,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, parent_grace: float = PARENT_GRACE_SECONDS) -> None:
         if mps <= 0:
             raise ValueError("mps must be positive")
         self.bridge = bridge
@@ -119,7 +127,9 @@ class BulkSends:
         self.idle = idle
         # The clock quiet hours and claims are judged by (tests fix it); pacing always sleeps in real time.
         self.clock = clock
+        self.parent_grace = parent_grace  # seconds a sent batch waits for its parent (tests without Slack: 0)
         self._task: asyncio.Task[None] | None = None
+        self._painter: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._in_flight = asyncio.Semaphore(IN_FLIGHT)
         self._batches: dict[str, BulkBatch] = {}
@@ -300,15 +310,70 @@ class BulkSends:
     # -- the worker -----------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"bulk-sends {self.owner}")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._loop(), name=f"bulk-sends {self.owner}")
+        self._painter = loop.create_task(self._paint_loop(), name=f"bulk-parents {self.owner}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            _, stuck = await asyncio.wait({self._task}, timeout=STOP_SECONDS)
+        tasks = {t for t in (self._task, self._painter) if t is not None}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_SECONDS)
             if stuck:
                 log.error("bulk-send worker did not stop within %.1f s; abandoned", STOP_SECONDS)
-            self._task = None
+        self._task = self._painter = None
+
+    # -- the live parent and the report ---------------------------------------------------------------------------
+
+    async def _paint_loop(self) -> None:
+        """Every ``PAINT_SECONDS``: repaint the parent of each batch still sending (any replica may; a repaint is
+        idempotent, so two replicas painting costs a Slack call, never a wrong message)."""
+        while True:
+            await asyncio.sleep(PAINT_SECONDS)
+            try:
+                for batch in await self.store.bulk_unfinished():
+                    if batch.state is BatchState.SENDING:
+                        await self.paint(batch)
+            except StoreUnavailable:
+                log.warning("bulk parents: store unavailable; repainted next round")
+            except Exception:
+                log.exception("bulk parents: repaint round failed")
+
+    async def paint(self, batch: BulkBatch) -> None:
+        """Show ``batch``'s counters, ETA and buttons in its parent (nothing before the parent is posted)."""
+        if not batch.parent_ts:
+            return
+        progress = await self.progress(batch.id)
+        text, blocks = bulk_render.parent_view(batch, progress, segments_per_text=segment_info(batch.body).segments,
+                                               mps=self.mps)
+        try:
+            await self.bridge.slack.update(batch.channel_id, batch.parent_ts, text, blocks)
+        except SlackPortError as exc:
+            log.warning("bulk batch=%s parent not repainted: %s", batch.id, exc)
+
+    async def finished(self, batch_id: str) -> None:
+        """Once, by the replica whose conditional update ended the batch: the totals in the parent, and the CSV
+        report (number, name, status, error, sent at) uploaded into its thread."""
+        batch = await self.store.bulk_get(batch_id)
+        if batch is None:
+            return
+        await self.paint(batch)
+        if not batch.parent_ts:
+            log.warning("bulk batch=%s finished without a parent in Slack: no report uploaded", batch.id)
+            return
+        rows: list[BulkReportRow] = []
+        after = 0
+        while page := await self.store.bulk_report(batch_id, after, REPORT_PAGE):
+            rows.extend(row for _, row in page)
+            after = page[-1][0]
+        report = "".join(bulk_render.report_csv(rows))
+        try:
+            await self.bridge.slack.upload(
+                batch.channel_id, batch.parent_ts, f"bulk-{batch.id}.csv", report.encode(),
+                title=f"Report: {batch.title}", comment=f"📄 Report of “{batch.title}”: one line per recipient.")
+        except SlackPortError as exc:
+            log.warning("bulk batch=%s report not uploaded: %s", batch.id, exc)
 
     async def _loop(self) -> None:
         while True:
@@ -420,10 +485,24 @@ class BulkSends:
             if batch.state is BatchState.SENDING:
                 await self._finish_if_done(batch.id)
 
+    def _parent_overdue(self, batch: BulkBatch) -> bool:
+        """The Slack side posts the parent right after confirming: a batch that is sent before it is there waits
+        for it (its totals and report belong in it), but not for ever — Slack may have refused the post."""
+        confirmed = batch.confirmed_at or batch.created_at
+        return (self.clock() - confirmed).total_seconds() > self.parent_grace
+
     async def _finish_if_done(self, batch_id: str) -> None:
+        batch = await self.store.bulk_get(batch_id)
+        if batch is None or batch.state is not BatchState.SENDING:
+            return
+        if not batch.parent_ts and not self._parent_overdue(batch):
+            return  # done, perhaps, but told only once its parent is there (the next idle round looks again)
+        if (await self.progress(batch_id)).remaining:
+            return  # some POST is still unanswered: the totals (and the report) wait for SignalWire's answers
         if await self.store.bulk_finished_if_done(batch_id, self.clock()):
             log.info("bulk batch=%s done", batch_id)
             self._batches.pop(batch_id, None)
+            await self.finished(batch_id)
 
 
 def after_the_fact(batch: BulkBatch) -> str:

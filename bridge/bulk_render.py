@@ -226,6 +226,14 @@ def parent_blocks(batch: BulkBatch, progress: BulkProgress, *,
     return fit_blocks(blocks)
 
 
+def parent_view(batch: BulkBatch, progress: BulkProgress, *, segments_per_text: int,
+                mps: float) -> tuple[str, list[dict[str, Any]]]:
+    """The live parent (text, blocks) with its ETA from the rate: the segments of what is left at ``mps``."""
+    seconds_left = progress.remaining * max(1, segments_per_text) / max(mps, 0.1)
+    return (parent_text(batch, progress, seconds_left=seconds_left),
+            parent_blocks(batch, progress, seconds_left=seconds_left))
+
+
 # -- the report ------------------------------------------------------------------------------------------------------
 
 def inert_cell(value: str) -> str:

@@ -62,6 +62,11 @@ class SlackPort(Protocol):
     async def react(self, channel: str, ts: str, name: str, *, add: bool = True) -> None:
         """Add (or remove) the bot's reaction ``name`` (bare, e.g. ``white_check_mark``); raises ``SlackPortError``."""
 
+    async def upload(self, channel: str, thread_ts: str | None, filename: str, content: bytes, *, title: str,
+                     comment: str) -> None:
+        """-- issue 13: a file (the bulk report CSV) into ``channel`` (in ``thread_ts``'s thread); raises
+        ``SlackPortError``."""
+
     async def direct(self, user: str, text: str) -> None:
         """A message in the bot's DM with ``user``, for when the channel itself refused (issue 12: a scheduled
         send whose parent could not be posted); raises ``SlackPortError``."""

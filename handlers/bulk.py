@@ -332,10 +332,9 @@ class BulkCommand:
 
     def _parent(self, batch: BulkBatch, progress: BulkProgress) -> dict[str, Any]:
         """The parent's text and blocks; its ETA from the rate (segments of the template, per recipient left)."""
-        per_text = max(1, segment_info(batch.body).segments)
-        seconds_left = progress.remaining * per_text / max(self.config.signalwire_mps, 0.1)
-        return {"text": bulk_render.parent_text(batch, progress, seconds_left=seconds_left),
-                "blocks": bulk_render.parent_blocks(batch, progress, seconds_left=seconds_left)}
+        text, blocks = bulk_render.parent_view(batch, progress, segments_per_text=segment_info(batch.body).segments,
+                                               mps=self.config.signalwire_mps)
+        return {"text": text, "blocks": blocks}
 
 
 def register(app: AsyncApp, bulk: BulkCommand) -> None:

@@ -178,6 +178,12 @@ class SlackOut:
         else:
             await _call(self.client.reactions_remove(channel=channel, timestamp=ts, name=name))
 
+    async def upload(self, channel: str, thread_ts: str | None, filename: str, content: bytes, *, title: str,
+                     comment: str) -> None:
+        """-- issue 13: ``files_upload_v2`` (scope files:write), part of ``SlackPort``: the bulk report CSV."""
+        await _call(self.client.files_upload_v2(channel=channel, thread_ts=thread_ts, content=content,
+                                                filename=filename, title=title, initial_comment=comment))
+
     async def direct(self, user: str, text: str) -> None:
         """-- issue 12: a message in the bot's DM with ``user`` (``conversations.open``, scope im:write), part of
         ``SlackPort``; used when the channel itself refused (``bridge.scheduler.parent_failed``)."""

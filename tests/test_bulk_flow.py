@@ -65,7 +65,17 @@ async def test_send_to_n_texts_each_valid_recipient_once_under_one_live_parent(h
     assert numbers == ["+12125550101", "+12125550102", "+12125550103"]
     parents = h.slack.messages(GENERAL)
     assert len(parents) == 1, [p.text for p in parents]  # the live parent only: no per-recipient parents
-    assert "Store closed today" in parents[0].text
+    parent = parents[0]
+    assert "Store closed today" in parent.text
+    # The last recipient handed over: the parent shows the totals (no buttons left), and the report is in its thread.
+    await until(lambda: bool(h.slack.uploads.shared_in(GENERAL, parent.ts)), "the report in the parent's thread")
+    [report] = h.slack.uploads.shared_in(GENERAL, parent.ts)
+    assert report.filename.endswith(".csv") and report.data is not None
+    lines = report.data.decode().splitlines()
+    assert lines[0] == "number,name,status,error_code,error_message,sent_at"
+    assert sorted(line.split(",")[0] for line in lines[1:]) == ["+12125550101", "+12125550102", "+12125550103"]
+    final = h.slack.messages(GENERAL)[0]
+    assert not any(b.get("type") == "actions" for b in final.blocks or []), final.blocks
 
 
 async def test_the_previews_cancel_sends_nothing(h: Harness) -> None:

@@ -443,6 +443,10 @@ class _StubbornSlack:
     async def react(self, channel: str, ts: str, name: str, *, add: bool = True) -> None:
         raise AssertionError("not used")
 
+    async def upload(self, channel: str, thread_ts: str | None, filename: str, content: bytes, *, title: str,
+                     comment: str) -> None:
+        raise AssertionError("no uploads here")
+
     async def direct(self, user: str, text: str) -> None:
         raise AssertionError("not used")
 

@@ -93,6 +93,10 @@ class Timed:
     async def react(self, channel: str, ts: str, name: str, *, add: bool = True) -> None:
         await self.inner.react(channel, ts, name, add=add)
 
+    async def upload(self, channel: str, thread_ts: str | None, filename: str, content: bytes, *, title: str,
+                     comment: str) -> None:
+        raise AssertionError("no uploads here")
+
     async def direct(self, user: str, text: str) -> None:
         await self.inner.direct(user, text)
 
