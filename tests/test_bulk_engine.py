@@ -304,11 +304,12 @@ async def test_cancel_stops_within_a_second(tmp_path: Path) -> None:
 # -- pacing ---------------------------------------------------------------------------------------------------------
 
 
-def busiest_window(times: list[datetime]) -> int:
+def busiest_window(times: list[datetime], seconds: float = 1.0) -> int:
+    """The most of ``times`` within any window of ``seconds``."""
     times = sorted(times)
     best, start = 0, 0
     for end, at in enumerate(times):
-        while at - times[start] >= timedelta(seconds=1):
+        while at - times[start] >= timedelta(seconds=seconds):
             start += 1
         best = max(best, end - start + 1)
     return best
@@ -329,7 +330,10 @@ async def test_pace_is_never_exceeded_and_shared_with_ordinary_sends(tmp_path: P
         took = time.monotonic() - began
         times = [m.created_at for m in h.simulator.messages.values() if m.from_ == FROM_NUMBER]
         assert len(times) == 17
-        assert busiest_window(times) <= 5, sorted(times)
+        # The simulator sees each POST a little after its slot, by however long this busy machine takes to carry it:
+        # measured over 0.95 s, not 1 s, so that jitter of up to 50 ms is not mistaken for a burst (an unpaced batch
+        # puts all 15 into a few milliseconds).
+        assert busiest_window(times, 0.95) <= 5, sorted(times)
         # 17 one-segment texts at 5 × PACE_MARGIN per second: at least 3.3 s from the first to the last.
         assert took >= 16 / 5
         assert (max(times) - min(times)).total_seconds() >= 16 / (5 * PACE_MARGIN) - 0.2

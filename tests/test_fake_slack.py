@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -539,7 +539,16 @@ async def test_bolt_accepts_driver_requests_and_talks_to_the_fake(
     bot = await aiohttp_server(bolt.web_app())
     driver = SlackDriver(session, str(bot.make_url("/")), SECRET, response_url_base=fake.slack.response_url_base)
 
+    async def soon(predicate: Callable[[], bool]) -> None:
+        # Bolt answers at ack() and runs the rest of a listener afterwards: wait for its effect, not a fixed time.
+        for _ in range(500):
+            if predicate():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the listener's effect never showed")
+
     assert (await driver.slash_command("help")).status == 200
+    await soon(lambda: bool(fake.slack.ephemerals))
     assert fake.slack.ephemerals[-1]["text"] == "usage for alice"
     assert fake.slack.ephemerals[-1]["user"] == "U0ALICE"
 
@@ -553,11 +562,13 @@ async def test_bolt_accepts_driver_requests_and_talks_to_the_fake(
     assert view["callback_id"] == "compose"
     values = {"to": {"number": {"type": "plain_text_input", "value": "+15551234567"}}}
     assert (await driver.view_submission(view, values)).status == 200
+    await soon(lambda: bool(submitted))
     assert submitted == [values]
 
     posted = await fake.client().chat_postMessage(channel="C0GENERAL", text="❌ Failed", blocks=RETRY_BLOCKS)
     message = fake.slack.messages("C0GENERAL")[0]
     assert (await driver.block_action("retry", "msg-1", message=message.as_dict())).status == 200
+    await soon(lambda: message.edited == 1)
     assert fake.slack.message("C0GENERAL", posted["ts"]) is message
     assert (message.text, message.edited) == ("retrying msg-1", 1)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import signal
 import sys
@@ -44,13 +45,23 @@ class BotDied(AssertionError):
     """The bot process exited (or never answered /healthz) when it should be serving."""
 
 
+# Below Linux's ephemeral range (32768-60999 by default): no outgoing connection of this busy machine is ever given
+# one of these, so a bot's port stays free between the probe and its bind, and across its restarts.
+_BOT_PORTS = range(20000, 32768)
+
+
 def _free_port() -> int:
     # bot.py binds host:port itself, so it cannot be handed a socket: probe a free port and release it. The
-    # same port is kept across restarts because the simulator's callback URLs (PUBLIC_URL) name it.
-    probe = _bound_socket()
-    port: int = probe.getsockname()[1]
-    probe.close()
-    return port
+    # same port is kept across restarts because the simulator's callback URLs (PUBLIC_URL) name it. A port the
+    # kernel picks (port 0) is an ephemeral one, which any outgoing connection may take before the bot binds it.
+    for port in random.sample(_BOT_PORTS, 200):
+        try:
+            probe = _bound_socket(port)
+        except OSError:
+            continue
+        probe.close()
+        return port
+    raise RuntimeError(f"no free port in {_BOT_PORTS}")
 
 
 @dataclass
