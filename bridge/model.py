@@ -147,7 +147,9 @@ class AuditAction(enum.StrEnum):
 
 def bulk_reason(batch_id: str, recipients: int | None = None) -> str:
     """The ``reason`` of a bulk audit row: ``batch <id>``, and for the batch's own row how many it texts."""
-    return f"batch {batch_id}" if recipients is None else f"batch {batch_id}: {recipients} recipients"
+    if recipients is None:
+        return f"batch {batch_id}"
+    return f"batch {batch_id}: {recipients} recipient{'' if recipients == 1 else 's'}"
 
 
 # The attempts a person makes one at a time: they count towards the rate limit (refusals, blocks and bulk do not).
