@@ -16,12 +16,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from bridge import conversations as conv
 from bridge.bulk_model import BatchState
 from bridge.contacts import labelled
 from bridge.model import AuditAction, AuditEntry
 from bridge.ports import utcnow
 from demo.fake_slack import SlackMessage
 from demo.harness import FROM_NUMBER, Harness
+from sw_api.models import InboundMessage
 from tests.test_bulk_engine import (
     GENERAL,
     bridge_with,
@@ -169,3 +171,18 @@ async def test_the_audit_trail_records_the_batch_and_each_recipient(tmp_path: Pa
         # A second confirm (a double click) writes no second batch row.
         assert isinstance(await engine(h).confirm(batch_id, "U0ALICE"), str)
         assert [r.action for r in await h.bridge.store.audit_list(limit=1000)].count(AuditAction.BULK) == 1
+
+
+def test_the_bulk_header_is_inert_whatever_the_title_and_name() -> None:
+    message = InboundMessage(message_id="m1", from_="+15551234567", to=FROM_NUMBER, body="yes")
+    hostile = "<!channel> *Sale* <https://evil.example|bank>"
+    text = conv.inbound_text(message, new_conversation=True, name="<@U0ALICE> Dana", bulk=hostile)
+    blocks = json.dumps(conv.inbound_blocks(message, new_conversation=True, name="<@U0ALICE> Dana", bulk=hostile))
+    head = text.splitlines()[0]
+    assert head.startswith("📥 ") and " replied to bulk “" in head and "+1 555-123-4567" in head
+    for raw in ("<!channel>", "<https://evil", "<@U0ALICE>"):
+        assert raw not in text and raw not in blocks
+    # Without a title the header is the ordinary one.
+    assert conv.inbound_text(message, new_conversation=True).startswith("📥 *New conversation:*")
+    assert conv.inbound_text(message, new_conversation=False, bulk=" ").startswith(
+        "📥 +1 555-123-4567 replied to bulk (untitled)")
