@@ -19,6 +19,8 @@ Owns: ``BulkSends`` —
     every ``PAINT_SECONDS`` while the batch sends (``paint``), and by ``finished`` — run once, by the replica whose
     ``bulk_finished_if_done`` ended the batch — with its totals, followed by the CSV report uploaded into its thread.
     A batch sent before its parent is there waits up to ``parent_grace`` seconds for it.
+The audit trail (``bridge.model.AuditAction``): the confirm is a ``bulk`` row (who, how many), each hand-over a
+``bulk-send`` row (the number, the message), written beside its POST.
 A bulk message has origin ``BULK_ORIGIN``: no parent of its own, no receipt thread (``bridge.display``,
 ``bridge.receipts``), and it does not count against ``SMS_RATE_LIMIT_PER_USER`` (it never passes the access gate).
 Must not import: aiohttp, Slack packages, ``handlers``, storage adapters (the store is the ``Store`` port).
@@ -48,7 +50,7 @@ from bridge.bulk_model import (
     BulkReportRow,
     RecipientState,
 )
-from bridge.model import SendRequest, new_ref
+from bridge.model import AuditAction, AuditEntry, SendRequest, bulk_reason, new_ref
 from bridge.ports import SlackPortError, utcnow
 from bridge.quiet_hours import QuietHours
 from bridge.sending import seconds_per_segment
@@ -257,6 +259,9 @@ class BulkSends:
             return after_the_fact(await self.store.bulk_get(batch_id) or batch)
         log.info("bulk batch=%s confirmed by %s: %d recipients", batch_id, user_id, batch.total)
         self._wake.set()
+        await self._audit(AuditEntry(id="", at=self.clock(), user_id=user_id, channel_id=batch.channel_id,
+                                     action=AuditAction.BULK, from_number=batch.from_,
+                                     reason=bulk_reason(batch_id, batch.total)))
         return await self.store.bulk_get(batch_id) or batch
 
     async def discard(self, batch_id: str, user_id: str) -> BulkBatch | str:
@@ -478,6 +483,25 @@ class BulkSends:
         await self._in_flight.acquire()
         task = self.bridge.spawn(self.bridge.process(ref, paced=True), name="send-bulk")
         task.add_done_callback(lambda _: self._in_flight.release())
+        # Beside the POST, not before it: the pace slot is not spent waiting for the audit write. Linked to the
+        # message, so its outcome is the message's (a receipt that came first is read by the link).
+        self.bridge.spawn(self._audit(
+            AuditEntry(id="", at=self.clock(), user_id=batch.user_id, channel_id=batch.channel_id,
+                       action=AuditAction.BULK_SEND, to_number=row.number, from_number=batch.from_, ref=ref,
+                       reason=bulk_reason(batch_id))), name="audit-bulk")
+
+    async def _audit(self, entry: AuditEntry) -> None:
+        """Append ``entry`` to the audit trail (a bulk send's or one recipient's). Best effort: what it records has
+        happened already (the batch is sending, the message exists), so a store that does not answer is logged."""
+        try:
+            audit_id = await self.store.audit_add(
+                at=entry.at, user_id=entry.user_id, channel_id=entry.channel_id, action=entry.action,
+                to_number=entry.to_number, from_number=entry.from_number, ref=entry.ref, reason=entry.reason)
+            if entry.ref is not None:
+                await self.store.audit_link(audit_id, entry.ref, "pending")
+        except StoreUnavailable as exc:
+            log.error("bulk audit row not written (%s %s to=%s): %s", entry.action, entry.reason,
+                      mask_number(entry.to_number) if entry.to_number else "-", exc)
 
     async def _finish_done(self) -> None:
         """Nothing to claim: every sending batch with nothing waiting or claimed is done (one replica wins)."""

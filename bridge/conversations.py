@@ -1,8 +1,8 @@
 """Text rules of a two-way conversation: opt-out keywords, internal notes, Slack markup → SMS, inbound rendering.
 
 Owns: which inbound texts are STOP/START/HELP, which thread replies stay internal, turning Slack's markup into plain
-SMS text, and the Slack text/blocks of an inbound SMS (always one post Slack accepts, whatever the payload) and of
-opt-out notices.
+SMS text, and the Slack text/blocks of an inbound SMS (always one post Slack accepts, whatever the payload; issue 13:
+naming the bulk text it answers) and of opt-out notices.
 Must not import: aiohttp, Slack packages, storage, ``handlers``. Pure functions.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from bridge.contacts import labelled
+from bridge.contacts import labelled, safe_name
 from bridge.slack_blocks import (
     SECTION_TEXT,
     clip,
@@ -159,10 +159,19 @@ def media_lines(media: Sequence[MediaItem], more: int = 0) -> list[str]:
     return lines
 
 
-def _inbound_head(message: InboundMessage, new_conversation: bool, name: str | None = None) -> str:
+def bulk_title(title: str) -> str:
+    """A bulk batch's title as the reply header quotes it: inert, in curly quotes (as ``bridge.bulk_render``)."""
+    return f"“{safe_name(title)}”" if title.strip() else "(untitled)"
+
+
+def _inbound_head(message: InboundMessage, new_conversation: bool, name: str | None = None,
+                  bulk: str | None = None) -> str:
     # -- issue 12: "Dana Smith (+1 555-123-4567)" when the sender is a contact (``name``).
     sender = (labelled(message.from_, name) if len(message.from_) <= MAX_NUMBER_SHOWN
               else shown(format_number(message.from_), MAX_NUMBER_SHOWN))
+    if bulk is not None:
+        # -- issue 13: the first text after a bulk text answers it, whether it opens the conversation or not.
+        return f"📥 {sender} replied to bulk {bulk_title(bulk)}"
     if new_conversation:
         return f"📥 *New conversation:* {sender} texted {shown(format_number(message.to), MAX_NUMBER_SHOWN)}"
     return f"📥 *{sender}* replied"
@@ -180,12 +189,14 @@ def _inbound_body(message: InboundMessage) -> tuple[list[str], str | None]:
     return quote_lines(body, SECTION_TEXT), (more_note(hidden) if hidden else None)
 
 
-def inbound_text(message: InboundMessage, *, new_conversation: bool, name: str | None = None) -> str:
+def inbound_text(message: InboundMessage, *, new_conversation: bool, name: str | None = None,
+                 bulk: str | None = None) -> str:
     """The Slack message for one inbound SMS; every byte of the sender's text is escaped (mentions stay inert).
+    ``bulk``: the title of the bulk text this one answers (issue 13), named in the header.
 
     Always within Slack's 40,000-character limit for a message's text (see ``MAX_INBOUND_SHOWN``)."""
     body, note = _inbound_body(message)
-    parts = [_inbound_head(message, new_conversation, name), *body]
+    parts = [_inbound_head(message, new_conversation, name, bulk), *body]
     if note:
         parts.append(note)
     parts.extend(media_lines(message.media, message.more_media))
@@ -194,11 +205,12 @@ def inbound_text(message: InboundMessage, *, new_conversation: bool, name: str |
     return fit_text("\n".join(parts))
 
 
-def inbound_blocks(message: InboundMessage, *, new_conversation: bool, name: str | None = None) -> list[dict[str, Any]]:
+def inbound_blocks(message: InboundMessage, *, new_conversation: bool, name: str | None = None,
+                   bulk: str | None = None) -> list[dict[str, Any]]:
     """The same as ``inbound_text`` as blocks: the body split over sections of at most 3000 characters, never
     more than Slack's 50 blocks: whatever the input, Slack takes the post."""
     body, note = _inbound_body(message)
-    chunks = pack([_inbound_head(message, new_conversation, name), *body], SECTION_TEXT)
+    chunks = pack([_inbound_head(message, new_conversation, name, bulk), *body], SECTION_TEXT)
     tail = [note] if note else []
     tail.extend(media_lines(message.media, message.more_media))
     if new_conversation:

@@ -139,9 +139,20 @@ class AuditAction(enum.StrEnum):
     AUTO_REPLY = "auto-reply"  # a STOP/START/HELP confirmation texted by the bridge itself (``reason``: its kind)
     BLOCK = "block"            # /sms block: ``to_number`` blocked by ``user_id`` (``reason``: theirs)
     UNBLOCK = "unblock"        # /sms unblock
+    # -- issue 13: bulk sends (migration 19). Neither counts towards SMS_RATE_LIMIT_PER_USER (bulk never passes the
+    # access gate); ``reason`` starts with ``batch <id>`` (``bulk_reason``), so a batch's rows read together.
+    BULK = "bulk"            # "Send to N" confirmed a batch: by ``user_id``, ``reason`` "batch <id>: N recipients"
+    BULK_SEND = "bulk-send"  # one recipient handed over: ``to_number``, ``from_number``, ``ref``; "batch <id>"
 
 
-# Everything but a refusal is a send attempt and counts towards the rate limit.
+def bulk_reason(batch_id: str, recipients: int | None = None) -> str:
+    """The ``reason`` of a bulk audit row: ``batch <id>``, and for the batch's own row how many it texts."""
+    if recipients is None:
+        return f"batch {batch_id}"
+    return f"batch {batch_id}: {recipients} recipient{'' if recipients == 1 else 's'}"
+
+
+# The attempts a person makes one at a time: they count towards the rate limit (refusals, blocks and bulk do not).
 SEND_ACTIONS = (AuditAction.SEND, AuditAction.RETRY, AuditAction.REPLY)
 
 

@@ -3,7 +3,8 @@
 Owns: storing an inbound SMS durably with its opt-out / opt-in, its Slack posts (the outbox routes it to its
 conversation's thread, or a new parent in the inbound channel) and its compliance auto-reply (issue 11: the STOP /
 START / HELP answer, stored in the same transaction and sent through ``Bridge.process``; a blocked number's text is
-marked), duplicate suppression, and turning a human's
+marked), the bulk text an inbound text answers (issue 13: named in its post; a conversation it opens opens in the
+batch's channel), duplicate suppression, and turning a human's
 thread reply into a ``SendRequest`` for ``Bridge.submit`` (which refuses opted-out numbers for every send path).
 Must not import: aiohttp's server side, Slack packages, ``handlers``. Slack is reached through ``Bridge.outbox``.
 """
@@ -16,13 +17,15 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from bridge import compliance, outbox
 from bridge import conversations as conv
+from bridge.bulk_model import BulkBatch
 from bridge.compliance import ComplianceTexts
 from bridge.compose import ComposeError, validate_send
 from bridge.media_in import media_items
-from bridge.model import AutoReply, OutboundSms, SlackReply, new_ref
+from bridge.model import AutoReply, BlockedNumber, Conversation, OutboundSms, SlackReply, new_ref
 from bridge.ports import utcnow
 from bridge.service import ACCEPT_TIMEOUT, NOT_RECORDED, Bridge, Notify
 from bridge.storage.port import StoreUnavailable
@@ -97,13 +100,6 @@ class TwoWay:
         block = await self.bridge.store.get_block(message.from_)
         # -- issue 12: the sender's contact name, if any, read now (the post is rendered when the text is stored).
         name = await self.bridge.names.name_of(message.from_)
-        reply_post = (conv.inbound_text(message, new_conversation=False, name=name),
-                      conv.inbound_blocks(message, new_conversation=False, name=name))
-        new_post = (conv.inbound_text(message, new_conversation=True, name=name),
-                    conv.inbound_blocks(message, new_conversation=True, name=name))
-        if block is not None:
-            reply_post = compliance.mark_blocked(*reply_post, block)
-            new_post = compliance.mark_blocked(*new_post, block)
         auto_reply: AutoReply | None = None
         # The lock only spares this process's coroutines; across replicas the store decides. Two first texts of a
         # conversation landing on two replicas at once both see no conversation, so both items get the same key
@@ -113,6 +109,17 @@ class TwoWay:
         async with self.bridge.lock(f"conversation:{message.to}:{message.from_}"):
             current = await self.bridge.store.get_conversation(message.to, message.from_)
             channel = self.channel_for(message.to)
+            # -- issue 13: the first text after a bulk text answers it: its post names the batch, and a conversation
+            # it opens opens in the batch's channel (the sender asked the list there, so the answers belong there).
+            answered = await self._bulk_answered(message, current)
+            if answered is not None and current is None:
+                channel = answered.channel_id
+            reply_post, new_post = self._posts(
+                message, name, block,
+                # Into the thread as it is at delivery: if this text opens the conversation, a thread that exists by
+                # then was opened by an earlier text (which named the batch): this one is an ordinary reply.
+                reply_bulk=answered.title if answered is not None and current is not None else None,
+                new_bulk=answered.title if answered is not None else None)
             # Items of one conversation share a key, so each sees the thread the previous one ended up in.
             key = current.channel_id if current is not None else (channel or UNROUTED_THREAD)
             items = [
@@ -162,6 +169,27 @@ class TwoWay:
                         "is set: stored (opt-out keywords applied) but not posted in Slack", message.message_id,
                         mask_number(message.to))
         return True
+
+    async def _bulk_answered(self, message: InboundMessage, current: Conversation | None) -> BulkBatch | None:
+        """The batch this text answers: the newest text we sent them from this number is a bulk text, sent after the
+        conversation last moved (or there is no conversation)."""
+        latest = await self.bridge.store.bulk_latest_to(message.to, message.from_)
+        if latest is None or (current is not None and latest[1] <= current.updated_at):
+            return None
+        return await self.bridge.store.bulk_get(latest[0])
+
+    @staticmethod
+    def _posts(message: InboundMessage, name: str | None, block: BlockedNumber | None, *, reply_bulk: str | None,
+               new_bulk: str | None) -> tuple[tuple[str, list[dict[str, Any]]], tuple[str, list[dict[str, Any]]]]:
+        """(the post into the conversation's thread, the post that opens a new one), rendered now."""
+        reply_post = (conv.inbound_text(message, new_conversation=False, name=name, bulk=reply_bulk),
+                      conv.inbound_blocks(message, new_conversation=False, name=name, bulk=reply_bulk))
+        new_post = (conv.inbound_text(message, new_conversation=True, name=name, bulk=new_bulk),
+                    conv.inbound_blocks(message, new_conversation=True, name=name, bulk=new_bulk))
+        if block is not None:
+            reply_post = compliance.mark_blocked(*reply_post, block)
+            new_post = compliance.mark_blocked(*new_post, block)
+        return reply_post, new_post
 
     # -- thread replies ----------------------------------------------------------------------------------------
 

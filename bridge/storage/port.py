@@ -555,3 +555,8 @@ class Store(Protocol):
 
     async def pace_push(self, from_number: str, until: datetime) -> None:
         """``next_at = max(next_at, until)`` (SignalWire answered 429 with Retry-After)."""
+
+    async def bulk_latest_to(self, our_number: str, their_number: str) -> tuple[str, datetime] | None:
+        """If the newest outbound message from ``our_number`` to ``their_number`` (by ``created_at``) is a bulk
+        text: ``(its batch id, when it was created)``; None if there is none or it is not a bulk text (a reply to
+        it names the batch, ``bridge.two_way``)."""

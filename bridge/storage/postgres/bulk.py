@@ -206,6 +206,15 @@ class BulkSql(PgBase):
                ON CONFLICT (from_number) DO UPDATE SET next_at = GREATEST(send_pace.next_at, excluded.next_at)""",
             from_number, until)
 
+    async def bulk_latest_to(self, our_number: str, their_number: str) -> tuple[str, datetime] | None:
+        # One index read (``outbound_pair``, migration 17): the newest message of the pair, bulk or not.
+        row = await self._row(
+            """SELECT bulk_id, created_at FROM outbound WHERE from_number = $1 AND to_number = $2
+               ORDER BY created_at DESC, rowid DESC LIMIT 1""", our_number, their_number)
+        if row is None or row["bulk_id"] is None:
+            return None
+        return str(row["bulk_id"]), row["created_at"]
+
 
 async def _release(conn: asyncpg.Connection, batch_id: str, seq: int, state: RecipientState,
                    reason: str | None) -> None:

@@ -291,6 +291,12 @@ CREATE TABLE send_pace (from_number TEXT PRIMARY KEY, next_at TIMESTAMPTZ NOT NU
 ALTER TABLE outbound ADD COLUMN bulk_id TEXT;
 CREATE INDEX outbound_bulk ON outbound (bulk_id);
 """,
+    # 19: the audit actions of bulk sends, ``bulk`` (a batch confirmed) and ``bulk-send`` (one recipient handed over).
+    19: """
+ALTER TABLE audit DROP CONSTRAINT audit_action_check;
+ALTER TABLE audit ADD CONSTRAINT audit_action_check
+    CHECK (action IN ('send', 'refused', 'retry', 'reply', 'auto-reply', 'block', 'unblock', 'bulk', 'bulk-send'));
+""",
 }
 LATEST = max(MIGRATIONS)
 

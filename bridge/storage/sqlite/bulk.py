@@ -289,6 +289,15 @@ class BulkSql:
                ON CONFLICT (from_number) DO UPDATE SET next_at = MAX(send_pace.next_at, excluded.next_at)""",
             (from_number, _unix(until)))
 
+    async def bulk_latest_to(self, our_number: str, their_number: str) -> tuple[str, datetime] | None:
+        # One index read (``outbound_pair``, migration 17): the newest message of the pair, bulk or not.
+        rows = await self._all(
+            """SELECT bulk_id, created_at FROM outbound WHERE from_number = ? AND to_number = ?
+               ORDER BY created_at DESC, rowid DESC LIMIT 1""", (our_number, their_number))
+        if not rows or rows[0]["bulk_id"] is None:
+            return None
+        return str(rows[0]["bulk_id"]), datetime.fromisoformat(rows[0]["created_at"])
+
 
 def _claimed(row: BulkRecipientRow) -> BulkRecipientRow:
     """As the row reads after the claim (the SELECT saw it before the UPDATE)."""

@@ -26,7 +26,7 @@ from bridge.model import OutboundSms, OutboxWrite, SendRequest, SendState, Statu
 from bridge.storage.port import StoreUnavailable
 from bridge.storage.rows import outbound_from_row
 from bridge.storage.sqlite.admin import SqliteAdmin
-from bridge.storage.sqlite.audit import AUDIT_MIGRATION, AuditSql
+from bridge.storage.sqlite.audit import AUDIT_MIGRATION, BULK_ACTIONS_MIGRATION, AuditSql
 from bridge.storage.sqlite.batch import GroupCommit, Work
 from bridge.storage.sqlite.bulk import MIGRATION as BULK_MIGRATION
 from bridge.storage.sqlite.bulk import BulkSql
@@ -141,6 +141,8 @@ MIGRATIONS: Mapping[int, str] = {
     # -- issue 13: bulk sends. 18: batches, their recipients, the shared send pace, ``outbound.bulk_id``
     # (bridge.storage.sqlite.bulk).
     18: BULK_MIGRATION,
+    # 19: the audit actions of bulk sends, ``bulk`` and ``bulk-send`` (bridge.storage.sqlite.audit).
+    19: BULK_ACTIONS_MIGRATION,
 }
 
 # The database holds the callback HMAC secret and message bodies: owner-only, like a key file.
