@@ -59,7 +59,7 @@ from sw_api.text import mask_number, segment_info
 log = logging.getLogger("bridge.bulk")
 
 CHUNK = 500             # recipients stored per transaction while a draft is read
-BULK_LEASE = 60.0       # seconds a replica's claim on recipients lasts (it covers the pace waits of one claim)
+BULK_LEASE = 60.0       # seconds a replica's claim on recipients lasts by default (the bot passes LEASE_SECONDS)
 CLAIM_SECONDS = 5.0     # one claim takes about this many seconds of sending at the configured rate
 MAX_CLAIM = 20          # recipients per claim at most
 PARENT_GRACE_SECONDS = 30.0  # a sent batch waits this long for its parent's ts before it is finished without one
@@ -393,7 +393,8 @@ class BulkSends:
                     pass
 
     def _claim_size(self) -> int:
-        return max(1, min(MAX_CLAIM, int(self.mps * CLAIM_SECONDS)))
+        # One claim's pace waits fit in half its lease, so a short lease (LEASE_SECONDS) still covers them.
+        return max(1, min(MAX_CLAIM, int(self.mps * min(CLAIM_SECONDS, self.lease / 2))))
 
     async def round(self) -> int:
         """Claim recipients and hand each over at its pace slot; how many were claimed (0: nothing to do)."""
@@ -478,6 +479,10 @@ class BulkSends:
         await self._in_flight.acquire()
         task = self.bridge.spawn(self.bridge.process(ref, paced=True), name="send-bulk")
         task.add_done_callback(lambda _: self._in_flight.release())
+        # SignalWire's answer (milliseconds) comes before the next slot is reserved, for at most one slot: a 429
+        # pushes the number's pace back (``pace_push``), and a slot reserved before that would be POSTed inside the
+        # Retry-After window. A 429's retry keeps running in the task; the worker goes on at the pushed-back pace.
+        await asyncio.wait({task}, timeout=slot_length)
 
     async def _finish_done(self) -> None:
         """Nothing to claim: every sending batch with nothing waiting or claimed is done (one replica wins)."""
