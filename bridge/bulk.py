@@ -51,7 +51,7 @@ from bridge.bulk_model import (
 from bridge.model import SendRequest, new_ref
 from bridge.ports import SlackPortError, utcnow
 from bridge.quiet_hours import QuietHours
-from bridge.sending import seconds_per_segment
+from bridge.sending import held_since, seconds_per_segment
 from bridge.service import Bridge
 from bridge.storage.port import StoreUnavailable
 from sw_api.text import mask_number, segment_info
@@ -464,11 +464,19 @@ class BulkSends:
             # Back to back with our previous slot: the milliseconds spent handing that one over are not lost from
             # the rate (the store still gives no slot before the number's ``next_at``).
             now = self._last_slot_end
+        reserved = utcnow()
         slot = await self.store.pace_reserve(batch.from_, segments, seconds_per_segment(self.mps), now)
-        self._last_slot_end = slot + timedelta(seconds=slot_length)
-        wait = (slot - utcnow()).total_seconds()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        while True:
+            self._last_slot_end = slot + timedelta(seconds=slot_length)
+            wait = (slot - utcnow()).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # A 429 answered since the reservation pushed the pace back, but not this slot: a new one after it.
+            held = held_since(self.store, batch.from_, reserved)
+            if held is None:
+                break
+            reserved = utcnow()
+            slot = await self.store.pace_reserve(batch.from_, segments, seconds_per_segment(self.mps), held)
         ref = new_ref()
         # The store checks, in this transaction, that the claim is still ours and the batch still sending: a Cancel
         # (or Pause) that returned before this point stops it here.
@@ -479,10 +487,6 @@ class BulkSends:
         await self._in_flight.acquire()
         task = self.bridge.spawn(self.bridge.process(ref, paced=True), name="send-bulk")
         task.add_done_callback(lambda _: self._in_flight.release())
-        # SignalWire's answer (milliseconds) comes before the next slot is reserved, for at most one slot: a 429
-        # pushes the number's pace back (``pace_push``), and a slot reserved before that would be POSTed inside the
-        # Retry-After window. A 429's retry keeps running in the task; the worker goes on at the pushed-back pace.
-        await asyncio.wait({task}, timeout=slot_length)
 
     async def _finish_done(self) -> None:
         """Nothing to claim: every sending batch with nothing waiting or claimed is done (one replica wins)."""
