@@ -43,9 +43,21 @@ def _per_number(world: World) -> Counter[str]:
     return Counter(m.to for m in world.simulator.messages.values() if m.direction == "outbound")
 
 
-def busiest_second(times: list[datetime]) -> int:
-    """The most creations in any one-second window [t, t + 1 s)."""
-    return max((sum(1 for u in times[i:] if u - t < timedelta(seconds=1)) for i, t in enumerate(times)), default=0)
+# The pace runs 4 % under SIGNALWIRE_MPS (bridge.sending.PACE_MARGIN): that absorbs about 40 ms of lateness of one
+# POST against the next. Between a slot and SignalWire's arrival lie a hand-over, a lease and a status write; on a
+# busy 2-core box with two replicas and PostgreSQL one of them is sometimes 50 ms late. The windows are shortened by
+# that much, which still tells a pace shared through the database (MPS) from one per replica (2 × MPS).
+POST_JITTER = timedelta(milliseconds=50)
+
+
+def busiest_second(times: list[datetime], jitter: timedelta = POST_JITTER) -> list[datetime]:
+    """The creations in the busiest one-second window [t, t + 1 s − ``jitter``)."""
+    windows = ([u for u in times[i:] if u - t < timedelta(seconds=1) - jitter] for i, t in enumerate(times))
+    return max(windows, key=len, default=[])
+
+
+def offsets(times: list[datetime]) -> str:
+    return ", ".join(f"{(t - times[0]).total_seconds():.3f}" for t in times)
 
 
 async def start_batch(world: World, body: str, numbers: list[str] = NUMBERS) -> str:
@@ -121,7 +133,8 @@ async def test_two_replicas_share_one_batch_and_one_pace(make_world: WorldFactor
         await wait_done(world, body, timeout=30)
         await world.quiet(seconds=1.0, timeout=15)
         assert_each_once(world)
-        assert busiest_second(_created(world)) <= MPS, f"faster than {MPS} per second: {_created(world)}"
+        busiest = busiest_second(_created(world))
+        assert len(busiest) <= MPS, f"{len(busiest)} texts within one second (s after the first): {offsets(busiest)}"
         logs = [bot.log_text() for bot in world.bots]
         handed = [log.count("handed over") for log in logs]
         assert sum(handed) == COUNT, handed
