@@ -9,10 +9,11 @@ Owns: ``BulkSends`` —
     each one conditional ``bulk_move`` in the store, so of several clicks and replicas exactly one wins;
   * ``progress``;
   * the worker (``start`` / ``stop``, like ``bridge.scheduler.Scheduler``): it claims recipients in the store with a
-    lease (``bulk_claim``; a replica that dies leaves its claims to expire and be claimed again), holds a recipient
-    back while quiet hours hold it (``bulk_defer``), reserves the sending number's pace slot (``pace_reserve``,
-    shared with every replica and with ordinary sends) and sleeps until it, then ``bulk_hand_over`` creates the
-    outbound message in the transaction that checks the batch is still ``sending`` (a Cancel that returned stops
+    lease (``bulk_claim``; the bot passes ``LEASE_SECONDS``; a replica that dies leaves its claims to expire and be
+    claimed again), holds a recipient back while quiet hours hold it (``bulk_defer``), reserves the sending number's
+    pace slot (``pace_reserve``, shared with every replica and with ordinary sends) and sleeps until it (a 429
+    answered meanwhile, ``bridge.sending.held_since``, makes it take a slot after that Retry-After instead), then
+    ``bulk_hand_over`` creates the outbound message in the transaction that checks the batch is still ``sending`` (a Cancel that returned stops
     every later hand-over) and the durable send path (``Bridge.process``) POSTs it without pacing it again.
     Correctness lives in the store: several replicas run the same worker, and each recipient is handed over once;
   * the live parent (posted by ``handlers.bulk`` after "Send to N", its ts stored with ``set_parent``): repainted

@@ -7,7 +7,9 @@ replicas one sends), its outcomes (accepted → ``Receipts.adopt``, rejected, ra
 and reconciled by ``bridge.recovery``) and Retry (the atomic ``create_retry_intent``).
 -- issue 13: every POST waits for its slot of the sending number's pace (``pace_reserve``, shared by every replica and
 by bulk sends; ``SendSettings.mps``), and SignalWire's 429 pushes that pace back (``pace_push``) so the whole number
-slows down. A bulk recipient (origin ``BULK_ORIGIN``) has no parent and no thread.
+slows down; the 429s this process was answered are kept too (``note_hold`` / ``held_since``), so a slot reserved
+before one came back is not used inside its Retry-After window. A bulk recipient (origin ``BULK_ORIGIN``) has no
+parent and no thread.
 Must not import: aiohttp, Slack packages (Slack is reached through ``SlackPort``), ``handlers``.
 """
 
