@@ -14,8 +14,9 @@ Owns: ``BulkSends`` —
     pace slot (``pace_reserve``, shared with every replica and with ordinary sends) and sleeps until it (a 429
     answered meanwhile, ``bridge.sending.held_since``, makes it take a slot after that Retry-After instead), then
     ``bulk_hand_over`` creates the outbound message in the transaction that checks the batch is still ``sending``
-    (a Cancel that returned stops every later hand-over) and the durable send path (``Bridge.process``) POSTs it without pacing it again.
-    Correctness lives in the store: several replicas run the same worker, and each recipient is handed over once;
+    (a Cancel that returned stops every later hand-over) and the durable send path (``Bridge.process``) POSTs it
+    without pacing it again. Correctness lives in the store: several replicas run the same worker, and each
+    recipient is handed over once;
   * the live parent (posted by ``handlers.bulk`` after "Send to N", its ts stored with ``set_parent``): repainted
     every ``PAINT_SECONDS`` while the batch sends (``paint``), and by ``finished`` — run once, by the replica whose
     ``bulk_finished_if_done`` ended the batch — with its totals, followed by the CSV report uploaded into its thread.
