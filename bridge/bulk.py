@@ -9,12 +9,14 @@ Owns: ``BulkSends`` —
     each one conditional ``bulk_move`` in the store, so of several clicks and replicas exactly one wins;
   * ``progress``;
   * the worker (``start`` / ``stop``, like ``bridge.scheduler.Scheduler``): it claims recipients in the store with a
-    lease (``bulk_claim``; a replica that dies leaves its claims to expire and be claimed again), holds a recipient
-    back while quiet hours hold it (``bulk_defer``), reserves the sending number's pace slot (``pace_reserve``,
-    shared with every replica and with ordinary sends) and sleeps until it, then ``bulk_hand_over`` creates the
-    outbound message in the transaction that checks the batch is still ``sending`` (a Cancel that returned stops
-    every later hand-over) and the durable send path (``Bridge.process``) POSTs it without pacing it again.
-    Correctness lives in the store: several replicas run the same worker, and each recipient is handed over once;
+    lease (``bulk_claim``; the bot passes ``LEASE_SECONDS``; a replica that dies leaves its claims to expire and be
+    claimed again), holds a recipient back while quiet hours hold it (``bulk_defer``), reserves the sending number's
+    pace slot (``pace_reserve``, shared with every replica and with ordinary sends) and sleeps until it (a 429
+    answered meanwhile, ``bridge.sending.held_since``, makes it take a slot after that Retry-After instead), then
+    ``bulk_hand_over`` creates the outbound message in the transaction that checks the batch is still ``sending``
+    (a Cancel that returned stops every later hand-over) and the durable send path (``Bridge.process``) POSTs it
+    without pacing it again. Correctness lives in the store: several replicas run the same worker, and each
+    recipient is handed over once;
   * the live parent (posted by ``handlers.bulk`` after "Send to N", its ts stored with ``set_parent``): repainted
     every ``PAINT_SECONDS`` while the batch sends (``paint``), and by ``finished`` — run once, by the replica whose
     ``bulk_finished_if_done`` ended the batch — with its totals, followed by the CSV report uploaded into its thread.
@@ -53,7 +55,7 @@ from bridge.bulk_model import (
 from bridge.model import AuditAction, AuditEntry, SendRequest, bulk_reason, new_ref
 from bridge.ports import SlackPortError, utcnow
 from bridge.quiet_hours import QuietHours
-from bridge.sending import seconds_per_segment
+from bridge.sending import held_since, seconds_per_segment
 from bridge.service import Bridge
 from bridge.storage.port import StoreUnavailable
 from sw_api.text import mask_number, segment_info
@@ -61,7 +63,7 @@ from sw_api.text import mask_number, segment_info
 log = logging.getLogger("bridge.bulk")
 
 CHUNK = 500             # recipients stored per transaction while a draft is read
-BULK_LEASE = 60.0       # seconds a replica's claim on recipients lasts (it covers the pace waits of one claim)
+BULK_LEASE = 60.0       # seconds a replica's claim on recipients lasts by default (the bot passes LEASE_SECONDS)
 CLAIM_SECONDS = 5.0     # one claim takes about this many seconds of sending at the configured rate
 MAX_CLAIM = 20          # recipients per claim at most
 PARENT_GRACE_SECONDS = 30.0  # a sent batch waits this long for its parent's ts before it is finished without one
@@ -398,7 +400,8 @@ class BulkSends:
                     pass
 
     def _claim_size(self) -> int:
-        return max(1, min(MAX_CLAIM, int(self.mps * CLAIM_SECONDS)))
+        # One claim's pace waits fit in half its lease, so a short lease (LEASE_SECONDS) still covers them.
+        return max(1, min(MAX_CLAIM, int(self.mps * min(CLAIM_SECONDS, self.lease / 2))))
 
     async def round(self) -> int:
         """Claim recipients and hand each over at its pace slot; how many were claimed (0: nothing to do)."""
@@ -468,11 +471,19 @@ class BulkSends:
             # Back to back with our previous slot: the milliseconds spent handing that one over are not lost from
             # the rate (the store still gives no slot before the number's ``next_at``).
             now = self._last_slot_end
+        reserved = utcnow()
         slot = await self.store.pace_reserve(batch.from_, segments, seconds_per_segment(self.mps), now)
-        self._last_slot_end = slot + timedelta(seconds=slot_length)
-        wait = (slot - utcnow()).total_seconds()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        while True:
+            self._last_slot_end = slot + timedelta(seconds=slot_length)
+            wait = (slot - utcnow()).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # A 429 answered since the reservation pushed the pace back, but not this slot: a new one after it.
+            held = held_since(self.store, batch.from_, reserved)
+            if held is None:
+                break
+            reserved = utcnow()
+            slot = await self.store.pace_reserve(batch.from_, segments, seconds_per_segment(self.mps), held)
         ref = new_ref()
         # The store checks, in this transaction, that the claim is still ours and the batch still sending: a Cancel
         # (or Pause) that returned before this point stops it here.

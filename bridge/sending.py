@@ -7,7 +7,9 @@ replicas one sends), its outcomes (accepted → ``Receipts.adopt``, rejected, ra
 and reconciled by ``bridge.recovery``) and Retry (the atomic ``create_retry_intent``).
 -- issue 13: every POST waits for its slot of the sending number's pace (``pace_reserve``, shared by every replica and
 by bulk sends; ``SendSettings.mps``), and SignalWire's 429 pushes that pace back (``pace_push``) so the whole number
-slows down. A bulk recipient (origin ``BULK_ORIGIN``) has no parent and no thread.
+slows down; the 429s this process was answered are kept too (``note_hold`` / ``held_since``), so a slot reserved
+before one came back is not used inside its Retry-After window. A bulk recipient (origin ``BULK_ORIGIN``) has no
+parent and no thread.
 Must not import: aiohttp, Slack packages (Slack is reached through ``SlackPort``), ``handlers``.
 """
 
@@ -18,8 +20,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
 from bridge import render
 from bridge.bulk_model import BULK_ORIGIN
@@ -68,13 +71,37 @@ def seconds_per_segment(mps: float) -> float:
     return 1.0 / (mps * PACE_MARGIN)
 
 
+# -- issue 13: the 429s this process was answered, per store and sending number: (when, until when they hold). A
+# pace slot reserved before a 429 came back may lie inside its Retry-After window, which ``pace_push`` cannot move;
+# whoever waited for such a slot asks ``held_since`` before its POST.
+_holds: WeakKeyDictionary[Store, dict[str, tuple[datetime, datetime]]] = WeakKeyDictionary()
+
+
+def note_hold(store: Store, from_: str, until: datetime) -> None:
+    """-- issue 13: a 429 for ``from_`` was answered now; it holds the number back until ``until``."""
+    holds = _holds.setdefault(store, {})
+    _, held = holds.get(from_, (until, until))
+    holds[from_] = (utcnow(), max(held, until))
+
+
+def held_since(store: Store, from_: str, since: datetime) -> datetime | None:
+    """-- issue 13: until when a 429 answered at or after ``since`` holds ``from_`` back; None if none did or it is
+    over already."""
+    answered, until = _holds.get(store, {}).get(from_, (None, None))
+    if answered is None or until is None or answered < since or until <= utcnow():
+        return None
+    return until
+
+
 def pace_pusher(store: Store) -> Callable[[str, float], Awaitable[None]]:
     """-- issue 13: what the SignalWire client calls when a POST from ``from_`` is answered 429 and retried after
     ``wait`` seconds: that number's shared pace is pushed back, so every replica and every batch slows down."""
 
     async def push(from_: str, wait: float) -> None:
+        until = utcnow() + timedelta(seconds=wait)
+        note_hold(store, from_, until)
         try:
-            await store.pace_push(from_, utcnow() + timedelta(seconds=wait))
+            await store.pace_push(from_, until)
         except StoreUnavailable as exc:
             log.warning("pace of %s not pushed back after a 429 (%s)", mask_number(from_), exc)
 
@@ -329,7 +356,9 @@ class Sending:
             # Nothing was created: keep it pending and let the sweeper try again when SignalWire allows.
             wait = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_BACKOFF
             # -- issue 13: the whole number slows down (every replica, every bulk batch), not only this message.
-            await self.store.pace_push(sms.from_, utcnow() + timedelta(seconds=wait))
+            until = utcnow() + timedelta(seconds=wait)
+            note_hold(self.store, sms.from_, until)
+            await self.store.pace_push(sms.from_, until)
             sms = await self.store.mark_pending(sms.ref, utcnow() + timedelta(seconds=wait), utcnow())
             await self.store.count("rate_limited")
             log.warning("send rate limited ref=%s: retrying in %.1f s", sms.ref, wait)

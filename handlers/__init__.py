@@ -86,4 +86,6 @@ def bulk_for(bridge: Bridge, config: Config) -> BulkSends:
     """-- issue 13: the bulk-send service and its worker (started and stopped by ``handlers.server``)."""
     return BulkSends(bridge, mps=config.signalwire_mps, quiet=config.quiet_hours,
                      allowed=frozenset(config.bulk_allowed_users), admins=frozenset(config.admin_users),
-                     max_recipients=config.bulk_max_recipients)
+                     max_recipients=config.bulk_max_recipients,
+                     # a dead replica's claimed recipients are taken over as soon as its other work (LEASE_SECONDS)
+                     lease=config.lease_seconds)
