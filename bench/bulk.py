@@ -118,27 +118,31 @@ async def measure(engine: str, url: str, data_dir: Path, n: int, mps: float) -> 
         click = datetime.now(UTC)
         answer = await world.driver.block_action("bulk_send", value, channel_id=CHANNEL, user_id=USER)
         assert answer.status == 200, answer.status
-        give_up = time.monotonic() + ideal * 3 + 60
-        while world.simulator.created_count() - created_before < n:
-            if time.monotonic() > give_up:
-                raise SystemExit(f"{engine}: only {world.simulator.created_count() - created_before} of {n} texts "
-                                 f"were created within {ideal * 3 + 60:.0f} s")
+        patience = ideal * 3 + 60
+        give_up = time.monotonic() + patience
+        while world.simulator.created_count() - created_before < n and time.monotonic() < give_up:
             peak = max(peak, world.bot.rss_mb())
             await asyncio.sleep(0.5)  # sampling RSS; the loop's condition is what it waits for
         created = [m.created_at for m in world.simulator.messages.values() if m.direction == "outbound"]
+        complete = len(created) - created_before >= n
         parents = world.slack.messages(CHANNEL)
-        finished = bool(parents) and await wait_until(
+        finished = complete and bool(parents) and await wait_until(
             lambda: bool(world.slack.uploads.shared_in(CHANNEL, parents[0].ts)), 120)
         rss_end = world.bot.rss_mb()
         peak = max(peak, rss_end)
+    if not created:
+        raise SystemExit(f"{engine}: no text was created within {patience:.0f} s of the click")
+    # A batch the bot could not send in time is reported as far as it got (benches report, they do not fail).
+    sent = len(created) - created_before
     total = (max(created) - click).total_seconds()
     window = busiest_window([(t - click).total_seconds() for t in created])
     over = total / ideal - 1
-    on_time = over <= TIME_GOAL
+    on_time = complete and over <= TIME_GOAL
     growth = rss_end - rss_before
     label = f"bulk {n:,} at {mps:g} MPS"
-    record_goal(f"{label}: seconds, click to last create", engine, f"ideal {ideal:.1f}", f"{total:.1f} ({over:+.1%})",
-                f"≤ +{TIME_GOAL:.0%}", on_time)
+    record_goal(f"{label}: seconds, click to last create", engine, f"ideal {ideal:.1f}",
+                f"{total:.1f} ({over:+.1%})" if complete else f"{sent} of {n} in {total:.1f}", f"≤ +{TIME_GOAL:.0%}",
+                on_time)
     record_goal(f"{label}: busiest 1-s window (creates)", engine, f"{mps:g} MPS", window, f"≤ {mps:g}",
                 window <= mps)
     rss_goal = ""
@@ -146,8 +150,12 @@ async def measure(engine: str, url: str, data_dir: Path, n: int, mps: float) -> 
         rss_goal = f"< {RSS_GOAL_MB:g}"
         record_goal(f"{label}: bot RSS growth (MB)", engine, f"before {rss_before:.1f}", f"{growth:+.1f}", rss_goal,
                     growth < RSS_GOAL_MB)
-    note = how + f", preview in {draft_s:.1f} s" + ("" if finished else "; report not uploaded within 120 s")
-    return [engine, n, f"{mps:g}", round(n / total, 2), (n / total) / mps, ideal, total, f"{over:+.1%}",
+    note = how + f", preview in {draft_s:.1f} s"
+    if not complete:
+        note += f"; GAVE UP after {patience:.0f} s: only {sent} of {n} created (total s and achieved are for those)"
+    elif not finished:
+        note += "; report not uploaded within 120 s"
+    return [engine, n, f"{mps:g}", round(sent / total, 2), (sent / total) / mps, ideal, total, f"{over:+.1%}",
             "PASS" if on_time else "FAIL", window, f"{rss_before:.1f}", f"{peak:.1f}", f"{rss_end:.1f}",
             f"{growth:+.1f}", rss_goal, note]
 
