@@ -9,10 +9,12 @@ goal — and 200 for 10,000, so that batch too takes about 50 s rather than 8 mi
 → its "Send to N" button. The simulator answers every create and walks each text through its status callbacks.
 
 Measured from the click to the simulator's last creation: total seconds beside the ideal N / MPS (goal: within 5 %,
-PASS / FAIL), achieved MPS and its ratio to the configured one, and the busiest one-second sliding window of the
-simulator's creation times (goal: ≤ MPS). The bot's RSS (from /proc) is read before the draft, at its highest while
-the batch sends (sampled every 0.5 s), and at the end (the batch finished: its CSV report is in the parent's
-thread); the goal for the growth is < 30 MB for 10,000 recipients. Goal rows go to ``make bench``'s summary.
+PASS / FAIL), achieved MPS and its ratio to the configured one, the busiest one-second sliding window of the
+simulator's creation times (goal: ≤ MPS), and the bot's CPU meanwhile in cores (from /proc, so the machine's other
+work does not change it: near 1 means the event loop, not the pacing, set the rate). The bot's RSS (from /proc)
+is read before the draft, at its highest while the batch sends (sampled every 0.5 s), and at the end (the batch
+finished: its CSV report is in the parent's thread); the goal for the growth is < 30 MB for 10,000 recipients.
+Goal rows go to ``make bench``'s summary.
 
 Usage (from the repository root): python -m bench.bulk [--sizes 1000,10000] [--mps 20,200] [--quick]
     [--engines sqlite,postgresql]
@@ -29,7 +31,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import World, engine_urls, open_world, print_table, record_goal, temp_dir, wait_until
+from bench.common import (
+    World,
+    cpu_spent,
+    engine_urls,
+    open_world,
+    print_table,
+    record_goal,
+    temp_dir,
+    thread_cpu,
+    wait_until,
+)
 
 USER = "U0ALICE"
 CHANNEL = "C0GENERAL"
@@ -115,6 +127,7 @@ async def measure(engine: str, url: str, data_dir: Path, n: int, mps: float) -> 
         value = _button_value(preview, "bulk_send")
         created_before = world.simulator.created_count()
         peak = rss_before
+        cpu_before = thread_cpu(world.bot)
         click = datetime.now(UTC)
         answer = await world.driver.block_action("bulk_send", value, channel_id=CHANNEL, user_id=USER)
         assert answer.status == 200, answer.status
@@ -124,6 +137,7 @@ async def measure(engine: str, url: str, data_dir: Path, n: int, mps: float) -> 
             peak = max(peak, world.bot.rss_mb())
             await asyncio.sleep(0.5)  # sampling RSS; the loop's condition is what it waits for
         created = [m.created_at for m in world.simulator.messages.values() if m.direction == "outbound"]
+        cores = sum(cpu_spent(cpu_before, thread_cpu(world.bot)).values()) / (datetime.now(UTC) - click).total_seconds()
         complete = len(created) - created_before >= n
         parents = world.slack.messages(CHANNEL)
         finished = complete and bool(parents) and await wait_until(
@@ -156,7 +170,7 @@ async def measure(engine: str, url: str, data_dir: Path, n: int, mps: float) -> 
     elif not finished:
         note += "; report not uploaded within 120 s"
     return [engine, n, f"{mps:g}", round(sent / total, 2), (sent / total) / mps, ideal, total, f"{over:+.1%}",
-            "PASS" if on_time else "FAIL", window, f"{rss_before:.1f}", f"{peak:.1f}", f"{rss_end:.1f}",
+            "PASS" if on_time else "FAIL", window, f"{cores:.2f}", f"{rss_before:.1f}", f"{peak:.1f}", f"{rss_end:.1f}",
             f"{growth:+.1f}", rss_goal, note]
 
 
@@ -174,7 +188,7 @@ async def main_async(sizes: list[int], mps: list[float], engines: list[str]) -> 
                 f"window ≤ MPS, RSS growth < {RSS_GOAL_MB:g} MB for {RSS_GOAL_SIZE:,} "
                 "(MPS is raised for the larger batch so it also takes about 50 s; pacing runs at 96 % of MPS)",
                 ["engine", "N", "MPS", "achieved", "ratio", "ideal s", "total s", "over", "5 %", "busiest 1 s",
-                 "RSS before", "RSS peak", "RSS end", "growth MB", "goal MB", "note"], rows, left=1)
+                 "bot cores", "RSS before", "RSS peak", "RSS end", "growth MB", "goal MB", "note"], rows, left=1)
 
 
 def main() -> None:
