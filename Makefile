@@ -32,6 +32,7 @@ bench: $(VENV)/.installed
 	$(PY) -m bench.ack_latency || status=1; \
 	$(PY) -m bench.callbacks || status=1; \
 	$(PY) -m bench.slack_calls || status=1; \
+	$(PY) -m bench.bulk || status=1; \
 	$(PY) -m bench.callbacks --soak $(SOAK) --report-every $(SOAK_EVERY) || status=1; \
 	$(PY) -m bench.summary $$summary; rm -f $$summary; exit $$status
 

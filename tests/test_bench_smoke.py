@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 CASES = {
     "ack_latency": (["-m", "bench.ack_latency", "--requests", "8", "--clients", "2", "--slow-seconds", "0.1"],
                     "/sms ack latency", 2),
+    "bulk": (["-m", "bench.bulk", "--quick"], "bulk sends, click to last create", 2),
     "callbacks": (["-m", "bench.callbacks", "--messages", "5", "--clients", "2"], "signed status callbacks", 1),
     "slack_calls": (["-m", "bench.slack_calls", "--sms", "1", "--burst", "4", "--clients", "2", "--step-delay",
                      "0.05", "--quiet", "0.5", "--window", "5", "--give-up", "15"], "calls per isolated SMS", 2),
