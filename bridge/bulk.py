@@ -492,7 +492,7 @@ class BulkSends:
             return
         log.info("bulk batch=%s seq=%d handed over ref=%s to=%s", batch_id, row.seq, ref, mask_number(row.number))
         await self._in_flight.acquire()
-        task = self.bridge.spawn(self.bridge.process(ref, paced=True), name="send-bulk")
+        task = self.bridge.spawn(self.bridge.process(ref, paced=slot), name="send-bulk")
         task.add_done_callback(lambda _: self._in_flight.release())
         # Beside the POST, not before it: the pace slot is not spent waiting for the audit write. Linked to the
         # message, so its outcome is the message's (a receipt that came first is read by the link).

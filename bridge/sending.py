@@ -8,7 +8,8 @@ and reconciled by ``bridge.recovery``) and Retry (the atomic ``create_retry_inte
 -- issue 13: every POST waits for its slot of the sending number's pace (``pace_reserve``, shared by every replica and
 by bulk sends; ``SendSettings.mps``), and SignalWire's 429 pushes that pace back (``pace_push``) so the whole number
 slows down; the 429s this process was answered are kept too (``note_hold`` / ``held_since``), so a slot reserved
-before one came back is not used inside its Retry-After window. A bulk recipient (origin ``BULK_ORIGIN``) has no
+before one came back is not used inside its Retry-After window, and a POST held up more than ``LATE_SLOT_SECONDS``
+after its slot takes a fresh one rather than bunching with the next. A bulk recipient (origin ``BULK_ORIGIN``) has no
 parent and no thread.
 Must not import: aiohttp, Slack packages (Slack is reached through ``SlackPort``), ``handlers``.
 """
@@ -64,6 +65,9 @@ LONG_WAIT_NOTICE = 10.0    # tell the thread when a 429 makes a message wait at 
 MAX_POSTS = 2              # the original POST and at most one re-send after SignalWire's logs prove it absent
 PACE_MARGIN = 0.96         # -- issue 13: pace at 96 % of SIGNALWIRE_MPS: no one-second window sees more even when a
 #                                POST starts ~40 ms late (at 5 MPS), and 1,000 texts at 20 MPS take 52 s (50 s + 4 %)
+# -- issue 13: a POST that starts later than this after its slot takes a fresh one instead: below the ~42 ms by which
+# the margin lets a one-second window absorb lateness, and above a store write's usual latency at 200 MPS.
+LATE_SLOT_SECONDS = 0.03
 
 
 def seconds_per_segment(mps: float) -> float:
@@ -273,10 +277,11 @@ class Sending:
         return await self.slack.post(sms.channel_id, render.parent_text(sms),
                                      render.parent_blocks(sms, simulated=self.simulated), key=key)
 
-    async def process(self, ref: str, notify: Notify | None = None, *, paced: bool = False) -> OutboundSms | None:
+    async def process(self, ref: str, notify: Notify | None = None, *,
+                      paced: datetime | None = None) -> OutboundSms | None:
         """Post the parent (if new) and hand a pending message to SignalWire. Idempotent: only ``pending`` moves,
         and only under the message's lease: if another replica holds it, that one is on it (the stored message is
-        returned as it is). ``paced``: the caller reserved this POST's pace slot already (``bridge.bulk``)."""
+        returned as it is). ``paced``: the pace slot the caller reserved for this POST already (``bridge.bulk``)."""
         async with self.claims.hold(ref) as held:
             sms = await self.store.get_outbound(ref)
             if not held:
@@ -327,7 +332,7 @@ class Sending:
                 await self.store.set_conversation(sms.from_, sms.to, sms.channel_id, sms.parent_ts, utcnow())
             return await self.post_to_signalwire(sms)
 
-    async def post_to_signalwire(self, sms: OutboundSms, *, paced: bool = False) -> OutboundSms:
+    async def post_to_signalwire(self, sms: OutboundSms, *, paced: datetime | None = None) -> OutboundSms:
         """One POST, under the message's lease (``claims.hold``, held by the caller). Every outcome is stored before
         anything else happens. Each POST first waits for its slot of the sending number's pace (issue 13: shared by
         every replica and by bulk sends) unless ``paced`` (the caller waited for it)."""
@@ -336,13 +341,18 @@ class Sending:
         # The store decided at creation which auto-replies may go (``OPT_OUT_EXEMPT``); a Retry of one was checked.
         # A bulk recipient's first POST (``paced``) was checked by ``bulk_hand_over`` in the transaction that created
         # it, milliseconds ago: the POST follows its pace slot as closely as it can.
-        if not (sms.origin == AUTO_REPLY_ORIGIN and sms.retry_of is None) and not paced:
+        if not (sms.origin == AUTO_REPLY_ORIGIN and sms.retry_of is None) and paced is None:
             refusal = await self.opt_out_refusal(sms.from_, sms.to)
             if refusal is not None:
                 return await self._refused_late(sms, refusal)
-        if self.settings.mps is not None and not paced:
-            await self._wait_for_pace(sms)
+        slot = paced
+        if self.settings.mps is not None and paced is None:
+            slot = await self._wait_for_pace(sms)
         sms = await self.store.mark_submitting(sms.ref, utcnow())
+        if slot is not None and (utcnow() - slot).total_seconds() > LATE_SLOT_SECONDS:
+            # Held up since its slot (a slow store write, a busy loop): going now could bunch it with the POSTs
+            # whose slots come next. It takes a fresh slot instead, after every one reserved so far.
+            await self._wait_for_pace(sms)
         try:
             message = await self.signalwire.send_message(
                 sms.to,
@@ -401,14 +411,17 @@ class Sending:
                                                      message.status, message.error_code, message.error_message,
                                                      message.created_at))
 
-    async def _wait_for_pace(self, sms: OutboundSms) -> None:
-        """-- issue 13: reserve this POST's slot of ``sms.from_``'s pace (one atomic statement) and sleep until it."""
-        assert self.settings.mps is not None
+    async def _wait_for_pace(self, sms: OutboundSms) -> datetime | None:
+        """-- issue 13: reserve this POST's slot of ``sms.from_``'s pace (one atomic statement) and sleep until it;
+        the slot (None: not paced)."""
+        if self.settings.mps is None:
+            return None
         segments = 1 if sms.media else max(1, segment_info(sms.body).segments)  # an MMS is one message
         slot = await self.store.pace_reserve(sms.from_, segments, seconds_per_segment(self.settings.mps), utcnow())
         wait = (slot - utcnow()).total_seconds()
         if wait > 0:
             await asyncio.sleep(wait)
+        return slot
 
     async def _refused_late(self, sms: OutboundSms, refusal: str) -> OutboundSms:
         """Opted out or blocked while the message waited: never POSTed; the thread (and the parent) say why."""
