@@ -76,20 +76,25 @@ class SlackFiles:
         async with aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as session:
             return [await self._download(session, info) for info in files]
 
-    # -- issue 12: a contacts CSV from the App Home's import form: the same lookup and token-guarded download,
-    # checked only for size (it is not a picture).
-    async def fetch_data(self, client: AsyncWebClient, file_id: str) -> tuple[str, bytes]:
-        """(name, bytes) of one Slack file; ``MediaRefused`` / ``MediaUnavailable`` as for pictures."""
+    async def _located(self, client: AsyncWebClient, file_id: str) -> tuple[str, str, dict[str, Any]]:
+        """(name, download URL, ``files.info``'s file) of a Slack file on a Slack file host, else ``MediaRefused``."""
         info = await self._info(client, file_id)
         name = str(info.get("name") or info.get("title") or file_id)
-        size = info.get("size")
-        if isinstance(size, int):
-            check_size(name, size, self.limits)
         url = info.get("url_private_download") or info.get("url_private")
         if not isinstance(url, str) or not url:
             raise MediaRefused(f"Slack gave no download link for `{name}`.")
         if not self.trusted(url):
             raise MediaRefused(f"`{name}` is not stored on a Slack file host, so I did not download it.")
+        return name, url, info
+
+    # -- issue 12: a contacts CSV from the App Home's import form: the same lookup and token-guarded download,
+    # checked only for size (it is not a picture).
+    async def fetch_data(self, client: AsyncWebClient, file_id: str) -> tuple[str, bytes]:
+        """(name, bytes) of one Slack file; ``MediaRefused`` / ``MediaUnavailable`` as for pictures."""
+        name, url, info = await self._located(client, file_id)
+        size = info.get("size")
+        if isinstance(size, int):
+            check_size(name, size, self.limits)
         try:
             async with aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as session:
                 return name, await self._get(session, url, name, file_id)
@@ -101,13 +106,7 @@ class SlackFiles:
                           chunk_size: int = 64 * 1024) -> AsyncGenerator[bytes, None]:
         """One Slack file's bytes as they arrive; the same lookup, host checks and errors as ``fetch_data``, but no
         size cap here: the caller stops iterating (close it with ``contextlib.aclosing``) when it has enough."""
-        info = await self._info(client, file_id)
-        name = str(info.get("name") or info.get("title") or file_id)
-        url = info.get("url_private_download") or info.get("url_private")
-        if not isinstance(url, str) or not url:
-            raise MediaRefused(f"Slack gave no download link for `{name}`.")
-        if not self.trusted(url):
-            raise MediaRefused(f"`{name}` is not stored on a Slack file host, so I did not download it.")
+        name, url, _ = await self._located(client, file_id)
         try:
             async with aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as session, \
                     redirects.follow(session, url, check=self._refusal, headers=self._headers,
