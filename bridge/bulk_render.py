@@ -5,8 +5,8 @@ Owns: the bulk action ids (``bulk_send``, ``bulk_discard`` on the preview; ``bul
 of the preview (an ephemeral for the sender only: counts, invalid lines, skips, duplicates, segments, how long,
 quiet-hour waits, the sample text, "Send to N" / "Cancel") and of the live parent (counters, ETA, state, only the
 buttons that make sense in that state; the final form shows totals and no buttons), ``report_csv`` (the report
-uploaded into the parent's thread, guarded against spreadsheet formulas), ``reply_header`` (the first line of a
-recipient's reply thread) and ``title_of`` (a batch's short title, from its message).
+uploaded into the parent's thread, guarded against spreadsheet formulas), ``title_of`` (a batch's short title,
+from its message) and ``quoted_title`` (how every bulk text quotes it, ``bridge.conversations``' reply header too).
 Everything typed by a person (titles, names, lines, the sample) is escaped; every message fits Slack's limits
 (``bridge.slack_blocks``).
 Pure. Must not import: storage, ``handlers``, aiohttp, Slack packages.
@@ -76,7 +76,8 @@ def title_of(body: str) -> str:
     return (cut[:space] if space > TITLE_CHARS // 2 else cut).rstrip(" ,;:.-") + "…"
 
 
-def _title(title: str) -> str:
+def quoted_title(title: str) -> str:
+    """A batch's title as every bulk text quotes it: inert, in curly quotes."""
     return f"“{safe_name(title)}”" if title.strip() else "(untitled)"
 
 
@@ -90,7 +91,7 @@ def _until(at: datetime) -> str:
 
 def preview_lines(preview: BulkPreview, title: str) -> list[str]:
     """The preview's mrkdwn lines (each already escaped), before the sample and the buttons."""
-    lines = [f"*Preview of bulk {_title(title)}* · only you can see this; nothing is sent before "
+    lines = [f"*Preview of bulk {quoted_title(title)}* · only you can see this; nothing is sent before "
              f"“Send to {preview.will_send}”.",
              f"✅ *{_plural(preview.will_send, 'recipient')}* will get the text"]
     if preview.invalid_count:
@@ -157,7 +158,7 @@ def preview_blocks(preview: BulkPreview, title: str, *, from_: str = "") -> list
 
 def discarded_text(batch: BulkBatch) -> str:
     """What replaces the preview after its Cancel."""
-    return f"🗑️ Bulk {_title(batch.title)} discarded; nothing was sent."
+    return f"🗑️ Bulk {quoted_title(batch.title)} discarded; nothing was sent."
 
 
 # -- the live parent -------------------------------------------------------------------------------------------------
@@ -175,7 +176,7 @@ _FINAL = frozenset({BatchState.CANCELLED, BatchState.DONE, BatchState.DISCARDED}
 
 def parent_lines(batch: BulkBatch, progress: BulkProgress, *, seconds_left: float | None = None) -> list[str]:
     sender = f" from {format_number(batch.from_)}" if batch.from_ else ""
-    lines = [f"📣 *Bulk {_title(batch.title)}* to {_plural(batch.total, 'recipient')}{sender} · "
+    lines = [f"📣 *Bulk {quoted_title(batch.title)}* to {_plural(batch.total, 'recipient')}{sender} · "
              f"{_STATE[batch.state]}"]
     counts = (f"{progress.sent} sent · {progress.delivered} delivered · {progress.failed} failed · "
               f"{progress.skipped} skipped")
@@ -266,11 +267,3 @@ def report_csv(rows: Iterable[BulkReportRow]) -> Iterator[str]:
     for row in rows:
         yield line([_number_cell(row.number), inert_cell(row.name or ""), inert_cell(row.status),
                     inert_cell(row.error_code or ""), inert_cell(row.error_message or ""), _at(row.sent_at)])
-
-
-# -- a recipient's reply -----------------------------------------------------------------------------------------------
-
-def reply_header(name: str | None, number: str, title: str) -> str:
-    """"📥 Dana Smith replied to bulk “Store closed today”" (the number when the contact has no name)."""
-    who = safe_name(name) if name and name.strip() else safe_name(format_number(number))
-    return f"📥 {who} replied to bulk {_title(title)}"

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from bridge.contacts import labelled, safe_name
+from bridge.bulk_render import quoted_title
+from bridge.contacts import labelled
 from bridge.slack_blocks import (
     SECTION_TEXT,
     clip,
@@ -159,11 +160,6 @@ def media_lines(media: Sequence[MediaItem], more: int = 0) -> list[str]:
     return lines
 
 
-def bulk_title(title: str) -> str:
-    """A bulk batch's title as the reply header quotes it: inert, in curly quotes (as ``bridge.bulk_render``)."""
-    return f"“{safe_name(title)}”" if title.strip() else "(untitled)"
-
-
 def _inbound_head(message: InboundMessage, new_conversation: bool, name: str | None = None,
                   bulk: str | None = None) -> str:
     # -- issue 12: "Dana Smith (+1 555-123-4567)" when the sender is a contact (``name``).
@@ -171,7 +167,7 @@ def _inbound_head(message: InboundMessage, new_conversation: bool, name: str | N
               else shown(format_number(message.from_), MAX_NUMBER_SHOWN))
     if bulk is not None:
         # -- issue 13: the first text after a bulk text answers it, whether it opens the conversation or not.
-        return f"📥 {sender} replied to bulk {bulk_title(bulk)}"
+        return f"📥 {sender} replied to bulk {quoted_title(bulk)}"
     if new_conversation:
         return f"📥 *New conversation:* {sender} texted {shown(format_number(message.to), MAX_NUMBER_SHOWN)}"
     return f"📥 *{sender}* replied"

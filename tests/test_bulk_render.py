@@ -206,10 +206,3 @@ def test_report_csv_is_lazy() -> None:
     report = br.report_csv(rows())
     assert next(report).startswith("number,")
     assert next(report).startswith("+15551234567,Dana,sent")
-
-
-def test_reply_header() -> None:
-    assert br.reply_header("Dana Smith", "+15551234567", "Store closed today") == \
-        "📥 Dana Smith replied to bulk “Store closed today”"
-    assert br.reply_header(None, "+15551234567", "<!channel>") == \
-        "📥 +1 555-123-4567 replied to bulk “&lt;!channel&gt;”"
